@@ -1,0 +1,213 @@
+"""Chameleon's VQGAN (also Liquid's) as a ``diffusers.VQModel``.
+
+Chameleon and Liquid share Meta's taming-transformers VQGAN (``vqgan.ckpt`` + ``vqgan.yaml``). ``transformers``
+ships only its encoder (``ChameleonVQVAE``); ``diffusers.VQModel`` implements the same architecture with a decoder.
+This module configures ``VQModel`` as that VQGAN, converts taming-layout state dicts (Meta's ``vqgan.ckpt`` and
+the ``model.vqmodel.*`` weights of a ``transformers`` Chameleon checkpoint use the same names) into it, and
+computes codes exactly as Chameleon does (squared-distance argmin over the codebook).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import VQModel
+
+# Meta's vqgan.yaml for Chameleon-7B / Anole-7B (ddconfig + n_embed/embed_dim).
+CHAMELEON_VQGAN_YAML = {
+    "embed_dim": 256,
+    "n_embed": 8192,
+    "ddconfig": {
+        "double_z": False,
+        "z_channels": 256,
+        "resolution": 512,
+        "in_channels": 3,
+        "out_ch": 3,
+        "ch": 128,
+        "ch_mult": [1, 1, 2, 2, 4],
+        "num_res_blocks": 2,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    },
+}
+
+
+def vqmodel_config_from_taming(embed_dim: int, n_embed: int, ddconfig: dict[str, Any]) -> dict[str, Any]:
+    """``diffusers.VQModel`` constructor arguments for a taming VQGAN config.
+
+    Args:
+        embed_dim: Codebook vector size (``quant_conv`` output channels).
+        n_embed: Number of codebook entries.
+        ddconfig: taming ``ddconfig`` (``ch``, ``ch_mult``, ``num_res_blocks``, ``z_channels``...).
+
+    Raises:
+        ValueError: For taming features ``VQModel`` does not have (attention inside the down/up blocks,
+            ``double_z``).
+    """
+    if ddconfig.get("attn_resolutions"):
+        raise ValueError(
+            f"attn_resolutions={ddconfig['attn_resolutions']}: attention inside down/up blocks is not part of "
+            "Chameleon's VQGAN and has no diffusers.VQModel equivalent"
+        )
+    if ddconfig.get("double_z"):
+        raise ValueError("double_z=True is a KL autoencoder setting, not a VQGAN one")
+    levels = len(ddconfig["ch_mult"])
+    return {
+        "in_channels": ddconfig.get("in_channels", 3),
+        "out_channels": ddconfig.get("out_ch", 3),
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "block_out_channels": [ddconfig["ch"] * mult for mult in ddconfig["ch_mult"]],
+        "layers_per_block": ddconfig["num_res_blocks"],
+        "latent_channels": ddconfig["z_channels"],
+        "sample_size": ddconfig["resolution"],
+        "num_vq_embeddings": n_embed,
+        "vq_embed_dim": embed_dim,
+        "norm_num_groups": 32,
+        "mid_block_add_attention": True,
+    }
+
+
+def vqmodel_config_from_chameleon_vq_config(vq_config: Any) -> dict[str, Any]:
+    """``VQModel`` arguments for a ``transformers.ChameleonVQVAEConfig``."""
+    return vqmodel_config_from_taming(
+        embed_dim=vq_config.embed_dim,
+        n_embed=vq_config.num_embeddings,
+        ddconfig={
+            "double_z": vq_config.double_latent,
+            "z_channels": vq_config.latent_channels,
+            "resolution": vq_config.resolution,
+            "in_channels": vq_config.in_channels,
+            "out_ch": vq_config.in_channels,
+            "ch": vq_config.base_channels,
+            "ch_mult": list(vq_config.channel_multiplier),
+            "num_res_blocks": vq_config.num_res_blocks,
+            "attn_resolutions": vq_config.attn_resolutions or [],
+        },
+    )
+
+
+def _convert_resnet(suffix: str) -> str:
+    return suffix.replace("nin_shortcut", "conv_shortcut")
+
+
+def _convert_attention(suffix: str) -> str:
+    for taming, diffusers in (("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v.")):
+        if suffix.startswith(taming):
+            return diffusers + suffix[len(taming) :]
+    if suffix.startswith("proj_out."):
+        return "to_out.0." + suffix[len("proj_out.") :]
+    raise KeyError(suffix)
+
+
+def _convert_key(key: str, levels: int) -> str:
+    """Map one taming key to its ``VQModel`` name (raises ``KeyError`` for an unknown key)."""
+    for part in ("encoder", "decoder"):
+        if not key.startswith(part + "."):
+            continue
+        rest = key[len(part) + 1 :]
+        simple = {"conv_in.": "conv_in.", "conv_out.": "conv_out.", "norm_out.": "conv_norm_out."}
+        for taming, diffusers in simple.items():
+            if rest.startswith(taming):
+                return f"{part}.{diffusers}{rest[len(taming):]}"
+        if match := re.fullmatch(r"mid\.block_([12])\.(.+)", rest):
+            return f"{part}.mid_block.resnets.{int(match[1]) - 1}.{_convert_resnet(match[2])}"
+        if match := re.fullmatch(r"mid\.attn_1\.(.+)", rest):
+            return f"{part}.mid_block.attentions.0.{_convert_attention(match[1])}"
+        if match := re.fullmatch(r"down\.(\d+)\.block\.(\d+)\.(.+)", rest):
+            return f"{part}.down_blocks.{match[1]}.resnets.{match[2]}.{_convert_resnet(match[3])}"
+        if match := re.fullmatch(r"down\.(\d+)\.downsample\.conv\.(.+)", rest):
+            return f"{part}.down_blocks.{match[1]}.downsamplers.0.conv.{match[2]}"
+        if match := re.fullmatch(r"up\.(\d+)\.block\.(\d+)\.(.+)", rest):
+            block = levels - 1 - int(match[1])
+            return f"{part}.up_blocks.{block}.resnets.{match[2]}.{_convert_resnet(match[3])}"
+        if match := re.fullmatch(r"up\.(\d+)\.upsample\.conv\.(.+)", rest):
+            return f"{part}.up_blocks.{levels - 1 - int(match[1])}.upsamplers.0.conv.{match[2]}"
+    if key in ("quantize.embedding.weight",) or key.split(".")[0] in ("quant_conv", "post_quant_conv"):
+        return key
+    raise KeyError(key)
+
+
+def convert_taming_state_dict(state_dict: dict[str, torch.Tensor], levels: int) -> dict[str, torch.Tensor]:
+    """Convert a taming-layout VQGAN state dict (Meta's ``vqgan.ckpt``) to ``diffusers.VQModel`` names.
+
+    Training-only entries (``loss.*``, the discriminator) are dropped; attention ``q/k/v/proj_out`` 1x1 convs
+    become linear weights.
+
+    Args:
+        state_dict: taming keys (``encoder.*``, ``decoder.*``, ``quantize.embedding.weight``, ``quant_conv.*``,
+            ``post_quant_conv.*``).
+        levels: ``len(ch_mult)`` (decoder up-blocks are stored in reverse order by diffusers).
+
+    Raises:
+        KeyError: On a key that is neither a VQGAN weight nor a known training-only entry.
+    """
+    converted = {}
+    for key, value in state_dict.items():
+        if key.startswith("loss."):
+            continue
+        new_key = _convert_key(key, levels)
+        if ".attentions.0.to_" in new_key and new_key.endswith(".weight") and value.ndim == 4:
+            value = value[:, :, 0, 0]
+        converted[new_key] = value
+    return converted
+
+
+def load_taming_checkpoint(ckpt_path: str | Path, config: dict[str, Any] | None = None) -> VQModel:
+    """Build a ``VQModel`` from Meta's ``vqgan.ckpt`` (taming layout) and its ``vqgan.yaml`` config.
+
+    Args:
+        ckpt_path: Path to ``vqgan.ckpt`` (a torch pickle whose ``state_dict`` holds the taming keys).
+        config: The parsed ``vqgan.yaml`` (``model.params`` or the params themselves); Chameleon's if omitted.
+    """
+    params = CHAMELEON_VQGAN_YAML if config is None else config.get("model", {}).get("params", config)
+    kwargs = vqmodel_config_from_taming(params["embed_dim"], params["n_embed"], params["ddconfig"])
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state_dict = checkpoint.get("state_dict", checkpoint)
+    vq = VQModel(**kwargs)
+    vq.load_state_dict(convert_taming_state_dict(state_dict, len(params["ddconfig"]["ch_mult"])), strict=True)
+    return vq.eval().requires_grad_(False)
+
+
+def read_vqgan_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a taming ``vqgan.yaml``."""
+    import yaml
+
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+@torch.no_grad()
+def encode_codes(vq: VQModel, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chameleon's image tokenization.
+
+    Args:
+        vq: The VQGAN.
+        pixel_values: ``(B, 3, H, W)`` in [-1, 1].
+
+    Returns:
+        codes ``(B, h*w)`` (row-major codebook indices) and pre-quantisation features ``(B, h*w, D)``
+        (``quant_conv(encoder(x))``, the paper's recognition features) in the same order.
+    """
+    features = vq.quant_conv(vq.encoder(pixel_values))
+    batch, dim = features.shape[:2]
+    flat = features.permute(0, 2, 3, 1).reshape(batch, -1, dim)
+    codebook = vq.quantize.embedding.weight
+    # The same expansion and argmin as Chameleon's quantizer (bitwise-equal codes, not cdist).
+    distances = (
+        flat.reshape(-1, dim).pow(2).sum(dim=1, keepdim=True)
+        + codebook.pow(2).sum(dim=1)
+        - 2 * torch.einsum("bd,dn->bn", flat.reshape(-1, dim), codebook.t())
+    )
+    codes = distances.argmin(dim=1).reshape(batch, -1)
+    return codes, flat
+
+
+@torch.no_grad()
+def decode_codes(vq: VQModel, codes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Codes ``(B, h*w)`` -> pixel values ``(B, 3, H, W)`` in roughly [-1, 1]."""
+    quant = vq.quantize.get_codebook_entry(codes.reshape(-1), (codes.shape[0], *grid, vq.config.vq_embed_dim))
+    return vq.decoder(vq.post_quant_conv(quant))

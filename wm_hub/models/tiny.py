@@ -1,0 +1,205 @@
+"""Offline tiny presets: random-weight backbones with locally built tokenizers.
+
+Each preset has the real layout of its family (vocabulary structure, special tokens, VQ architecture, config
+classes) at a size that trains and samples on a laptop CPU. ``save_pretrained`` writes a folder that
+:func:`wm_hub.load_backbone` reads through the same code path as a real checkpoint. Tests and ``make demo`` use
+them; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import VQModel
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    ChameleonConfig,
+    ChameleonImageProcessorPil,
+    GemmaConfig,
+    GemmaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from wm_hub.models.base import Backbone, BackboneConfig
+from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN, ChameleonBackbone
+from wm_hub.models.chameleon import ChameleonWorldModelForConditionalGeneration as ChameleonLM
+from wm_hub.models.chameleon_vqgan import convert_taming_state_dict, vqmodel_config_from_chameleon_vq_config
+from wm_hub.models.liquid import LiquidBackbone
+
+
+@dataclass
+class TinySpec:
+    """Size of a tiny preset.
+
+    Args:
+        image_size: Image side in pixels (the VQ downsamples by 8: 64 px -> 8x8 = 64 tokens).
+        num_image_codes: VQ codebook size.
+        hidden_size: LM width.
+        num_layers: LM depth.
+        num_heads: LM attention heads.
+        seed: Seed of the random weights.
+    """
+
+    image_size: int = 64
+    num_image_codes: int = 512
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    seed: int = 0
+
+
+def build_byte_tokenizer(
+    leading_tokens: list[str],
+    special_tokens: list[str],
+    *,
+    bos: str,
+    eos: str,
+    pad: str,
+    unk: str,
+    trailing_tokens: list[str] = (),
+) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (every UTF-8 text encodes, no training) with fixed ids for special tokens.
+
+    Ids: ``leading_tokens`` first (in order), then the 256 byte symbols, then ``trailing_tokens``. Every token of
+    ``leading_tokens``, ``trailing_tokens`` and ``special_tokens`` is atomic (never split).
+
+    Args:
+        leading_tokens: Tokens at ids ``0..n-1`` (e.g. ``<s> <pad> </s> <unk>`` and image tokens).
+        special_tokens: Tokens among ``leading_tokens``/``trailing_tokens`` to mark as special.
+        bos: Begin-of-sequence token.
+        eos: End-of-sequence token.
+        pad: Padding token.
+        unk: Unknown token.
+        trailing_tokens: Tokens after the byte symbols.
+    """
+    byte_symbols = list(pre_tokenizers.ByteLevel.alphabet())
+    byte_symbols.sort()
+    vocab: dict[str, int] = {}
+    for token in [*leading_tokens, *byte_symbols, *trailing_tokens]:
+        if token in vocab:
+            raise ValueError(f"duplicate token {token!r}")
+        vocab[token] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=unk))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    atomic = [*leading_tokens, *trailing_tokens]
+    backend.add_special_tokens([AddedToken(token, special=token in special_tokens) for token in atomic])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk)
+
+
+def chameleon_image_token(code: int) -> str:
+    """Chameleon's vocabulary name of image code ``code`` (digits written as letters A-J): 12 -> IMGIMGBCZ."""
+    return "IMGIMG" + "".join(chr(ord("A") + int(digit)) for digit in str(code)) + "Z"
+
+
+def _tiny_vq_config(spec: TinySpec) -> dict:
+    return {
+        "embed_dim": 32,
+        "num_embeddings": spec.num_image_codes,
+        "latent_channels": 32,
+        "resolution": spec.image_size,
+        "base_channels": 32,
+        "channel_multiplier": [1, 1, 2, 2],
+        "num_res_blocks": 1,
+        "attn_resolutions": [],
+    }
+
+
+def _vqgan_from_chameleon_lm(model: ChameleonLM) -> VQModel:
+    """A diffusers VQGAN sharing the LM's VQ encoder/codebook weights (random decoder)."""
+    vq_config = model.config.vq_config
+    vqgan = VQModel(**vqmodel_config_from_chameleon_vq_config(vq_config))
+    encoder_weights = convert_taming_state_dict(model.model.vqmodel.state_dict(), len(vq_config.channel_multiplier))
+    missing, unexpected = vqgan.load_state_dict(encoder_weights, strict=False)
+    if unexpected or any(not key.startswith("decoder.") for key in missing):
+        raise RuntimeError(f"VQGAN layout mismatch: missing={missing} unexpected={unexpected}")
+    return vqgan
+
+
+def build_tiny_chameleon(spec: TinySpec) -> ChameleonBackbone:
+    """A random tiny Chameleon: HF Chameleon vocabulary layout, ``ChameleonVQVAE`` encoder, VQGAN decoder."""
+    torch.manual_seed(spec.seed)
+    image_tokens = [chameleon_image_token(code) for code in range(spec.num_image_codes)]
+    specials = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
+    tokenizer = build_byte_tokenizer(
+        ["<s>", "<pad>", "</s>", "<unk>", *image_tokens, EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"],
+        specials,
+        bos="<s>",
+        eos="</s>",
+        pad="<pad>",
+        unk="<unk>",
+    )
+    config = ChameleonConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.hidden_size * 2,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        vocabulary_map=tokenizer.get_vocab(),
+        vq_config=_tiny_vq_config(spec),
+    )
+    model = ChameleonLM(config).eval()
+    image_processor = ChameleonImageProcessorPil(
+        size={"shortest_edge": spec.image_size}, crop_size={"height": spec.image_size, "width": spec.image_size}
+    )
+    settings = BackboneConfig(arch="chameleon", image_size=spec.image_size)
+    return ChameleonBackbone(model, tokenizer, _vqgan_from_chameleon_lm(model), image_processor, settings)
+
+
+def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
+    """A random tiny Liquid: Gemma LM, byte tokenizer with ``<boi>``/``<eoi>``, codes appended after the text."""
+    torch.manual_seed(spec.seed)
+    tokenizer = build_byte_tokenizer(
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<boi>", "<eoi>", "<unconditional>", "<start_of_turn>", "<end_of_turn>"],
+        ["<pad>", "<eos>", "<bos>", "<unk>", "<boi>", "<eoi>", "<unconditional>", "<start_of_turn>", "<end_of_turn>"],
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        unk="<unk>",
+    )
+    config = GemmaConfig(
+        vocab_size=len(tokenizer) + spec.num_image_codes,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.hidden_size * 2,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_heads,
+        head_dim=spec.hidden_size // spec.num_heads,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GemmaForCausalLM(config).eval()
+    vq_config = ChameleonConfig(vq_config=_tiny_vq_config(spec)).vq_config
+    vqgan = VQModel(**vqmodel_config_from_chameleon_vq_config(vq_config))
+    settings = BackboneConfig(arch="liquid", image_size=spec.image_size, image_token_offset=len(tokenizer))
+    return LiquidBackbone(model, tokenizer, vqgan, settings)
+
+
+TINY_PRESETS: dict[str, Callable[[TinySpec], Backbone]] = {
+    "chameleon": build_tiny_chameleon,
+    "liquid": build_tiny_liquid,
+}
+
+
+def build_tiny_backbone(arch: str, spec: TinySpec | None = None) -> Backbone:
+    """Build a random tiny backbone of family ``arch`` in memory."""
+    if arch not in TINY_PRESETS:
+        raise ValueError(f"No tiny preset for {arch!r}; choose one of {sorted(TINY_PRESETS)}")
+    return TINY_PRESETS[arch](spec or TinySpec())
+
+
+def save_tiny_model(arch: str, out_dir: str | Path, spec: TinySpec | None = None) -> Path:
+    """Build a tiny backbone and save it as a checkpoint folder (what ``wm-hub tiny-model`` does)."""
+    out_dir = Path(out_dir)
+    build_tiny_backbone(arch, spec).save_pretrained(out_dir)
+    return out_dir
