@@ -1,0 +1,127 @@
+"""The generation primitive: N candidate images for a batch of prompts in one ``generate`` call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from transformers import (
+    GenerationConfig,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from wm_hub.models.base import Backbone
+
+
+@dataclass
+class ImageGenerationOutput:
+    """Result of :func:`generate_images`.
+
+    Attributes:
+        image_ids: LongTensor ``(batch, num_candidates, image_seq_len)`` of LM image token ids.
+        images: ``images[b][n]``: candidate ``n`` of prompt ``b`` (``None`` when decoding was skipped).
+        sequences: The full generated sequences ``(batch * num_candidates, prompt + layout)`` (left-padded).
+    """
+
+    image_ids: torch.Tensor
+    images: list[list[Image.Image]] | None
+    sequences: torch.Tensor
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pad token id lists into ``input_ids`` and ``attention_mask``."""
+    length = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
+        attention_mask[row, length - len(prompt) :] = 1
+    return input_ids, attention_mask
+
+
+@torch.no_grad()
+def generate_images(
+    backbone: Backbone,
+    prompts: Sequence[Sequence[int]],
+    num_candidates: int = 1,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    cache_implementation: str | None = None,
+    decode: bool = True,
+) -> ImageGenerationOutput:
+    """Sample ``num_candidates`` images per prompt in ONE ``generate`` call.
+
+    Candidates of a prompt share it (``num_return_sequences``), so the prompt is encoded once per row of the batch
+    and the KV cache holds ``batch * num_candidates`` rows. Only image codes can be sampled
+    (:class:`~wm_hub.inference.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
+    end-of-line) are forced, so every candidate has exactly ``image_seq_len`` image tokens.
+
+    Args:
+        backbone: The world-model backbone.
+        prompts: Token id lists that end with the image prefix (e.g. ``build_fdm_sequence(src, action).input_ids``).
+        num_candidates: Samples per prompt.
+        temperature: Sampling temperature (the paper uses 1.0; lower values tend to copy the source).
+        top_k: Keep the k most likely image tokens (``None``: all).
+        top_p: Nucleus sampling over image tokens (``None``: off).
+        seed: Seeds torch's RNG for reproducible samples.
+        cache_implementation: ``"static"`` for a static KV cache (much faster decoding on GPU), ``None`` dynamic.
+        decode: Also decode the images with the VQ decoder.
+
+    Returns:
+        Image token ids, decoded images and raw sequences.
+    """
+    if not prompts:
+        raise ValueError("generate_images needs at least one prompt")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
+    prefix = backbone.image_prefix_ids()
+    for row, prompt in enumerate(prompts):
+        if list(prompt[-len(prefix) :]) != prefix:
+            raise ValueError(f"prompt {row} does not end with the image prefix {prefix}")
+    input_ids, attention_mask = left_pad(prompts, backbone.pad_token_id)
+    device = backbone.device
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    layout = backbone.generation_layout()
+    processors = LogitsProcessorList([backbone.image_logits_processor(input_ids.shape[1])])
+    if temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        processors.append(TopKLogitsWarper(top_k))
+    if top_p is not None and top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p))
+    generation_config = GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=len(layout),
+        num_return_sequences=num_candidates,
+        pad_token_id=backbone.pad_token_id,
+        bos_token_id=backbone.bos_token_id,
+        eos_token_id=backbone.eos_token_id,
+        cache_implementation=cache_implementation,
+    )
+    if seed is not None:
+        torch.manual_seed(seed)
+    sequences = backbone.model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        generation_config=generation_config,
+        logits_processor=processors,
+    )
+    generated = sequences[:, input_ids.shape[1] :].cpu()
+    if generated.shape[1] != len(layout):
+        raise RuntimeError(f"generation stopped after {generated.shape[1]} of {len(layout)} layout tokens")
+    image_ids = generated[:, layout < 0].reshape(len(prompts), num_candidates, backbone.image_seq_len)
+    images = None
+    if decode:
+        flat = backbone.decode_images(image_ids.reshape(-1, backbone.image_seq_len))
+        images = [flat[row * num_candidates : (row + 1) * num_candidates] for row in range(len(prompts))]
+    return ImageGenerationOutput(image_ids=image_ids, images=images, sequences=sequences.cpu())
