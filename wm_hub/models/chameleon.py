@@ -158,7 +158,7 @@ class ChameleonBackbone(Backbone):
             vqgan: Where the VQGAN is: a diffusers ``VQModel`` folder/Hub id, or Meta's ``vqgan.ckpt``. Defaults to
                 ``<path>/vqgan``.
             vqgan_config: ``vqgan.yaml`` next to a ``vqgan.ckpt`` (Chameleon's config if omitted).
-            **model_kwargs: Passed to ``from_pretrained`` of the LM (``dtype``, ``device_map``, ``attn_implementation``).
+            **model_kwargs: For the LM's ``from_pretrained`` (``dtype``, ``device_map``, ``attn_implementation``).
         """
         model = ChameleonWorldModelForConditionalGeneration.from_pretrained(path, **model_kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -112,7 +112,7 @@ def _convert_key(key: str, levels: int) -> str:
         simple = {"conv_in.": "conv_in.", "conv_out.": "conv_out.", "norm_out.": "conv_norm_out."}
         for taming, diffusers in simple.items():
             if rest.startswith(taming):
-                return f"{part}.{diffusers}{rest[len(taming):]}"
+                return f"{part}.{diffusers}{rest[len(taming) :]}"
         if match := re.fullmatch(r"mid\.block_([12])\.(.+)", rest):
             return f"{part}.mid_block.resnets.{int(match[1]) - 1}.{_convert_resnet(match[2])}"
         if match := re.fullmatch(r"mid\.attn_1\.(.+)", rest):

@@ -63,7 +63,7 @@ class LiquidBackbone(Backbone):
         offset = config.image_token_offset
         if offset + num_codes > model.config.vocab_size:
             raise ValueError(
-                f"image_token_offset {offset} + {num_codes} codes exceeds the LM vocabulary ({model.config.vocab_size})"
+                f"image_token_offset {offset} + {num_codes} codes exceed the LM vocabulary ({model.config.vocab_size})"
             )
         self._image_token_ids = torch.arange(offset, offset + num_codes)
         self._boi = self._token_id(BOI_TOKEN)

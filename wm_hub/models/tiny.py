@@ -87,7 +87,9 @@ def build_byte_tokenizer(
     backend.decoder = decoders.ByteLevel()
     atomic = [*leading_tokens, *trailing_tokens]
     backend.add_special_tokens([AddedToken(token, special=token in special_tokens) for token in atomic])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk
+    )
 
 
 def chameleon_image_token(code: int) -> str:
