@@ -58,9 +58,9 @@ def generate_images(
 ) -> ImageGenerationOutput:
     """Sample ``num_candidates`` images per prompt in ONE ``generate`` call.
 
-    Candidates of a prompt share it (``num_return_sequences``), so the prompt is encoded once per row of the batch
-    and the KV cache holds ``batch * num_candidates`` rows. Only image codes can be sampled
-    (:class:`~wm_hub.inference.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
+    Candidates of a prompt share it (``num_return_sequences``): one call decodes ``batch * num_candidates`` rows
+    in lockstep, the regime where decoding costs little more per step than a single sample. Only image codes can be
+    sampled (:class:`~wm_hub.inference.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
     end-of-line) are forced, so every candidate has exactly ``image_seq_len`` image tokens.
 
     Args:

@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first and pinned: an unpinned torch (asked for by a dependency) would pull a multi-GB CUDA build.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/wm-hub demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/ruff check wm_hub tests benchmarks
+	$(BIN)/ruff format --check wm_hub tests benchmarks
+	$(BIN)/python -m pytest -q --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check wm_hub tests benchmarks
+	$(BIN)/ruff format --check wm_hub tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_backbone.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

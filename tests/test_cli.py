@@ -1,0 +1,67 @@
+"""The wm-hub command: help on every task, tiny-model, predict and demo outputs, readable errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from wm_hub.cli import build_parser, main
+
+TASKS = ["tiny-model", "convert-vqgan", "predict", "demo"]
+
+
+def test_top_level_help_lists_every_task():
+    result = subprocess.run([sys.executable, "-m", "wm_hub.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for task in TASKS:
+        assert task in result.stdout
+    assert "inverse dynamics" in result.stdout
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_task_help_explains_itself(task, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([task, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: wm-hub {task}" in text and "--out" in text and len(text) > 300
+
+
+def test_tiny_model_rejects_unknown_arch(capsys):
+    with pytest.raises(SystemExit):
+        main(["tiny-model", "--arch", "janus", "--out", "x"])
+    assert "invalid choice: 'janus'" in capsys.readouterr().err
+
+
+def test_predict_writes_candidates_and_summary(tiny_model_dirs, tmp_path, capsys):
+    source = tmp_path / "source.jpg"
+    Image.new("RGB", (120, 80), (10, 200, 30)).save(source)
+    out = tmp_path / "preds"
+    args = ["predict", "--model", str(tiny_model_dirs("liquid")), "--image", str(source), "--action", "open it"]
+    assert main([*args, "--num-candidates", "2", "--out", str(out), "--seed", "3"]) == 0
+    summary = json.loads((out / "prediction.json").read_text())
+    assert summary["action"] == "open it" and len(summary["images"]) == 2
+    for path in summary["images"]:
+        assert Image.open(path).size == (64, 64)
+    assert not list(out.glob("*.tmp"))
+
+
+def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    base = ["predict", "--model", str(tiny_model_dirs("chameleon")), "--action", "x", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="broken.png: not an image"):
+        main([*base, "--image", str(broken)])
+    with pytest.raises(SystemExit, match="missing.png: no such file"):
+        main([*base, "--image", str(tmp_path / "missing.png")])
+
+
+def test_demo_runs_offline_and_writes_predictions(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--num-candidates", "2"]) == 0
+    assert (tmp_path / "demo" / "model" / "config.json").is_file()
+    pngs = sorted((tmp_path / "demo").glob("candidate_*.png"))
+    assert len(pngs) == 2 and Image.open(pngs[0]).size == (64, 64)

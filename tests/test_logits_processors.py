@@ -1,0 +1,36 @@
+"""ImageOnlyLogitsProcessor: image codes where the layout samples, forced tokens elsewhere."""
+
+from __future__ import annotations
+
+import torch
+
+from wm_hub.inference.logits_processors import ImageOnlyLogitsProcessor
+
+
+def test_layout_steps():
+    processor = ImageOnlyLogitsProcessor(
+        prompt_length=3,
+        layout=torch.tensor([-1, -1, 7, -1, 9]),
+        allowed_ids=torch.tensor([1, 2, 4]),
+        fallback_token_id=0,
+    )
+    scores = torch.randn(2, 10)
+    for step, expected in [(0, None), (1, None), (2, 7), (3, None), (4, 9), (5, 0), (8, 0)]:
+        out = processor(torch.zeros(2, 3 + step, dtype=torch.long), scores.clone())
+        finite = torch.isfinite(out)
+        if expected is None:
+            assert finite[:, [1, 2, 4]].all() and finite.sum() == 6
+            torch.testing.assert_close(out[:, [1, 2, 4]], scores[:, [1, 2, 4]])
+        else:
+            assert finite.sum() == 2 and finite[:, expected].all()
+
+
+def test_sampling_after_mask_never_leaves_image_vocabulary():
+    processor = ImageOnlyLogitsProcessor(
+        prompt_length=0, layout=torch.tensor([-1]), allowed_ids=torch.tensor([5, 6]), fallback_token_id=0
+    )
+    scores = torch.zeros(1000, 10)
+    scores[:, 0] = 50.0  # a text token that would dominate without the mask
+    probs = processor(torch.zeros(1000, 0, dtype=torch.long), scores).softmax(-1)
+    samples = torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0)).flatten()
+    assert set(samples.tolist()) == {5, 6}

@@ -1,0 +1,214 @@
+"""The ``wm-hub`` command: one subcommand per user task, thin over the library.
+
+Training and annotation at scale run as ``accelerate launch recipes/<stage>.py --config recipes/<model>/<stage>.yaml``;
+everything else is a ``wm-hub`` subcommand. ``wm-hub <task> --help`` explains each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ARCHS = ("chameleon", "liquid", "emu3")
+
+
+def _tiny_model(args: argparse.Namespace) -> int:
+    from wm_hub.models.tiny import TinySpec, save_tiny_model
+
+    spec = TinySpec(image_size=args.image_size, seed=args.seed, num_image_codes=args.num_image_codes)
+    out = save_tiny_model(args.arch, args.out, spec)
+    print(f"Wrote a random tiny {args.arch} backbone to {out} (load it with wm_hub.load_backbone({str(out)!r}))")
+    return 0
+
+
+def _convert_vqgan(args: argparse.Namespace) -> int:
+    from wm_hub.models.chameleon_vqgan import load_taming_checkpoint, read_vqgan_yaml
+
+    if not Path(args.ckpt).is_file():
+        raise SystemExit(f"error: --ckpt {args.ckpt}: no such file")
+    vqgan = load_taming_checkpoint(args.ckpt, read_vqgan_yaml(args.yaml) if args.yaml else None)
+    vqgan.save_pretrained(args.out)
+    print(f"Wrote the VQGAN (diffusers.VQModel, encoder + decoder) to {args.out}")
+    return 0
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except FileNotFoundError:
+        raise SystemExit(f"error: --image {path}: no such file") from None
+    except UnidentifiedImageError:
+        raise SystemExit(f"error: --image {path}: not an image PIL can read") from None
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from wm_hub import load_backbone
+    from wm_hub.inference import generate_images
+
+    source = _open_image(args.image)
+    backbone = load_backbone(args.model, device=args.device, dtype=args.dtype)
+    prompt = backbone.build_fdm_sequence(source, args.action).input_ids
+    output = generate_images(
+        backbone,
+        [prompt],
+        num_candidates=args.num_candidates,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, image in enumerate(output.images[0]):
+        path = out / f"candidate_{index}.png"
+        tmp = path.with_name(path.name + ".tmp")
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+        paths.append(str(path))
+    summary = {"model": args.model, "image": args.image, "action": args.action, "seed": args.seed, "images": paths}
+    tmp = out / "prediction.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, out / "prediction.json")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from PIL import Image, ImageDraw
+
+    from wm_hub.models.tiny import TinySpec, save_tiny_model
+
+    out = Path(args.out)
+    model_dir = out / "model"
+    if not (model_dir / "config.json").is_file():
+        save_tiny_model(args.arch, model_dir, TinySpec())
+    source = Image.new("RGB", (96, 96), (90, 140, 200))
+    ImageDraw.Draw(source).rectangle((20, 40, 44, 64), fill=(220, 40, 40))
+    out.mkdir(parents=True, exist_ok=True)
+    source.save(out / "source.png")
+    predict_args = argparse.Namespace(
+        model=str(model_dir),
+        image=str(out / "source.png"),
+        action="move the red block to the right",
+        num_candidates=args.num_candidates,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=0,
+        device=None,
+        dtype=None,
+        out=str(out),
+    )
+    return _predict(predict_args)
+
+
+def _add_tiny_model(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tiny-model",
+        help="write a random tiny backbone (real layout, local tokenizer) for tests and demos",
+        description="Build a random-weight backbone with the real layout of its family (vocabulary, special tokens, "
+        "VQ architecture) at laptop size, and save it like a real checkpoint. wm_hub.load_backbone(DIR) loads it "
+        "through the same code path as Anole-7b, Liquid-7B or Emu3.",
+        epilog="example: wm-hub tiny-model --arch chameleon --out /tmp/tiny-chameleon",
+    )
+    parser.add_argument("--arch", choices=ARCHS, required=True, help="backbone family")
+    parser.add_argument("--out", required=True, help="output folder (config.json, weights, tokenizer, VQ model)")
+    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default: 64 -> 8x8 tokens)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
+    parser.add_argument("--num-image-codes", type=int, default=512, help="VQ codebook size (default: 512)")
+    parser.set_defaults(func=_tiny_model)
+
+
+def _add_convert_vqgan(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert-vqgan",
+        help="convert Meta's/Anole's vqgan.ckpt (Chameleon's VQGAN) into a diffusers VQModel folder",
+        description="HF Chameleon checkpoints ship only the VQ encoder; the decoder is in Meta's vqgan.ckpt "
+        "(taming-transformers layout). This writes it as a diffusers.VQModel folder. Put it in <model>/vqgan "
+        "and load_backbone(<model>) finds it, or pass vqgan=<folder> to load_backbone.",
+        epilog="example: wm-hub convert-vqgan --ckpt tokenizer/vqgan.ckpt --yaml tokenizer/vqgan.yaml "
+        "--out Anole-7b-v0.1-hf/vqgan",
+    )
+    parser.add_argument("--ckpt", required=True, help="path to vqgan.ckpt")
+    parser.add_argument("--yaml", help="path to vqgan.yaml (default: Chameleon-7B's config)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=_convert_vqgan)
+
+
+def _add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--num-candidates", type=int, default=4, help="images sampled in one batch (default: 4)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper: 1.0)")
+    parser.add_argument("--top-k", type=int, help="keep the k most likely image tokens (default: all)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling over image tokens (default: off)")
+    parser.add_argument("--seed", type=int, default=0, help="RNG seed (default: 0)")
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="forward dynamics: source image + action -> candidate next images",
+        description="Sample candidate next observations for one source image and action with a world-model "
+        "backbone, all candidates in one batched generate call. Writes candidate_<i>.png and prediction.json.",
+        epilog='example: wm-hub predict --model /tmp/tiny-chameleon --image kitchen.jpg --action "open the drawer" '
+        "--num-candidates 4 --out preds/",
+    )
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--image", required=True, help="source image file")
+    parser.add_argument("--action", required=True, help="action text")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--device", help="torch device (default: CPU)")
+    parser.add_argument("--dtype", help="LM dtype, e.g. bfloat16 (default: checkpoint's)")
+    _add_sampling_args(parser)
+    parser.set_defaults(func=_predict)
+
+
+def _add_demo(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="offline demo: build the embedded tiny default and predict next images for a drawn scene",
+        description="Runs the main job on the embedded default: writes a tiny backbone to OUT/model (once), draws a "
+        "source scene, and predicts candidate next images. Random weights: the images are noise until the model "
+        "is trained.",
+    )
+    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--arch", choices=ARCHS, default="chameleon", help="backbone family (default: chameleon)")
+    parser.add_argument("--num-candidates", type=int, default=4, help="candidates to sample (default: 4)")
+    parser.set_defaults(func=_demo)
+
+
+SUBCOMMANDS: tuple[Callable, ...] = (_add_tiny_model, _add_convert_vqgan, _add_predict, _add_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``wm-hub`` argument parser with one subparser per task."""
+    parser = argparse.ArgumentParser(
+        prog="wm-hub",
+        description="World models from unified vision-language models (Chameleon/Anole, Liquid, Emu3): an inverse "
+        "dynamics model bootstraps a forward dynamics model. Run `wm-hub <task> --help` for each task.",
+    )
+    from wm_hub import __version__
+
+    parser.add_argument("--version", action="version", version=f"wm-hub {__version__}")
+    subparsers = parser.add_subparsers(title="tasks", metavar="<task>", required=True)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wm-hub`` console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
