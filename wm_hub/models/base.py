@@ -9,7 +9,6 @@ its VQ image tokenizer. It turns images into LM token ids and back, and builds t
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -387,17 +386,10 @@ def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     """Pixel values ``(B, 3, H, W)`` in [-1, 1] -> RGB PIL images."""
     array = ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     array = array.permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(item, mode="RGB") for item in array]
+    return [Image.fromarray(item) for item in array]
 
 
 def read_backbone_config(config_dict: dict[str, Any]) -> BackboneConfig | None:
     """The wm-hub settings stored in a ``config.json`` dict, or ``None`` for a stock checkpoint."""
     values = config_dict.get(WM_HUB_CONFIG_KEY)
     return BackboneConfig.from_dict(values) if values else None
-
-
-def dump_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
