@@ -18,15 +18,19 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     ChameleonConfig,
     ChameleonImageProcessorPil,
+    Emu3Config,
+    Emu3ForConditionalGeneration,
     GemmaConfig,
     GemmaForCausalLM,
     PreTrainedTokenizerFast,
 )
 
+from wm_hub.models import emu3
 from wm_hub.models.base import Backbone, BackboneConfig
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN, ChameleonBackbone
 from wm_hub.models.chameleon import ChameleonWorldModelForConditionalGeneration as ChameleonLM
 from wm_hub.models.chameleon_vqgan import convert_taming_state_dict, vqmodel_config_from_chameleon_vq_config
+from wm_hub.models.emu3 import Emu3Backbone
 from wm_hub.models.liquid import LiquidBackbone
 
 
@@ -187,9 +191,77 @@ def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
     return LiquidBackbone(model, tokenizer, vqgan, settings)
 
 
+def emu3_visual_token(code: int) -> str:
+    """Emu3's vocabulary name of image code ``code``: 12 -> ``<|visual token 000012|>``."""
+    return f"<|visual token {code:06d}|>"
+
+
+def build_tiny_emu3(spec: TinySpec) -> Emu3Backbone:
+    """A random tiny Emu3: ``Emu3ForConditionalGeneration`` with a small ``Emu3VQVAE`` and Emu3's token names.
+
+    Layout as in Emu3: special tokens, then the text (here: bytes), then one ``<|visual token NNNNNN|>`` per code.
+    The VQ downsamples by 8 spatially (64 px -> 8x8 codes) and by 2 in time (the smallest factor that still runs
+    Emu3's frame repetition and temporal down/upsampling, which a factor of 1 would skip).
+    """
+    torch.manual_seed(spec.seed)
+    specials = [
+        "<|endoftext|>",
+        "<|extra_203|>",
+        "<|extra_204|>",
+        "<unk>",
+        emu3.BOI_TOKEN,
+        emu3.EOI_TOKEN,
+        emu3.IMAGE_WRAPPER_TOKEN,
+        emu3.EOL_TOKEN,
+        emu3.EOF_TOKEN,
+        emu3.SEPARATOR_TOKEN,
+        "<image>",
+    ]
+    visual_tokens = [emu3_visual_token(code) for code in range(spec.num_image_codes)]
+    tokenizer = build_byte_tokenizer(
+        specials,
+        specials,
+        bos="<|extra_203|>",
+        eos="<|extra_204|>",
+        pad="<|endoftext|>",
+        unk="<unk>",
+        trailing_tokens=visual_tokens,
+    )
+    text_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.hidden_size * 2,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_heads,
+        "num_key_value_heads": spec.num_heads,
+        "max_position_embeddings": 1024,
+        "attention_dropout": 0.0,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    channels = 32  # GroupNorm(32 groups) needs multiples of 32; the middle attention needs hidden_size == channels
+    vq_config = {
+        "codebook_size": spec.num_image_codes,
+        "embed_dim": 4,
+        "latent_channels": 4,
+        "temporal_downsample_factor": 2,
+        "base_channels": channels,
+        "channel_multiplier": [1, 1, 1, 1],
+        "num_res_blocks": 1,
+        "attn_resolutions": [],
+        "hidden_size": channels,
+        "num_attention_heads": 1,
+    }
+    config = Emu3Config(text_config=text_config, vq_config=vq_config, vocabulary_map=tokenizer.get_vocab())
+    model = Emu3ForConditionalGeneration(config).eval()
+    return Emu3Backbone(model, tokenizer, BackboneConfig(arch="emu3", image_size=spec.image_size))
+
+
 TINY_PRESETS: dict[str, Callable[[TinySpec], Backbone]] = {
     "chameleon": build_tiny_chameleon,
     "liquid": build_tiny_liquid,
+    "emu3": build_tiny_emu3,
 }
 
 
