@@ -8,7 +8,7 @@ from PIL import Image
 
 from wm_hub.models.base import IGNORE_INDEX
 
-ARCHS = ["chameleon", "liquid"]
+ARCHS = ["chameleon", "liquid", "emu3"]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -24,7 +24,7 @@ def test_encode_decode_real_images(arch, tiny_backbones, real_images):
     assert all(image.mode == "RGB" for image in images)
     features = backbone.prequant_features(real_images)
     assert features.shape[:2] == (2, backbone.image_seq_len)
-    assert features.shape[2] == backbone.image_tokenizer.config.vq_embed_dim
+    assert features.shape[2] > 0 and features.std() > 0
     both_ids, both_features = backbone.encode_images_with_features(real_images)
     assert torch.equal(both_ids, ids)
     torch.testing.assert_close(both_features, features)
@@ -33,7 +33,7 @@ def test_encode_decode_real_images(arch, tiny_backbones, real_images):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_codes_round_trip_through_lm_ids(arch, tiny_backbones):
     backbone = tiny_backbones(arch)
-    codes = torch.arange(backbone.image_tokenizer.config.num_vq_embeddings)
+    codes = torch.arange(len(backbone.image_token_ids))
     ids = backbone.codes_to_ids(codes)
     assert torch.equal(ids.sort().values, backbone.image_token_ids)
     assert torch.equal(backbone.ids_to_codes(ids), codes)
@@ -60,17 +60,19 @@ def test_fdm_sequence_labels_only_completion(arch, tiny_backbones, real_images):
     assert torch.equal(ids[example.target_image_positions], target_ids)
     assert torch.equal(ids[example.source_image_positions], backbone.encode_images([source])[0])
     start = example.target_image_positions[0]
-    # prompt: everything up to and including the target's boi is ignored
-    assert ids[start - 1] == backbone.boi_token_id
+    prefix = backbone.image_prefix_ids()
+    # prompt: everything up to and including the target's image prefix (boi...) is ignored
+    assert ids[start - len(prefix) : start].tolist() == prefix and prefix[0] == backbone.boi_token_id
     assert (labels[:start] == IGNORE_INDEX).all()
-    # completion: target tokens, eoi, eos - all labelled with themselves
+    # completion: target image block (codes and layout tokens), eoi, eos - all labelled with themselves
     assert torch.equal(labels[start:], ids[start:])
     assert ids[-2:].tolist() == [backbone.eoi_token_id, backbone.eos_token_id]
-    assert len(ids) - start == backbone.image_seq_len + 2
+    assert len(ids) - start == len(backbone.generation_layout()) + 1
     # the action and separator sit before the target block
     action_ids = backbone.tokenizer("pick up the cube", add_special_tokens=False)["input_ids"]
-    assert ids[start - 2] == backbone.separator_token_id
-    assert ids[start - 2 - len(action_ids) : start - 2].tolist() == action_ids
+    separator = start - len(prefix) - 1
+    assert ids[separator] == backbone.separator_token_id
+    assert ids[separator - len(action_ids) : separator].tolist() == action_ids
     assert ids[0] == backbone.bos_token_id
     # the prompt form is the same sequence cut before the target
     prompt = backbone.build_fdm_sequence(source, "pick up the cube")

@@ -71,3 +71,30 @@ def test_dtype_and_device_options(tiny_model_dirs):
     assert backbone.model.dtype == torch.bfloat16
     assert next(backbone.image_tokenizer.parameters()).dtype == torch.float32
     assert not backbone.model.training
+
+
+def test_plain_gemma_is_not_taken_for_liquid(tiny_model_dirs, tmp_path):
+    folder = tmp_path / "gemma"
+    shutil.copytree(tiny_model_dirs("liquid"), folder)
+    _strip_wm_hub_settings(folder)
+    tokenizer_file = folder / "tokenizer.json"
+    tokenizer_file.write_text(tokenizer_file.read_text().replace("<boi>", "<unused0>"))
+    with pytest.raises(ValueError, match=r"not a Liquid checkpoint: the tokenizer has no \['<boi>'\]"):
+        load_backbone(str(folder))
+
+
+def test_unknown_settings_from_a_newer_version_are_ignored_with_a_warning(tiny_model_dirs, tmp_path, caplog):
+    folder = tmp_path / "newer"
+    shutil.copytree(tiny_model_dirs("chameleon"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["wm_hub"]["future_field"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with caplog.at_level("WARNING", logger="wm_hub.models.base"):
+        backbone = load_backbone(str(folder))
+    assert "future_field" in caplog.text and backbone.arch == "chameleon"
+
+
+def test_chameleon_lm_vq_encoder_is_frozen(tiny_backbones):
+    model = tiny_backbones("chameleon").model
+    assert not any(parameter.requires_grad for parameter in model.model.vqmodel.parameters())
+    assert all(parameter.requires_grad for parameter in model.model.layers.parameters())

@@ -9,6 +9,7 @@ its VQ image tokenizer. It turns images into LM token ids and back, and builds t
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 WM_HUB_CONFIG_KEY = "wm_hub"
@@ -69,7 +72,8 @@ class BackboneConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown wm_hub config field(s) {unknown}; known: {sorted(known)}")
+            logger.warning("Ignoring wm_hub config field(s) %s unknown to this wm-hub version", unknown)
+            values = {key: value for key, value in values.items() if key in known}
         values["prompt"] = PromptFormat(**values.get("prompt", {}))
         return cls(**values)
 

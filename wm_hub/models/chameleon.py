@@ -21,9 +21,8 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.chameleon.modeling_chameleon import ChameleonImageVocabularyMapping
 
 from wm_hub.models.base import Backbone, BackboneConfig
-from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes, load_taming_checkpoint, read_vqgan_yaml
+from wm_hub.models.chameleon_vqgan import VQGAN_SUBFOLDER, decode_codes, encode_codes, load_vqgan
 
-VQGAN_SUBFOLDER = "vqgan"
 BOI_TOKEN = "<racm3:break>"
 EOI_TOKEN = "<eoss>"
 END_OF_TURN_TOKEN = "<reserved08706>"
@@ -84,6 +83,9 @@ class ChameleonBackbone(Backbone):
         if config.separator_token is None:
             config.separator_token = END_OF_TURN_TOKEN
         super().__init__(model, tokenizer, config)
+        # The LM carries transformers' VQ encoder; wm-hub tokenizes with the VQGAN, so keep that one frozen and out
+        # of the optimizer (and of DDP's unused-parameter checks).
+        model.model.vqmodel.eval().requires_grad_(False)
         self.vqgan = vqgan.eval().requires_grad_(False)
         self.image_processor = image_processor
         mapping = ChameleonImageVocabularyMapping(model.config.vocabulary_map)
@@ -164,30 +166,3 @@ class ChameleonBackbone(Backbone):
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = AutoImageProcessor.from_pretrained(path)
         return cls(model, tokenizer, load_vqgan(path, vqgan, vqgan_config), image_processor, config)
-
-
-def load_vqgan(path: str, vqgan: str | None = None, vqgan_config: str | None = None) -> VQModel:
-    """Find and load the Chameleon VQGAN of a checkpoint (shared with Liquid).
-
-    Args:
-        path: The LM checkpoint (its ``vqgan`` subfolder is the default location).
-        vqgan: A diffusers ``VQModel`` folder/Hub id or a taming ``vqgan.ckpt`` file.
-        vqgan_config: The ``vqgan.yaml`` of a ``vqgan.ckpt``.
-
-    Raises:
-        FileNotFoundError: With the ways to provide the VQGAN when none is found.
-    """
-    if vqgan is not None and str(vqgan).endswith(".ckpt"):
-        return load_taming_checkpoint(vqgan, read_vqgan_yaml(vqgan_config) if vqgan_config else None)
-    try:
-        if vqgan is not None:
-            model = VQModel.from_pretrained(vqgan)
-        else:
-            model = VQModel.from_pretrained(path, subfolder=VQGAN_SUBFOLDER)
-    except OSError as error:
-        raise FileNotFoundError(
-            f"No VQGAN for {path}: wm-hub needs the VQGAN decoder, which HF Chameleon checkpoints do not ship. "
-            "Pass vqgan='.../vqgan.ckpt' (and vqgan_config='.../vqgan.yaml') from Meta's/Anole's release, or "
-            f"convert it once with `wm-hub convert-vqgan --ckpt vqgan.ckpt --out {path}/{VQGAN_SUBFOLDER}`."
-        ) from error
-    return model.eval().requires_grad_(False)

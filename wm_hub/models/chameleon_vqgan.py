@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from diffusers import VQModel
 
+VQGAN_SUBFOLDER = "vqgan"
+
 # Meta's vqgan.yaml for Chameleon-7B / Anole-7B (ddconfig + n_embed/embed_dim).
 CHAMELEON_VQGAN_YAML = {
     "embed_dim": 256,
@@ -211,3 +213,30 @@ def decode_codes(vq: VQModel, codes: torch.Tensor, grid: tuple[int, int]) -> tor
     """Codes ``(B, h*w)`` -> pixel values ``(B, 3, H, W)`` in roughly [-1, 1]."""
     quant = vq.quantize.get_codebook_entry(codes.reshape(-1), (codes.shape[0], *grid, vq.config.vq_embed_dim))
     return vq.decoder(vq.post_quant_conv(quant))
+
+
+def load_vqgan(path: str, vqgan: str | None = None, vqgan_config: str | None = None) -> VQModel:
+    """Find and load the Chameleon VQGAN of a checkpoint (shared by Chameleon and Liquid).
+
+    Args:
+        path: The LM checkpoint (its ``vqgan`` subfolder is the default location).
+        vqgan: A diffusers ``VQModel`` folder/Hub id or a taming ``vqgan.ckpt`` file.
+        vqgan_config: The ``vqgan.yaml`` of a ``vqgan.ckpt``.
+
+    Raises:
+        FileNotFoundError: With the ways to provide the VQGAN when none is found.
+    """
+    if vqgan is not None and str(vqgan).endswith(".ckpt"):
+        return load_taming_checkpoint(vqgan, read_vqgan_yaml(vqgan_config) if vqgan_config else None)
+    try:
+        if vqgan is not None:
+            model = VQModel.from_pretrained(vqgan)
+        else:
+            model = VQModel.from_pretrained(path, subfolder=VQGAN_SUBFOLDER)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"No VQGAN for {path}: wm-hub needs the VQGAN decoder, which HF Chameleon checkpoints do not ship. "
+            "Pass vqgan='.../vqgan.ckpt' (and vqgan_config='.../vqgan.yaml') from Meta's/Anole's release, or "
+            f"convert it once with `wm-hub convert-vqgan --ckpt vqgan.ckpt --out {path}/{VQGAN_SUBFOLDER}`."
+        ) from error
+    return model.eval().requires_grad_(False)

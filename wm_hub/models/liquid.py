@@ -18,10 +18,8 @@ from PIL import Image
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from wm_hub.models.base import Backbone, BackboneConfig
-from wm_hub.models.chameleon import load_vqgan
-from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes
+from wm_hub.models.chameleon_vqgan import VQGAN_SUBFOLDER, decode_codes, encode_codes, load_vqgan
 
-VQGAN_SUBFOLDER = "vqgan"
 PAD_COLOR = (122, 116, 104)
 BOI_TOKEN = "<boi>"
 EOI_TOKEN = "<eoi>"
@@ -66,6 +64,9 @@ class LiquidBackbone(Backbone):
                 f"image_token_offset {offset} + {num_codes} codes exceed the LM vocabulary ({model.config.vocab_size})"
             )
         self._image_token_ids = torch.arange(offset, offset + num_codes)
+        missing = [token for token in (BOI_TOKEN, EOI_TOKEN) if token not in tokenizer.get_vocab()]
+        if missing:
+            raise ValueError(f"not a Liquid checkpoint: the tokenizer has no {missing} (a plain Gemma model?)")
         self._boi = self._token_id(BOI_TOKEN)
         self._eoi = self._token_id(EOI_TOKEN)
         side = config.image_size // 2 ** (len(vqgan.config.block_out_channels) - 1)

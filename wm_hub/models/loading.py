@@ -52,7 +52,9 @@ def load_backbone(
         arch: ``chameleon``, ``liquid`` or ``emu3``. Read from the checkpoint's ``config.json`` (``wm_hub.arch``, else
             ``model_type``) when omitted.
         device: Where to put the LM and the image tokenizer.
-        dtype: LM dtype (e.g. ``torch.bfloat16``); the VQ model stays in float32.
+        dtype: LM dtype (e.g. ``torch.bfloat16``). Chameleon's and Liquid's VQGAN stays in float32; Emu3's VQ lives
+            inside the LM and follows this dtype, as in transformers (pre-tokenise Emu3 data with a float32 backbone
+            for dtype-independent codes).
         **kwargs: Backend options, e.g. ``vqgan="vqgan.ckpt"``, ``vqgan_config="vqgan.yaml"`` for Chameleon and
             Liquid, ``image_size=`` or ``prompt=`` overrides, and LM ``from_pretrained`` options
             (``attn_implementation``...).
