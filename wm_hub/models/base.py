@@ -14,6 +14,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -137,6 +138,10 @@ class Backbone(ABC):
     @abstractmethod
     def image_token_ids(self) -> torch.Tensor:
         """LM ids of all image code tokens, sorted ascending (LongTensor)."""
+
+    @cached_property
+    def _image_token_id_set(self) -> frozenset[int]:
+        return frozenset(self.image_token_ids.tolist())
 
     @abstractmethod
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
@@ -291,8 +296,7 @@ class Backbone(ABC):
         """An image block starting at ``offset`` and the positions of its code tokens."""
         prefix = self.image_prefix_ids()
         body = self.image_body_ids(ids)
-        image_set = set(self.image_token_ids.tolist())
-        positions = [offset + len(prefix) + i for i, tok in enumerate(body) if tok in image_set]
+        positions = [offset + len(prefix) + i for i, tok in enumerate(body) if tok in self._image_token_id_set]
         return prefix + body + self.image_suffix_ids(), positions
 
     def build_fdm_sequence(self, source: ImageLike, action: str, target: ImageLike | None = None) -> SequenceExample:
@@ -313,8 +317,7 @@ class Backbone(ABC):
         if target is None:
             return SequenceExample(ids, [IGNORE_INDEX] * prompt_len, source_pos, [])
         body = self.image_body_ids(self._as_ids(target))
-        image_set = set(self.image_token_ids.tolist())
-        target_pos = [prompt_len + i for i, tok in enumerate(body) if tok in image_set]
+        target_pos = [prompt_len + i for i, tok in enumerate(body) if tok in self._image_token_id_set]
         ids += body + self.image_suffix_ids() + [self.eos_token_id]
         labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
         return SequenceExample(ids, labels, source_pos, target_pos)
