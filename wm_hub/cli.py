@@ -185,7 +185,23 @@ def _add_demo(subparsers) -> None:
     parser.set_defaults(func=_demo)
 
 
-SUBCOMMANDS: tuple[Callable, ...] = (_add_tiny_model, _add_convert_vqgan, _add_predict, _add_demo)
+# `wm-hub data <task>`: building datasets and looking at them.
+DATA_TASKS: tuple[Callable, ...] = ()
+
+
+def _add_data(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="build triplet datasets (Hub layout) and inspect them",
+        description="Dataset tasks. Every builder writes the one triplet schema (id, source, target, action, origin, "
+        "score, action_class, video, frames) as a folder that datasets.load_dataset(OUT) reads without wm-hub.",
+    )
+    tasks = parser.add_subparsers(title="data tasks", metavar="<data task>", required=True)
+    for add in DATA_TASKS:
+        add(tasks)
+
+
+SUBCOMMANDS: tuple[Callable, ...] = (_add_tiny_model, _add_convert_vqgan, _add_predict, _add_demo, _add_data)
 
 
 def build_parser() -> argparse.ArgumentParser:

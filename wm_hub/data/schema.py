@@ -1,0 +1,81 @@
+"""The one triplet schema of wm-hub (design.md, "Data").
+
+Every origin (AURORA, EPIC-KITCHENS, key-frame pairs of unlabelled video, IDM-annotated pairs, shapes-world)
+comes out with exactly these columns, so recipes concatenate them freely and the same Parquet files can be
+pushed to the Hub. Columns that an origin does not have hold ``None``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import datasets
+from PIL import Image
+
+TRIPLET_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "source": datasets.Image(),
+        "target": datasets.Image(),
+        "action": datasets.Value("string"),
+        "origin": datasets.Value("string"),
+        "score": datasets.Value("float32"),
+        "action_class": datasets.Value("string"),
+        "video": datasets.Value("string"),
+        "frames": datasets.List(datasets.Value("int32")),
+    }
+)
+
+
+def image_bytes(image: Image.Image | bytes, format: str = "PNG") -> dict[str, Any]:
+    """An ``Image`` feature value holding encoded bytes (so Parquet exports and pushes are self-contained).
+
+    Args:
+        image: A PIL image (encoded as ``format``) or already-encoded file bytes (kept as they are).
+        format: Encoding for PIL images.
+    """
+    if isinstance(image, bytes):
+        return {"bytes": image, "path": None}
+    buffer = io.BytesIO()
+    image.save(buffer, format=format)
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def make_triplet(
+    id: str,
+    source: Image.Image | bytes,
+    target: Image.Image | bytes,
+    action: str,
+    origin: str,
+    *,
+    score: float | None = None,
+    action_class: str | None = None,
+    video: str | None = None,
+    frames: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """One row of :data:`TRIPLET_FEATURES`, images as bytes.
+
+    Args:
+        id: Unique id within the dataset.
+        source: Source observation (PIL image or encoded file bytes).
+        target: Next observation.
+        action: Action text (empty for unlabelled pairs).
+        origin: ``dataset/subset``, e.g. ``aurora/ag``.
+        score: IDM log-likelihood of the action (annotated data).
+        action_class: Coarse class (EPIC verb, video folder, annotation class).
+        video: Source video of a key-frame pair.
+        frames: Frame indices of source and target in ``video``.
+    """
+    return {
+        "id": id,
+        "source": image_bytes(source),
+        "target": image_bytes(target),
+        "action": action,
+        "origin": origin,
+        "score": score,
+        "action_class": action_class,
+        "video": video,
+        "frames": list(frames) if frames is not None else None,
+    }
