@@ -1,0 +1,148 @@
+"""Pre-tokenisation: triplets -> ``input_ids``, ``labels``, ``token_weights`` once, with the frozen VQ encoder.
+
+Training never runs the VQ encoder: ``pretokenize`` is a batched ``Dataset.map`` whose result is cached under a
+fingerprint of (input dataset, backbone tokenizers, settings), so a second call with the same inputs loads the
+cached Arrow file instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+import torch
+from datasets.fingerprint import Hasher
+
+from wm_hub.models.base import Backbone
+from wm_hub.training.recognition import LossWeighting, WeightNormalization, recognition_weights
+
+# Bump when the produced columns change meaning, so old caches are not reused.
+PRETOKENIZE_FORMAT_VERSION = 1
+
+PRETOKENIZED_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "labels": datasets.List(datasets.Value("int32")),
+        "token_weights": datasets.List(datasets.Value("float32")),
+    }
+)
+
+
+@dataclass
+class PretokenizeConfig:
+    """How triplets become training sequences.
+
+    Args:
+        task: ``fdm`` (source + action -> target) or ``idm`` (source + target -> action).
+        loss_weighting: ``l2`` puts recognition weights on the FDM target's image tokens; ``none`` weights every
+            supervised token 1. IDM sequences always use ``none``.
+        weight_normalization: ``mean`` (weights average 1 over each target image) or ``none`` (raw distances).
+        batch_size: Triplets per ``map`` batch (one VQ encoder call encodes the batch's sources and targets).
+    """
+
+    task: Literal["fdm", "idm"] = "fdm"
+    loss_weighting: LossWeighting = "l2"
+    weight_normalization: WeightNormalization = "mean"
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.task not in ("fdm", "idm"):
+            raise ValueError(f"task must be 'fdm' or 'idm', got {self.task!r}")
+        if self.loss_weighting not in ("none", "l2"):
+            raise ValueError(f"loss_weighting must be 'none' or 'l2', got {self.loss_weighting!r}")
+        if self.task == "idm" and self.loss_weighting != "none":
+            raise ValueError("loss_weighting='l2' weights FDM target image tokens; use loss_weighting='none' for idm")
+
+
+def backbone_fingerprint(backbone: Backbone) -> str:
+    """A hash of everything that decides the produced tokens: settings, vocabulary, VQ weights, preprocessing."""
+    cached = getattr(backbone, "_wm_hub_fingerprint", None)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    digest.update(repr(sorted(backbone.config.to_dict().items())).encode())
+    digest.update(repr(sorted(backbone.tokenizer.get_vocab().items())).encode())
+    for name, tensor in sorted(backbone.image_tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    processor = getattr(backbone, "image_processor", None)
+    if processor is not None:
+        digest.update(processor.to_json_string().encode())
+    backbone._wm_hub_fingerprint = digest.hexdigest()
+    return backbone._wm_hub_fingerprint
+
+
+def _tokenize_batch(batch: dict[str, list[Any]], backbone: Backbone, config: PretokenizeConfig) -> dict[str, list]:
+    sources, targets, actions = batch["source"], batch["target"], batch["action"]
+    count = len(sources)
+    ids, features = backbone.encode_images_with_features(list(sources) + list(targets))
+    output: dict[str, list] = {"input_ids": [], "labels": [], "token_weights": []}
+    for row in range(count):
+        source_ids, target_ids = ids[row], ids[count + row]
+        if config.task == "fdm":
+            example = backbone.build_fdm_sequence(source_ids, actions[row], target_ids)
+        else:
+            example = backbone.build_idm_sequence(source_ids, target_ids, actions[row])
+        weights = torch.ones(len(example.input_ids))
+        if config.loss_weighting == "l2":
+            weights[example.target_image_positions] = recognition_weights(
+                features[row], features[count + row], config.weight_normalization
+            )
+        output["input_ids"].append(example.input_ids)
+        output["labels"].append(example.labels)
+        output["token_weights"].append(weights.tolist())
+    return output
+
+
+def pretokenize(
+    dataset: datasets.Dataset,
+    backbone: Backbone,
+    config: PretokenizeConfig | None = None,
+    cache_dir: str | Path | None = None,
+    desc: str | None = None,
+) -> datasets.Dataset:
+    """Turn a triplet dataset (``TRIPLET_FEATURES``) into training sequences.
+
+    Image columns are replaced by ``input_ids`` (int32), ``labels`` (``-100`` outside the completion) and
+    ``token_weights`` (float32; recognition weights on the FDM target's image tokens with ``loss_weighting='l2'``,
+    1 elsewhere); the other columns (``id``, ``origin``...) are kept.
+
+    Args:
+        dataset: Triplets with ``source``, ``target`` (images) and ``action``.
+        backbone: The backbone whose VQ tokenizer and sequence format are used.
+        config: Task and weighting settings.
+        cache_dir: Where to cache the result of an in-memory dataset (file-backed datasets cache next to their
+            Arrow files, as ``datasets`` does).
+        desc: Progress-bar label.
+
+    Returns:
+        The pre-tokenised dataset, loaded from cache when the same inputs were processed before.
+    """
+    config = config or PretokenizeConfig()
+    missing = {"source", "target", "action"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"pretokenize needs columns source, target, action; missing {sorted(missing)}")
+    fingerprint = Hasher.hash(
+        [dataset._fingerprint, backbone_fingerprint(backbone), asdict(config), PRETOKENIZE_FORMAT_VERSION]
+    )
+    cache_file_name = None
+    if not dataset.cache_files and cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        cache_file_name = str(Path(cache_dir) / f"pretokenized-{fingerprint}.arrow")
+    kept = [name for name in dataset.column_names if name not in ("source", "target")]
+    features = datasets.Features({**{name: dataset.features[name] for name in kept}, **PRETOKENIZED_FEATURES})
+    return dataset.map(
+        _tokenize_batch,
+        batched=True,
+        batch_size=config.batch_size,
+        fn_kwargs={"backbone": backbone, "config": config},
+        remove_columns=["source", "target"],
+        features=features,
+        new_fingerprint=fingerprint,
+        cache_file_name=cache_file_name,
+        desc=desc or f"Pre-tokenising ({config.task}, {config.loss_weighting})",
+    )

@@ -1,0 +1,81 @@
+"""Seeing the recognition weights (paper Figure 3): source | target | target with the token-weight heatmap."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from wm_hub.models.base import Backbone, pixels_to_pil
+from wm_hub.training.recognition import recognition_weights
+
+
+def heat_colors(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB (dark blue -> red -> yellow), ``(..., 3)`` uint8."""
+    stops = np.array([[0, 0, 96], [0, 96, 255], [255, 32, 0], [255, 255, 0]], dtype=np.float32)
+    position = np.clip(values, 0, 1) * (len(stops) - 1)
+    low = np.floor(position).astype(int).clip(0, len(stops) - 2)
+    fraction = (position - low)[..., None]
+    return (stops[low] * (1 - fraction) + stops[low + 1] * fraction).astype(np.uint8)
+
+
+def overlay_weights(image: Image.Image, weights: torch.Tensor, alpha: float = 0.45) -> Image.Image:
+    """Blend a ``(h, w)`` weight grid (scaled to its max) over ``image`` as a heatmap, one block per token."""
+    grid = weights.float().numpy()
+    scaled = grid / grid.max() if grid.max() > 0 else grid
+    heat = Image.fromarray(heat_colors(scaled)).resize(image.size, Image.Resampling.NEAREST)
+    return Image.blend(image.convert("RGB"), heat, alpha)
+
+
+def weight_panel(
+    backbone: Backbone, source: Image.Image, target: Image.Image, display_size: int = 256
+) -> tuple[Image.Image, torch.Tensor]:
+    """Source | target | target with its recognition-weight heatmap, as the VQ encoder sees them.
+
+    Args:
+        backbone: Its VQ encoder is the recognition model.
+        source: Source observation.
+        target: Next observation.
+        display_size: Side of each of the three tiles.
+
+    Returns:
+        The panel image and the ``(h, w)`` mean-normalised weight grid.
+    """
+    _, features = backbone.encode_images_with_features([source, target])
+    weights = recognition_weights(features[0], features[1]).reshape(backbone.image_grid)
+    seen = pixels_to_pil(backbone.preprocess([source, target]))  # resized/cropped exactly as tokenized
+    tiles = [tile.resize((display_size, display_size), Image.Resampling.NEAREST) for tile in seen]
+    tiles.append(overlay_weights(tiles[1], weights))
+    panel = Image.new("RGB", (3 * display_size, display_size))
+    for index, tile in enumerate(tiles):
+        panel.paste(tile, (index * display_size, 0))
+    return panel, weights
+
+
+def write_weight_panels(
+    backbone: Backbone, rows: Iterable[dict], out_dir: str | Path, limit: int | None = None, display_size: int = 256
+) -> list[Path]:
+    """Write ``<id>.png`` weight panels for triplet rows (``id``, ``source``, ``target``) into ``out_dir``.
+
+    Returns:
+        The written files, in row order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, row in enumerate(tqdm(rows, total=limit, desc="Weight panels")):
+        if limit is not None and index >= limit:
+            break
+        panel, _ = weight_panel(backbone, row["source"], row["target"], display_size)
+        name = "".join(char if char.isalnum() or char in "-_." else "_" for char in str(row.get("id", index)))
+        path = out_dir / f"{index:05d}-{name}.png"
+        tmp = path.with_name(path.name + ".tmp")
+        panel.save(tmp, format="PNG")
+        os.replace(tmp, path)
+        written.append(path)
+    return written

@@ -1,0 +1,45 @@
+"""Recognition weights (paper Eq. 2): how much each target image token changes between source and target.
+
+The recognition model is the backbone's frozen VQ encoder: for target token ``l``,
+``w_l = || z_src,l - z_tgt,l ||^2`` on pre-quantisation features (``Backbone.prequant_features``). The FDM loss
+weights each target token's cross-entropy by ``w_l``; text and layout tokens of the completion keep weight 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+LossWeighting = Literal["none", "l2"]
+WeightNormalization = Literal["mean", "none"]
+
+
+def recognition_weights(
+    source_features: torch.Tensor,
+    target_features: torch.Tensor,
+    normalization: WeightNormalization = "mean",
+) -> torch.Tensor:
+    """Per-token squared L2 distance between source and target pre-quantisation features.
+
+    Args:
+        source_features: ``(B, L, D)`` or ``(L, D)`` features of the source images, in token order.
+        target_features: Same shape, for the targets.
+        normalization: ``"mean"`` divides each image's weights by their mean, so that they average 1 over the
+            target image and the loss scale (and learning rates) stay comparable to plain cross-entropy; an image
+            whose distances are all equal (e.g. source == target) gets all ones. ``"none"`` keeps raw distances.
+
+    Returns:
+        Weights of shape ``(B, L)`` (or ``(L,)``), float32.
+    """
+    if source_features.shape != target_features.shape:
+        raise ValueError(f"feature shapes differ: {tuple(source_features.shape)} vs {tuple(target_features.shape)}")
+    distances = (source_features.float() - target_features.float()).pow(2).sum(dim=-1)
+    if normalization == "none":
+        return distances
+    if normalization != "mean":
+        raise ValueError(f"unknown weight normalization {normalization!r}; use 'mean' or 'none'")
+    mean = distances.mean(dim=-1, keepdim=True)
+    spread = distances.amax(dim=-1, keepdim=True) - distances.amin(dim=-1, keepdim=True)
+    uniform = spread <= 1e-12 * mean.clamp_min(1e-30)
+    return torch.where(uniform, torch.ones_like(distances), distances / mean.clamp_min(1e-30))
