@@ -8,6 +8,7 @@ them; nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +97,28 @@ def build_byte_tokenizer(
     )
 
 
+# Output layers of the residual branches of VQ resnet and attention blocks (Chameleon/taming, diffusers, Emu3 names).
+RESIDUAL_OUTPUT = re.compile(r"(conv2|proj_out|out_proj|to_out\.0)$")
+
+
+def zero_residual_branches(vq: torch.nn.Module) -> int:
+    """Zero the last layer of every residual branch of a VQ model (zero-init residuals); returns how many.
+
+    Every resnet and attention block then starts as the identity, so a random encoder is local, as a trained VQ
+    encoder is: a change in one image patch moves the features of that patch and its neighbours only. With plain
+    random weights, the middle attention block spreads every change over the whole token grid, and recognition
+    weights (and the images decoded from random codes) carry no spatial meaning.
+    """
+    zeroed = 0
+    for name, module in vq.named_modules():
+        if RESIDUAL_OUTPUT.search(name):
+            with torch.no_grad():
+                for parameter in module.parameters():
+                    parameter.zero_()
+            zeroed += 1
+    return zeroed
+
+
 def chameleon_image_token(code: int) -> str:
     """Chameleon's vocabulary name of image code ``code`` (digits written as letters A-J): 12 -> IMGIMGBCZ."""
     return "IMGIMG" + "".join(chr(ord("A") + int(digit)) for digit in str(code)) + "Z"
@@ -153,11 +176,14 @@ def build_tiny_chameleon(spec: TinySpec) -> ChameleonBackbone:
         vq_config=_tiny_vq_config(spec),
     )
     model = ChameleonLM(config).eval()
+    zero_residual_branches(model.model.vqmodel)
     image_processor = ChameleonImageProcessorPil(
         size={"shortest_edge": spec.image_size}, crop_size={"height": spec.image_size, "width": spec.image_size}
     )
     settings = BackboneConfig(arch="chameleon", image_size=spec.image_size)
-    return ChameleonBackbone(model, tokenizer, _vqgan_from_chameleon_lm(model), image_processor, settings)
+    vqgan = _vqgan_from_chameleon_lm(model)
+    zero_residual_branches(vqgan.decoder)
+    return ChameleonBackbone(model, tokenizer, vqgan, image_processor, settings)
 
 
 def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
@@ -187,6 +213,7 @@ def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
     model = GemmaForCausalLM(config).eval()
     vq_config = ChameleonConfig(vq_config=_tiny_vq_config(spec)).vq_config
     vqgan = VQModel(**vqmodel_config_from_chameleon_vq_config(vq_config))
+    zero_residual_branches(vqgan)
     settings = BackboneConfig(arch="liquid", image_size=spec.image_size, image_token_offset=len(tokenizer))
     return LiquidBackbone(model, tokenizer, vqgan, settings)
 
@@ -255,6 +282,7 @@ def build_tiny_emu3(spec: TinySpec) -> Emu3Backbone:
     }
     config = Emu3Config(text_config=text_config, vq_config=vq_config, vocabulary_map=tokenizer.get_vocab())
     model = Emu3ForConditionalGeneration(config).eval()
+    zero_residual_branches(model.model.vqmodel)
     return Emu3Backbone(model, tokenizer, BackboneConfig(arch="emu3", image_size=spec.image_size))
 
 
