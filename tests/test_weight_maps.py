@@ -1,0 +1,71 @@
+"""Recognition-weight panels (paper Figure 3): the weights land where the action happens."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from wm_hub.data.weight_maps import heat_colors, weight_panel, write_weight_panels
+
+
+def scene(objects: list[tuple[tuple[int, int], tuple[int, int, int]]]) -> Image.Image:
+    """64 px scene on an 8x8 cell grid (8 px per cell = one tiny-VQ token); objects are (cell (x, y), colour)."""
+    image = Image.new("RGB", (64, 64), (230, 230, 230))
+    draw = ImageDraw.Draw(image)
+    for (x, y), colour in objects:
+        draw.rectangle((x * 8, y * 8, x * 8 + 7, y * 8 + 7), fill=colour)
+    return image
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "liquid"])
+def test_highest_weights_cover_the_moved_object(arch, tiny_backbones):
+    backbone = tiny_backbones(arch)
+    rng = random.Random(0)
+    for _ in range(5):
+        start, end, still_a, still_b = rng.sample([(x, y) for x in range(8) for y in range(8)], 4)
+        unchanged = [(still_a, (30, 30, 200)), (still_b, (30, 160, 30))]
+        source, target = scene([(start, (220, 30, 30)), *unchanged]), scene([(end, (220, 30, 30)), *unchanged])
+        panel, weights = weight_panel(backbone, source, target, display_size=64)
+        assert panel.size == (192, 64) and weights.shape == (8, 8)
+        torch.testing.assert_close(weights.mean(), torch.tensor(1.0))
+        changed = (start, end)
+        # every one of the highest-weight tokens sits on (or next to) a changed cell, and both changed cells are hot
+        top = [(int(index) % 8, int(index) // 8) for index in weights.flatten().topk(4).indices]
+        assert all(min(distance(cell, other) for other in changed) <= 1 for cell in top)
+        assert all(min(distance(cell, other) for other in top) <= 1 for cell in changed)
+        near = torch.zeros(8, 8, dtype=torch.bool)
+        for x, y in changed:
+            near[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = True
+        assert weights[near].mean() > 5 * weights[~near].mean()
+        # unchanged objects beyond the encoder's reach (2 cells) of the changed ones carry ~no weight
+        for (x, y), _ in unchanged:
+            if min(distance((x, y), other) for other in changed) > 2:
+                assert weights[y, x] < 0.25 * weights.max()
+
+
+def distance(a: tuple[int, int], b: tuple[int, int]) -> int:
+    """Chebyshev distance between grid cells (neighbours, diagonals included, are 1 apart)."""
+    return max(abs(a[0] - b[0]), abs(a[1] - b[1]))
+
+
+def test_identical_frames_give_a_flat_map(tiny_backbones):
+    image = scene([((3, 4), (220, 30, 30))])
+    _, weights = weight_panel(tiny_backbones("chameleon"), image, image.copy())
+    assert torch.equal(weights, torch.ones(8, 8))
+
+
+def test_panel_files_and_colours(tiny_backbones, tmp_path):
+    rows = [
+        {"id": f"row/{index}", "source": scene([((index, 1), (220, 30, 30))]), "target": scene([((5, 5), (0, 0, 0))])}
+        for index in range(3)
+    ]
+    written = write_weight_panels(tiny_backbones("chameleon"), rows, tmp_path / "panels", limit=2, display_size=32)
+    assert [path.name for path in written] == ["00000-row_0.png", "00001-row_1.png"]
+    assert Image.open(written[0]).size == (96, 32)
+    assert not list((tmp_path / "panels").glob("*.tmp"))
+    colours = heat_colors(np.array([0.0, 1.0]))
+    assert colours[0].tolist() == [0, 0, 96] and colours[1].tolist() == [255, 255, 0]
