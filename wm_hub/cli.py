@@ -185,8 +185,69 @@ def _add_demo(subparsers) -> None:
     parser.set_defaults(func=_demo)
 
 
+def _data_build(args: argparse.Namespace) -> int:
+    from wm_hub.data.hub_layout import build_hub_dataset
+
+    config_kwargs = {"skip_missing": True} if args.skip_missing else {}
+    try:
+        report = build_hub_dataset(
+            args.name,
+            args.out,
+            data_dir=args.data_dir,
+            config_name=args.config,
+            max_shard_size=args.max_shard_size,
+            **config_kwargs,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"error: {error}") from None
+    report_path = str(Path(args.out) / "build_report.json")
+    skipped = {split: split_report.skipped_rows for split, split_report in report.splits.items()}
+    if any(skipped.values()):
+        print(f"Skipped rows with missing or unreadable files {skipped}, listed in {report_path}", file=sys.stderr)
+    summary = {
+        "out": args.out,
+        "examples": {split: split_report.examples for split, split_report in report.splits.items()},
+        "skipped_rows": skipped,
+        "report": report_path,
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_data_build(tasks) -> None:
+    parser = tasks.add_parser(
+        "build",
+        help="build a triplet dataset from local data into a Hub-layout folder",
+        description="Run a registered dataset builder on a local copy of the data and write a folder laid out like\n"
+        "a Hub dataset repo: datasets.load_dataset(OUT) loads it without wm-hub, and it uploads as it is.\n"
+        "  OUT/data/{split}-00000-of-0000N.parquet  triplets, images embedded\n"
+        "  OUT/README.md                            YAML (configs, dataset_info) that datasets reads\n"
+        "  OUT/build_report.json                    rows per subset, rows without a target, skipped rows\n"
+        "Builders: aurora (configs ag, magicbrush, something, kubric: data/<name>/train.json; bench: test.json,\n"
+        "the paper's five subsets), epic_kitchens (EPIC_100_*.csv + rgb_frames or videos).\n"
+        "Rows whose images are missing or unreadable stop the build with one error naming every such row,\n"
+        "unless --skip-missing. OUT is written to a temporary folder beside it and renamed at the end.",
+        epilog="examples:\n"
+        "  wm-hub data build aurora --config bench --data-dir AURORA --out aurora-bench --skip-missing\n"
+        "  wm-hub data build aurora --config ag --data-dir AURORA --out aurora-ag\n"
+        "  wm-hub data build epic_kitchens --data-dir EPIC-KITCHENS --out epic-triplets --max-shard-size 1GB",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("name", help="registered builder, e.g. aurora or epic_kitchens")
+    parser.add_argument("--config", help="builder config, e.g. bench (default: the builder's only config)")
+    parser.add_argument("--data-dir", required=True, help="local data root (AURORA checkout, EPIC-KITCHENS folder)")
+    parser.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="skip rows with missing or unreadable files, and list them in build_report.json",
+    )
+    parser.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard (default: 500MB)")
+    parser.set_defaults(func=_data_build)
+
+
 # `wm-hub data <task>`: building datasets and looking at them.
-DATA_TASKS: tuple[Callable, ...] = ()
+DATA_TASKS: tuple[Callable, ...] = (_add_data_build,)
 
 
 def _add_data(subparsers) -> None:

@@ -1,0 +1,145 @@
+"""``wm-hub data build``: Hub-layout folders that ``datasets.load_dataset`` reads without wm-hub."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import pytest
+from PIL import Image
+
+from dataset_builders.aurora import PAPER_SUBSETS, AuroraBuilder
+from wm_hub.cli import build_parser, main
+from wm_hub.data.schema import TRIPLET_FEATURES
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
+MISSING = "data/something/images/214831/last.jpg"
+
+
+@pytest.fixture
+def bench_rows() -> list[dict]:
+    if not BENCH_MINI.is_dir():
+        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    return json.loads((BENCH_MINI / "test.json").read_text())
+
+
+def _build(out: Path, *extra: str) -> int:
+    return main(
+        ["data", "build", "aurora", "--config", "bench", "--data-dir", str(BENCH_MINI), "--out", str(out), *extra]
+    )
+
+
+def test_bench_build_loads_without_wm_hub(tmp_path, bench_rows, capsys):
+    out = tmp_path / "aurora-bench"
+    assert _build(out, "--skip-missing") == 0
+    summary = json.loads(capsys.readouterr().out)
+
+    expected = Counter(
+        f"aurora/{row['task']}"
+        for row in bench_rows
+        if row["task"] in PAPER_SUBSETS and all((BENCH_MINI / row.get(f, "-")).is_file() for f in ("input", "output"))
+    )
+    assert sum(expected.values()) == summary["examples"]["test"] == len(bench_rows) - 3 * 6 - 1
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["test-00000-of-00001.parquet"]
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["test"]
+    assert ds.features == TRIPLET_FEATURES
+    assert Counter(ds["origin"]) == expected
+    assert isinstance(ds[0]["source"], Image.Image) and isinstance(ds[0]["target"], Image.Image)
+
+    report = json.loads((out / "build_report.json").read_text())
+    split = report["splits"]["test"]
+    assert split["skipped"] == [
+        {
+            "split": "test",
+            "row": 17,
+            "id": "something/17",
+            "field": "output",
+            "path": MISSING,
+            "reason": "no such file",
+        }
+    ]
+    assert {origin: counts["examples"] for origin, counts in split["origins"].items()} == dict(expected)
+    assert split["origins"]["aurora/something"]["skipped"] == 1
+    assert sorted(tmp_path.iterdir()) == [out, tmp_path / "hf-cache"]  # no temporary folder left behind
+
+    # A fresh interpreter reads it, map-style and streaming, without importing wm-hub or the builders.
+    check = f"""
+import sys, datasets
+ds = datasets.load_dataset({str(out)!r}, cache_dir={str(tmp_path / "hf-cache-2")!r})["test"]
+stream = datasets.load_dataset({str(out)!r}, streaming=True)["test"]
+first = next(iter(stream))
+assert first["id"] == ds[0]["id"] and type(first["source"]).__module__.startswith("PIL")
+assert stream.features == ds.features
+assert not any(name.split(".")[0] in ("wm_hub", "dataset_builders") for name in sys.modules)
+print(len(ds), repr(ds.features["source"]))
+"""
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert result.stdout.split() == [str(sum(expected.values())), "Image(mode=None,", "decode=True)"]
+
+
+def test_bench_build_without_skip_fails_naming_the_row(tmp_path, bench_rows):
+    out = tmp_path / "aurora-bench"
+    with pytest.raises(SystemExit) as error:
+        _build(out)
+    message = str(error.value)
+    assert message.startswith("error: 1 row(s) reference missing or unreadable files")
+    assert f"test row 17 (id something/17), field 'output': {MISSING}: no such file" in message
+    assert list(tmp_path.iterdir()) == []  # neither OUT nor a temporary folder
+
+
+def test_shards_are_named_like_the_hub(tmp_path, bench_rows, monkeypatch):
+    monkeypatch.setattr(AuroraBuilder, "DEFAULT_WRITER_BATCH_SIZE", 4)
+    out = tmp_path / "sharded"
+    assert _build(out, "--skip-missing", "--max-shard-size", "1MB") == 0
+    shards = sorted(p.name for p in (out / "data").iterdir())
+    assert len(shards) > 1 and shards == [f"test-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["test"]
+    assert ds["id"] == [
+        f"{row['task']}/{i}" for i, row in enumerate(bench_rows) if row["task"] in PAPER_SUBSETS and i != 17
+    ]
+    readme = (out / "README.md").read_text()
+    assert "path: data/test-*" in readme and f"num_examples: {len(ds)}" in readme
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["nope", "--data-dir", "."], "Unknown dataset builder 'nope'"),
+        (["aurora", "--config", "nope", "--data-dir", "."], "BuilderConfig 'nope' not found"),
+        (
+            ["aurora", "--data-dir", "."],
+            "builder 'aurora' has configs ['ag', 'magicbrush', 'something', 'kubric', 'bench']",
+        ),
+        (["aurora", "--config", "bench", "--data-dir", "absent"], "data_dir absent: no such folder"),
+        (["aurora", "--config", "bench", "--data-dir", ".", "--max-shard-size", "big"], "big"),
+    ],
+)
+def test_bad_input_exits_with_one_clear_message(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as error:
+        main(["data", "build", *argv, "--out", "out"])
+    assert str(error.value).startswith("error: ") and message in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_must_be_new_or_empty(tmp_path, bench_rows):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="exists and is not an empty folder"):
+        _build(out, "--skip-missing")
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_help_teaches(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["data", "build", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "datasets.load_dataset(OUT)" in text and "build_report.json" in text
+    assert "wm-hub data build aurora --config bench --data-dir AURORA --out aurora-bench --skip-missing" in text

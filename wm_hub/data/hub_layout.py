@@ -1,0 +1,133 @@
+"""Run a registered dataset builder and write its output as a folder laid out like a Hub dataset repository.
+
+``OUT/data/{split}-{i:05d}-of-{n:05d}.parquet`` (images embedded), ``OUT/README.md`` whose YAML front matter
+declares the ``configs`` (data files per split) and ``dataset_info`` (features, split sizes), and
+``OUT/build_report.json`` (:class:`~wm_hub.data.build_report.BuildReport`). ``datasets.load_dataset(OUT)`` reads
+it without wm-hub, ``streaming=True`` included, and the folder can be uploaded to the Hub as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from datasets.utils.py_utils import convert_file_size_to_int
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from dataset_builders import builder_class
+from wm_hub.data.build_report import REPORT_FILENAME, BuildReport, ReportingBuilder
+
+CONFIG_NAME = "default"
+
+
+def build_hub_dataset(
+    name: str,
+    out: str | Path,
+    *,
+    data_dir: str | Path,
+    config_name: str | None = None,
+    max_shard_size: str | int = "500MB",
+    **config_kwargs: Any,
+) -> BuildReport:
+    """Build dataset ``name`` from ``data_dir`` and write it to ``out`` in the Hub layout.
+
+    Everything is written into a temporary folder beside ``out`` that is renamed to ``out`` at the end: a failed
+    build leaves no ``out`` behind.
+
+    Args:
+        name: Registered builder (``dataset_builders.BUILDERS``), e.g. ``aurora``.
+        out: Output folder; must not exist or be empty.
+        data_dir: Local folder the builder reads.
+        config_name: Builder config, e.g. ``bench`` (default: the builder's default or only config).
+        max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``"500MB"``).
+        **config_kwargs: Builder config options, e.g. ``skip_missing=True``.
+
+    Returns:
+        The build report (also written to ``out/build_report.json``).
+
+    Raises:
+        ValueError: Unknown builder, config or option, or bad rows
+            (:class:`~wm_hub.data.build_report.MissingFilesError` names every one).
+        FileNotFoundError: ``data_dir`` or an annotation file does not exist.
+        FileExistsError: ``out`` exists and is not an empty folder.
+    """
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise FileExistsError(f"out {out} exists and is not an empty folder; choose a new one or remove it")
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"data_dir {data_dir}: no such folder")
+    max_shard_size = convert_file_size_to_int(max_shard_size)
+    builder_cls = builder_class(name)
+    configs = [config.name for config in builder_cls.BUILDER_CONFIGS]
+    if config_name is None and len(configs) > 1 and builder_cls.DEFAULT_CONFIG_NAME is None:
+        raise ValueError(f"builder {name!r} has configs {configs}: choose one (--config)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        builder = builder_cls(
+            config_name=config_name, data_dir=str(data_dir), cache_dir=str(staging / "cache"), **config_kwargs
+        )
+        prepared = staging / "prepared"
+        builder.download_and_prepare(output_dir=str(prepared), file_format="parquet", max_shard_size=max_shard_size)
+        hub = staging / "hub"
+        download_size = _move_shards(builder, prepared, hub / "data")
+        if isinstance(builder, ReportingBuilder):
+            report = builder.build_report
+        else:  # a builder that checks nothing has nothing to report but its name
+            report = BuildReport(builder=name, config=builder.config.name)
+        report.write(hub / REPORT_FILENAME)
+        _write_card(builder, name, download_size, hub / "README.md")
+        os.replace(hub, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _move_shards(builder: datasets.DatasetBuilder, prepared: Path, data: Path) -> int:
+    """Move each split's Parquet shards to ``data/{split}-{i:05d}-of-{n:05d}.parquet``; returns their bytes."""
+    data.mkdir(parents=True)
+    size = 0
+    for split in builder.info.splits:
+        prefix = f"{builder.dataset_name}-{split}"
+        shards = sorted(prepared.glob(f"{prefix}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet"))
+        shards = shards or [prepared / f"{prefix}.parquet"]
+        for index, shard in enumerate(shards):
+            target = data / f"{split}-{index:05d}-of-{len(shards):05d}.parquet"
+            shard.rename(target)
+            size += target.stat().st_size
+    return size
+
+
+def _write_card(builder: datasets.DatasetBuilder, name: str, download_size: int, path: Path) -> None:
+    """README.md with the YAML that ``load_dataset`` reads (``configs``, ``dataset_info``) and a short body."""
+    info = datasets.DatasetInfo(
+        config_name=CONFIG_NAME,
+        features=builder.info.features,
+        splits=builder.info.splits,
+        download_size=download_size,
+        dataset_size=builder.info.dataset_size,
+    )
+    card_data = DatasetCardData(license=builder.info.license or None)
+    DatasetInfosDict({CONFIG_NAME: info}).to_dataset_card_data(card_data)
+    data_files = [{"split": split, "path": f"data/{split}-*"} for split in builder.info.splits]
+    MetadataConfigs({CONFIG_NAME: {"data_files": data_files}}).to_dataset_card_data(card_data)
+    sizes = ", ".join(f"{split}: {split_info.num_examples}" for split, split_info in builder.info.splits.items())
+    body = (
+        f"# {name} ({builder.config.name})\n\n"
+        f"{builder.info.description}\n\n"
+        f"Built with `wm-hub data build {name} --config {builder.config.name}` ({sizes} examples). Columns: id, "
+        "source and target images, action text, origin, and the optional score, action_class, video and frames. "
+        f"`{REPORT_FILENAME}` counts the rows of each annotation file and lists every skipped one.\n\n"
+        "```python\nimport datasets\n\nds = datasets.load_dataset(PATH_OR_REPO_ID)\n```\n"
+    )
+    if builder.info.homepage:
+        body += f"\nSource: {builder.info.homepage}\n"
+    if builder.info.citation:
+        body += f"\n```bibtex\n{builder.info.citation}\n```\n"
+    DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}").save(path)
