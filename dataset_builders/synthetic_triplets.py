@@ -1,0 +1,177 @@
+"""``synthetic_triplets``: IDM-annotated frame pairs (the output of bootstrap annotation) as triplets.
+
+Input: a folder (``data_dir``) holding ``annotations.jsonl`` and/or shards ``annotations-*.jsonl`` (read in that
+order, shards by name; other files, such as a shard still being written under a temporary name, are ignored), one
+JSON object per line, blank lines allowed::
+
+    {"id": "train-video-00003-010-013",               # unique over all files             (required)
+     "source": "frames/00003-010.png",                # image paths relative to the folder (required)
+     "target": "frames/00003-013.png",                #                                    (required)
+     "action": "move the red square left by 2 cells", # the IDM's label                    (required)
+     "score": -3.21,                                  # IDM log-likelihood of the action   (optional)
+     "action_class": "move",                          # class for stratified sampling      (optional)
+     "video": "train-video-00003",                    # where the pair was cut from        (optional)
+     "frames": [10, 13],                              #                                    (optional)
+     "origin": "shapes_world/videos"}                 # origin of the pair                 (optional)
+
+Output: one ``train`` split of ``TRIPLET_FEATURES``, images embedded as they are (bytes), ``score``,
+``action_class``, ``video`` and ``frames`` kept, origin ``synthetic/<origin of the pair>`` (``synthetic`` when the
+row has none).
+
+Config: ``min_score`` keeps only rows scored at least that much (unscored rows are dropped too; counted per origin
+as ``not_selected`` in the build report); ``skip_missing=True`` skips rows whose source or target image is missing
+or unreadable, counted and listed in the build report and logged, instead of one error naming every such row.
+
+Everything is checked before anything is written. A line that is not a JSON object with string ``id``, ``source``,
+``target`` and ``action`` (a numeric or null ``score``, an integer-list or null ``frames``), or that repeats an id,
+is a ``ValueError`` naming ``file:line``. In the build report, ``row`` counts over the annotation files in reading
+order (the id names the row too).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from wm_hub.data.build_report import (
+    BadFile,
+    BuildReport,
+    ReportingBuilder,
+    SplitReport,
+    TripletBuilderConfig,
+    image_problem,
+)
+from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
+
+logger = datasets.logging.get_logger(__name__)
+
+VERSION = datasets.Version("1.0.0")
+REQUIRED_FIELDS = ("id", "source", "target", "action")
+IMAGE_FIELDS = ("source", "target")
+SPLIT = "train"
+
+
+@dataclass
+class SyntheticTripletsConfig(TripletBuilderConfig):
+    """How to read an annotation folder.
+
+    Attributes:
+        min_score: Keep only rows with a ``score`` >= it (unscored rows are dropped too); ``None`` keeps every row.
+    """
+
+    min_score: float | None = None
+
+
+class SyntheticTripletsBuilder(ReportingBuilder):
+    """Triplets from a folder of IDM annotations (``annotations*.jsonl`` + images); see the module docstring."""
+
+    BUILDER_CONFIG_CLASS = SyntheticTripletsConfig
+    BUILDER_CONFIGS = [SyntheticTripletsConfig(name="default", version=VERSION)]
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(description="IDM-annotated (synthetic) triplets.", features=TRIPLET_FEATURES)
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        data_dir = self._data_dir()
+        config: SyntheticTripletsConfig = self.config
+        paths = _annotation_files(data_dir)
+        rows = _read_rows(paths)
+        report = SplitReport(annotation_file=", ".join(path.name for path in paths), rows=len(rows))
+        kept = []
+        for index, row in enumerate(rows):
+            origin = _origin(row)
+            if config.min_score is not None and (row.get("score") is None or row["score"] < config.min_score):
+                report.not_selected[origin] = report.not_selected.get(origin, 0) + 1
+                continue
+            counts = report.counts(origin)
+            counts.rows += 1
+            bad_files = [
+                BadFile(SPLIT, index, row["id"], name, row[name], problem)
+                for name in IMAGE_FIELDS
+                if (problem := image_problem(data_dir / row[name]))
+            ]
+            if bad_files:
+                report.skip(origin, bad_files)
+                continue
+            counts.examples += 1
+            kept.append(row)
+        self._accept_report(BuildReport(builder="synthetic_triplets", config=config.name, splits={SPLIT: report}))
+        if report.skipped:
+            logger.warning(
+                f"Skipped {report.skipped_rows} of {len(rows)} annotated pairs with bad images in {data_dir}"
+            )
+        return [datasets.SplitGenerator(name=SPLIT, gen_kwargs={"data_dir": data_dir, "rows": kept})]
+
+    def _generate_examples(self, data_dir: Path, rows: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for row in rows:
+            yield (
+                row["id"],
+                make_triplet(
+                    row["id"],
+                    (data_dir / row["source"]).read_bytes(),
+                    (data_dir / row["target"]).read_bytes(),
+                    row["action"],
+                    _origin(row),
+                    score=row.get("score"),
+                    action_class=row.get("action_class"),
+                    video=row.get("video"),
+                    frames=row.get("frames"),
+                ),
+            )
+
+
+def _annotation_files(data_dir: Path) -> list[Path]:
+    """``annotations.jsonl`` (if present) then the ``annotations-*.jsonl`` shards by name."""
+    paths = [data_dir / "annotations.jsonl"] if (data_dir / "annotations.jsonl").is_file() else []
+    paths += sorted(data_dir.glob("annotations-*.jsonl"))
+    if not paths:
+        raise FileNotFoundError(f"{data_dir}: no annotations.jsonl or annotations-*.jsonl")
+    return paths
+
+
+def _read_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every annotation line of ``paths``, checked; errors name ``file:line``."""
+    rows, seen = [], {}
+    for path in paths:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
+                problem = _row_problem(row)
+                if problem:
+                    raise ValueError(f"{path}:{number}: {problem}")
+                if row["id"] in seen:
+                    raise ValueError(f"{path}:{number}: id {row['id']!r} already used at {seen[row['id']]}")
+                seen[row["id"]] = f"{path.name}:{number}"
+                rows.append(row)
+    return rows
+
+
+def _row_problem(row: Any) -> str | None:
+    """What is wrong with one parsed line, or ``None``."""
+    if not isinstance(row, dict):
+        return f"expected a JSON object, got {type(row).__name__}"
+    missing = [name for name in REQUIRED_FIELDS if not isinstance(row.get(name), str)]
+    if missing:
+        return f"missing or non-string field(s) {missing}"
+    score = row.get("score")
+    if score is not None and (isinstance(score, bool) or not isinstance(score, Real)):
+        return f"score must be a number, got {score!r}"
+    frames = row.get("frames")
+    if frames is not None and not (isinstance(frames, list) and all(type(frame) is int for frame in frames)):
+        return f"frames must be a list of integers, got {frames!r}"
+    return None
+
+
+def _origin(row: dict[str, Any]) -> str:
+    return f"synthetic/{row['origin']}" if row.get("origin") else "synthetic"
