@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import datasets
@@ -10,6 +11,7 @@ import pytest
 
 from dataset_builders import builder_class
 from dataset_builders.shapes_world import ShapesWorldBuilder
+from wm_hub.cli import main
 from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.data.shapes_world import ACTION_KINDS, PALETTE, Scene, ShapesWorld, WorldConfig, cell_token_indices
 
@@ -233,3 +235,12 @@ def test_builder_yields_the_generator_rows_with_the_triplet_features(tmp_path):
         ShapesWorldBuilder(cache_dir=str(tmp_path), config_name="videos", pairs="random").download_and_prepare()
     with pytest.raises(ValueError, match="must divide"):
         ShapesWorldBuilder(cache_dir=str(tmp_path), config_name="triplets", grid=3).download_and_prepare()
+
+
+def test_data_build_writes_the_default_videos_as_a_hub_folder(tmp_path, capsys):
+    out = tmp_path / "shapes-videos"
+    assert main(["data", "build", "shapes_world", "--config", "videos", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == {"train": 800, "test": 80}
+    test = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["test"]
+    assert test.features == TRIPLET_FEATURES and set(test["action"]) == {""}
+    assert test["id"] == [row["id"] for row in ShapesWorld().video_rows("test", 20)]
