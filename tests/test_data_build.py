@@ -14,7 +14,8 @@ from PIL import Image
 
 from dataset_builders.aurora import PAPER_SUBSETS, AuroraBuilder
 from wm_hub.cli import build_parser, main
-from wm_hub.data.schema import TRIPLET_FEATURES
+from wm_hub.data import hub_layout
+from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
@@ -106,6 +107,35 @@ def test_shards_are_named_like_the_hub(tmp_path, bench_rows, monkeypatch):
     assert "path: data/test-*" in readme and f"num_examples: {len(ds)}" in readme
 
 
+class GeneratedTriplets(datasets.GeneratorBasedBuilder):
+    """A builder that generates its data (no data_dir) and keeps no build report."""
+
+    def _info(self):
+        return datasets.DatasetInfo(features=TRIPLET_FEATURES)
+
+    def _split_generators(self, dl_manager):
+        return [datasets.SplitGenerator(name="train")]
+
+    def _generate_examples(self):
+        for index in range(3):
+            image = Image.new("RGB", (4, 4), (index, 0, 0))
+            yield index, make_triplet(f"g/{index}", image, image, "wait", "generated")
+
+
+def test_generated_data_needs_no_data_dir(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hub_layout, "builder_class", lambda name: GeneratedTriplets)
+    out = tmp_path / "generated"
+    assert main(["data", "build", "generated", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == {"train": 3}
+    assert json.loads((out / "build_report.json").read_text()) == {
+        "builder": "generated",
+        "config": "default",
+        "splits": {},
+    }
+    ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert ds["id"] == ["g/0", "g/1", "g/2"] and ds.features == TRIPLET_FEATURES
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -116,6 +146,7 @@ def test_shards_are_named_like_the_hub(tmp_path, bench_rows, monkeypatch):
             "builder 'aurora' has configs ['ag', 'magicbrush', 'something', 'kubric', 'bench']",
         ),
         (["aurora", "--config", "bench", "--data-dir", "absent"], "data_dir absent: no such folder"),
+        (["aurora", "--config", "bench"], "AuroraBuilder needs data_dir="),
         (["aurora", "--config", "bench", "--data-dir", ".", "--max-shard-size", "big"], "big"),
     ],
 )

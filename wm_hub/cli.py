@@ -190,7 +190,7 @@ def _data_build(args: argparse.Namespace) -> int:
 
     config_kwargs = {"skip_missing": True} if args.skip_missing else {}
     try:
-        report = build_hub_dataset(
+        build = build_hub_dataset(
             args.name,
             args.out,
             data_dir=args.data_dir,
@@ -200,16 +200,11 @@ def _data_build(args: argparse.Namespace) -> int:
         )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise SystemExit(f"error: {error}") from None
-    report_path = str(Path(args.out) / "build_report.json")
-    skipped = {split: split_report.skipped_rows for split, split_report in report.splits.items()}
+    report_path = str(build.out / "build_report.json")
+    skipped = {split: split_report.skipped_rows for split, split_report in build.report.splits.items()}
     if any(skipped.values()):
         print(f"Skipped rows with missing or unreadable files {skipped}, listed in {report_path}", file=sys.stderr)
-    summary = {
-        "out": args.out,
-        "examples": {split: split_report.examples for split, split_report in report.splits.items()},
-        "skipped_rows": skipped,
-        "report": report_path,
-    }
+    summary = {"out": str(build.out), "examples": build.num_examples, "skipped_rows": skipped, "report": report_path}
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -235,7 +230,9 @@ def _add_data_build(tasks) -> None:
     )
     parser.add_argument("name", help="registered builder, e.g. aurora or epic_kitchens")
     parser.add_argument("--config", help="builder config, e.g. bench (default: the builder's only config)")
-    parser.add_argument("--data-dir", required=True, help="local data root (AURORA checkout, EPIC-KITCHENS folder)")
+    parser.add_argument(
+        "--data-dir", help="local data root (AURORA checkout, EPIC-KITCHENS folder); not needed by generated data"
+    )
     parser.add_argument("--out", required=True, help="output folder (must not exist, or be empty)")
     parser.add_argument(
         "--skip-missing",

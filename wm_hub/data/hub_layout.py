@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,30 @@ from wm_hub.data.build_report import REPORT_FILENAME, BuildReport, ReportingBuil
 CONFIG_NAME = "default"
 
 
+@dataclass
+class HubBuild:
+    """What :func:`build_hub_dataset` wrote.
+
+    Attributes:
+        out: The Hub-layout folder.
+        num_examples: Examples per split.
+        report: The build report (also in ``out/build_report.json``).
+    """
+
+    out: Path
+    num_examples: dict[str, int]
+    report: BuildReport
+
+
 def build_hub_dataset(
     name: str,
     out: str | Path,
     *,
-    data_dir: str | Path,
+    data_dir: str | Path | None = None,
     config_name: str | None = None,
     max_shard_size: str | int = "500MB",
     **config_kwargs: Any,
-) -> BuildReport:
+) -> HubBuild:
     """Build dataset ``name`` from ``data_dir`` and write it to ``out`` in the Hub layout.
 
     Everything is written into a temporary folder beside ``out`` that is renamed to ``out`` at the end: a failed
@@ -43,13 +59,13 @@ def build_hub_dataset(
     Args:
         name: Registered builder (``dataset_builders.BUILDERS``), e.g. ``aurora``.
         out: Output folder; must not exist or be empty.
-        data_dir: Local folder the builder reads.
+        data_dir: Local folder the builder reads (``None`` for builders that generate their data).
         config_name: Builder config, e.g. ``bench`` (default: the builder's default or only config).
         max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``"500MB"``).
         **config_kwargs: Builder config options, e.g. ``skip_missing=True``.
 
     Returns:
-        The build report (also written to ``out/build_report.json``).
+        The folder, split sizes and build report.
 
     Raises:
         ValueError: Unknown builder, config or option, or bad rows
@@ -60,7 +76,7 @@ def build_hub_dataset(
     out = Path(out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise FileExistsError(f"out {out} exists and is not an empty folder; choose a new one or remove it")
-    if not Path(data_dir).is_dir():
+    if data_dir is not None and not Path(data_dir).is_dir():
         raise FileNotFoundError(f"data_dir {data_dir}: no such folder")
     max_shard_size = convert_file_size_to_int(max_shard_size)
     builder_cls = builder_class(name)
@@ -70,9 +86,9 @@ def build_hub_dataset(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        builder = builder_cls(
-            config_name=config_name, data_dir=str(data_dir), cache_dir=str(staging / "cache"), **config_kwargs
-        )
+        if data_dir is not None:
+            config_kwargs["data_dir"] = str(data_dir)
+        builder = builder_cls(config_name=config_name, cache_dir=str(staging / "cache"), **config_kwargs)
         prepared = staging / "prepared"
         builder.download_and_prepare(output_dir=str(prepared), file_format="parquet", max_shard_size=max_shard_size)
         hub = staging / "hub"
@@ -86,7 +102,7 @@ def build_hub_dataset(
         os.replace(hub, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return report
+    return HubBuild(out, {split: info.num_examples for split, info in builder.info.splits.items()}, report)
 
 
 def _move_shards(builder: datasets.DatasetBuilder, prepared: Path, data: Path) -> int:
