@@ -1,0 +1,227 @@
+"""Key-frame selection (wm_hub.bootstrap.keyframes) and ``wm-hub keyframes``: generated videos with known motion,
+the real sample videos, bad files as reported skips, resuming."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from wm_hub.bootstrap.keyframes import (
+    KeyframeConfig,
+    VideoDecodeError,
+    find_keyframes,
+    max_keyframes,
+    read_frames,
+    select_keyframes,
+)
+from wm_hub.cli import build_parser, main
+
+VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
+# Six bursts of motion, each [start, stop): frame t differs from frame t - 1 exactly when t is in a burst.
+BURSTS = [(12, 17), (52, 57), (92, 97), (132, 137), (172, 177), (212, 217)]
+
+
+def write_video(path: Path, num_frames: int, bursts=(), size=(96, 64), faststart=False) -> Path:
+    """An H.264 video: a noise-textured square on grey, moving 4 px per frame during ``bursts``, still otherwise.
+
+    Args:
+        path: Output file.
+        num_frames: Frames to write.
+        bursts: ``(start, stop)`` frame ranges in which the square moves (alternately right and left).
+        size: ``(width, height)``.
+        faststart: Put the index (moov atom) before the data, so a truncated copy still opens.
+    """
+    width, height = size
+    texture = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    x = 20
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "18"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(num_frames):
+            for number, (start, stop) in enumerate(bursts):
+                if start <= t < stop:
+                    x += 4 if number % 2 == 0 else -4
+            pixels = np.full((height, width, 3), 128, np.uint8)
+            pixels[24:40, x : x + 16] = texture
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_select_keyframes_is_greedy_by_score_with_the_interval():
+    scores = [0.0] * 60
+    scores[5], scores[8], scores[30], scores[50], scores[55] = 9, 8, 7, 6, 5
+    assert select_keyframes(scores, 3, 10) == [5, 30, 50]  # 8 lies within 10 of 5
+    assert select_keyframes(scores, 2, 10) == [5, 30]
+    assert select_keyframes([1.0, 1.0, 1.0], 1, 1) == [0]  # ties: earlier first
+
+
+def test_select_keyframes_keeps_room_for_all_k():
+    scores = [0.0] * 41
+    scores[10] = 5.0  # taking it would leave room for 2 frames in all, and 41 frames hold 3 that are 20 apart
+    assert select_keyframes(scores, 3, 20) == [0, 20, 40]
+
+
+def test_select_keyframes_gives_fewer_only_when_the_video_cannot_hold_k():
+    rng = random.Random(0)
+    for _ in range(300):
+        num_frames, interval, k = rng.randint(1, 80), rng.randint(1, 25), rng.randint(1, 7)
+        frames = select_keyframes([rng.random() for _ in range(num_frames)], k, interval)
+        assert len(frames) == min(k, max_keyframes(num_frames, interval))
+        assert all(b - a >= interval for a, b in zip(frames, frames[1:]))
+    assert max_keyframes(120, 20) == 6 and max_keyframes(100, 20) == 5 and max_keyframes(0, 20) == 0
+
+
+def test_keyframes_fall_inside_the_motion(tmp_path):
+    video = write_video(tmp_path / "bursts.mp4", 240, BURSTS)
+    keyframes = find_keyframes(video)
+    assert keyframes.num_frames == 240 and keyframes.fps == 25.0 and keyframes.note is None
+    assert len(keyframes.frames) == 6
+    for frame, (start, stop) in zip(keyframes.frames, BURSTS):
+        assert start <= frame < stop
+    assert min(keyframes.scores) > 0.3  # mean over the frame (px per frame step) of the square's 4 px moves
+
+
+def test_short_video_gives_fewer_keyframes_with_a_note(tmp_path):
+    video = write_video(tmp_path / "short.mp4", 30, [(3, 8), (22, 26)])
+    keyframes = find_keyframes(video)
+    assert len(keyframes.frames) == 2 and keyframes.frames[1] - keyframes.frames[0] >= 20
+    assert keyframes.note == "30 frames hold at most 2 key frames 20 frames apart (asked for 6)"
+    images = read_frames(video, keyframes.frames)
+    assert [image.size for image in images] == [(96, 64), (96, 64)]
+
+
+def test_a_custom_estimator_decides_the_selection(tmp_path):
+    video = write_video(tmp_path / "still.mp4", 60, size=(96, 64))
+    known = {5: 9.0, 8: 8.0, 30: 7.0, 50: 6.0, 55: 5.0}
+    calls = []
+
+    def estimator(previous: np.ndarray, current: np.ndarray) -> float:
+        calls.append((previous.shape, current.shape, current.dtype))
+        return known.get(len(calls), 0.5)  # the n-th call scores frame n
+
+    keyframes = find_keyframes(
+        video, KeyframeConfig(num_keyframes=3, min_interval=10, max_side=48, estimator=estimator)
+    )
+    assert keyframes.frames == [5, 30, 50] and keyframes.scores == [9.0, 7.0, 6.0]
+    assert len(calls) == 59 and set(calls) == {((32, 48), (32, 48), np.dtype(np.uint8))}  # grey, longer side 48
+
+
+def test_read_frames_gives_full_resolution_frames_in_the_order_asked(tmp_path):
+    video = write_video(tmp_path / "bursts.mp4", 40, [(10, 20)], size=(320, 192))
+    late, early = read_frames(video, [30, 5])
+    assert late.size == early.size == (320, 192) and late.mode == "RGB"
+    assert np.abs(np.asarray(late, float) - np.asarray(early, float)).max() > 100  # the square moved
+    assert np.array_equal(np.asarray(read_frames(video, [5])[0]), np.asarray(early))
+    with pytest.raises(VideoDecodeError, match=r"bursts.mp4: has no frame\(s\) \[40\]"):
+        read_frames(video, [39, 40])
+
+
+def test_bad_files_raise_a_decode_error_naming_them(tmp_path):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 20)
+    with pytest.raises(VideoDecodeError, match="notes.mp4: not a readable video") as error:
+        find_keyframes(text)
+    assert error.value.video == str(text)
+    data = write_video(tmp_path / "whole.mp4", 60, [(10, 20)], faststart=True).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])  # the index is whole, the frame data is not
+    with pytest.raises(VideoDecodeError, match="cut.mp4: truncated or corrupt"):
+        find_keyframes(cut)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        find_keyframes(tmp_path / "missing.mp4")
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cli_writes_rows_and_images_and_reports_skips_then_resumes(tmp_path, capsys):
+    folder = tmp_path / "videos"
+    (folder / "walk").mkdir(parents=True)
+    write_video(folder / "walk" / "good.mp4", 240, BURSTS)
+    data = write_video(tmp_path / "whole.mp4", 60, [(10, 20)]).read_bytes()
+    (folder / "walk" / "truncated.mp4").write_bytes(data[: int(len(data) * 0.3)])
+    faststart = write_video(tmp_path / "faststart.mp4", 60, [(10, 20)], faststart=True).read_bytes()
+    (folder / "cut.mp4").write_bytes(faststart[: int(len(faststart) * 0.6)])
+    (folder / "readme.txt").write_text("not a video, not picked up: wrong extension")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n" * 20)
+    out = tmp_path / "out"
+
+    assert main(["keyframes", str(folder), str(text), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary == {
+        "keyframes": str(out / "keyframes.jsonl"),
+        "videos": 1,
+        "already_done": 0,
+        "skipped": 3,
+        "skipped_videos": str(out / "skipped.jsonl"),
+    }
+    assert "Skipped 3 of 4 videos that could not be decoded" in captured.err
+    skipped = _rows(out / "skipped.jsonl")
+    assert sorted(Path(row["video"]).name for row in skipped) == ["cut.mp4", "notes.mp4", "truncated.mp4"]
+    reasons = {Path(row["video"]).name: row["reason"] for row in skipped}
+    assert reasons["cut.mp4"].startswith("truncated or corrupt")
+    assert reasons["notes.mp4"].startswith("not a readable video")
+    [row] = _rows(out / "keyframes.jsonl")
+    assert row["video"] == str((folder / "walk" / "good.mp4").resolve())
+    assert row["num_frames"] == 240 and row["fps"] == 25.0 and row["note"] is None
+    assert [start <= frame < stop for frame, (start, stop) in zip(row["frames"], BURSTS)] == [True] * 6
+    assert row["images"] == [f"walk/good/frame_{frame:06d}.png" for frame in row["frames"]]
+    assert all((out / image).is_file() for image in row["images"]) and not list(out.rglob("*.tmp"))
+
+    with (out / "keyframes.jsonl").open("a") as rows:
+        rows.write('{"video": "/cut/short')  # a row torn by a crash
+    assert main(["keyframes", str(folder), str(text), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["videos"] == 0 and summary["already_done"] == 1 and summary["skipped"] == 3
+    assert _rows(out / "keyframes.jsonl") == [row]
+
+
+def test_cli_refuses_two_videos_writing_the_same_folder(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_video(tmp_path / name / "clip.mp4", 25)
+    with pytest.raises(SystemExit, match="would both write"):
+        main(["keyframes", str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="nothing.mp4: no such file or folder"):
+        main(["keyframes", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path)])
+
+
+def test_cli_help_explains_keyframes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["keyframes", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: wm-hub keyframes" in text and "--min-interval" in text and "wm-hub keyframes UCF-101/" in text
+
+
+@pytest.mark.skipif(not VIDEOS.is_dir(), reason=f"sample videos not present at {VIDEOS} (../shared/data)")
+def test_real_videos_get_six_keyframes_and_full_resolution_images(tmp_path, capsys):
+    truncated = tmp_path / "bikes_truncated.mp4"
+    data = (VIDEOS / "bikes.mp4").read_bytes()
+    truncated.write_bytes(data[: int(len(data) * 0.3)])
+    assert main(["keyframes", str(VIDEOS), str(truncated), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["videos"] == 2 and summary["skipped"] == 1
+    rows = {Path(row["video"]).name: row for row in _rows(tmp_path / "out" / "keyframes.jsonl")}
+    expected = {"bikes.mp4": (250, (640, 272)), "carphone_pristine.mp4": (120, (176, 144))}
+    assert set(rows) == set(expected)
+    for name, (num_frames, size) in expected.items():
+        row = rows[name]
+        assert row["num_frames"] == num_frames and len(row["frames"]) == 6 and row["note"] is None
+        assert all(b - a >= 20 for a, b in zip(row["frames"], row["frames"][1:]))
+        for image in row["images"]:
+            with Image.open(tmp_path / "out" / image) as frame:
+                assert frame.size == size
+    [skip] = _rows(tmp_path / "out" / "skipped.jsonl")
+    assert skip["video"] == str(truncated.resolve())
