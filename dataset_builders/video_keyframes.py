@@ -1,0 +1,121 @@
+"""Unlabelled key-frame pairs of videos as wm-hub triplets (paper section 3.2), for the IDM to annotate.
+
+``data_dir`` holds videos in class folders, ``<data_dir>/<class>/<video>.<ext>`` (the layout of UCF-101,
+Kinetics-700 and Moments-in-Time; deeper folders count towards their top-level class). Each video's motion key
+frames (:func:`wm_hub.bootstrap.keyframes.find_keyframes`: top ``num_keyframes`` by optical-flow magnitude, at
+least ``min_interval`` frames apart) give one triplet per consecutive pair ``(i, j)``: source frame ``i``, target
+frame ``j`` (full-resolution PNG), empty ``action``, ``action_class`` = the class folder, ``video`` = the path
+under ``data_dir``, ``frames = [i, j]``, ``origin = <origin_prefix>/<class>``, id ``<video>:<i>-<j>``.
+
+Videos that cannot be decoded (truncated, corrupt, not a video) are skipped; each worker logs one warning with
+their count and names. Video files directly in ``data_dir`` (no class folder) are left out with a warning.
+``download_and_prepare(num_proc=N)`` shares the videos among N processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from wm_hub.bootstrap.keyframes import (
+    VIDEO_EXTENSIONS,
+    KeyframeConfig,
+    VideoDecodeError,
+    find_keyframes,
+    find_videos,
+    read_frames,
+)
+from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
+
+logger = datasets.logging.get_logger(__name__)
+
+
+@dataclass
+class VideoKeyframesConfig(datasets.BuilderConfig):
+    """Key-frame selection and file discovery.
+
+    Attributes:
+        num_keyframes: Key frames per video, ``K_f`` (paper: 6); a video gives at most ``num_keyframes - 1`` pairs.
+        min_interval: Least distance in frames between two key frames, ``I_f`` (paper: 20).
+        max_side: Longer side in pixels of the frames the optical flow runs on (``None``: full resolution); the
+            triplet images are always full resolution.
+        extensions: Video file suffixes to read (case-insensitive).
+        origin_prefix: ``origin`` is ``<origin_prefix>/<class>``; name the source, e.g. ``ucf101``.
+    """
+
+    num_keyframes: int = 6
+    min_interval: int = 20
+    max_side: int | None = 160
+    extensions: Sequence[str] = VIDEO_EXTENSIONS
+    origin_prefix: str = "video_keyframes"
+
+
+class VideoKeyframesBuilder(datasets.GeneratorBasedBuilder):
+    """Consecutive key-frame pairs of class-folder videos as unlabelled triplets (see the module docstring)."""
+
+    BUILDER_CONFIG_CLASS = VideoKeyframesConfig
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="Consecutive motion key-frame pairs of unlabelled videos (optical-flow top-K frames at "
+            "least I frames apart), as (source, empty action, target) triplets for IDM annotation.",
+            features=TRIPLET_FEATURES,
+        )
+
+    def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
+        if self.config.data_dir is None:
+            raise ValueError("VideoKeyframesBuilder needs data_dir= (a folder of <class>/<video> files)")
+        root = Path(self.config.data_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"data_dir {root}: no such folder")
+        videos = [path.relative_to(root) for path in find_videos(root, self.config.extensions)]
+        classless = [str(video) for video in videos if len(video.parts) == 1]
+        if classless:
+            logger.warning(
+                "Left out %d video(s) not in a class folder of %s: %s", len(classless), root, ", ".join(classless)
+            )
+        videos = [video.as_posix() for video in videos if len(video.parts) > 1]
+        if not videos:
+            raise ValueError(f"No videos ({', '.join(self.config.extensions)}) in class folders of {root}")
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"root": str(root), "videos": videos})]
+
+    def _generate_examples(self, root: str, videos: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        config: VideoKeyframesConfig = self.config
+        keyframe_config = KeyframeConfig(config.num_keyframes, config.min_interval, config.max_side)
+        skipped = []
+        for video in videos:
+            path = Path(root) / video
+            try:
+                frames = find_keyframes(path, keyframe_config).frames
+                images = read_frames(path, frames)
+            except VideoDecodeError as error:
+                skipped.append(f"{video} ({error.reason})")
+                continue
+            action_class = video.split("/")[0]
+            for (source_frame, target_frame), (source, target) in zip(pairwise(frames), pairwise(images)):
+                id = f"{video}:{source_frame}-{target_frame}"
+                yield (
+                    id,
+                    make_triplet(
+                        id,
+                        source,
+                        target,
+                        "",
+                        f"{config.origin_prefix}/{action_class}",
+                        action_class=action_class,
+                        video=video,
+                        frames=[source_frame, target_frame],
+                    ),
+                )
+        if skipped:
+            logger.warning(
+                "Skipped %d of %d video(s) that could not be decoded: %s",
+                len(skipped),
+                len(videos),
+                "; ".join(skipped),
+            )

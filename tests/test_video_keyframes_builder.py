@@ -1,0 +1,65 @@
+"""VideoKeyframesBuilder: class folders of generated videos -> key-frame-pair triplets; bad videos skipped."""
+
+from __future__ import annotations
+
+import logging
+from itertools import pairwise
+
+import numpy as np
+from test_keyframes import write_video
+
+from dataset_builders import builder_class
+from dataset_builders.video_keyframes import VideoKeyframesBuilder
+from wm_hub.bootstrap.keyframes import KeyframeConfig, find_keyframes, read_frames
+from wm_hub.data.schema import TRIPLET_FEATURES
+
+
+def test_builder_yields_consecutive_keyframe_pairs_and_skips_bad_videos(tmp_path, caplog):
+    root = tmp_path / "videos"
+    (root / "jumping").mkdir(parents=True)
+    (root / "waving" / "outdoor").mkdir(parents=True)
+    write_video(root / "jumping" / "a.mp4", 50, [(5, 10), (22, 27), (40, 45)])
+    write_video(root / "waving" / "outdoor" / "b.mp4", 45, [(8, 12), (30, 34)], size=(128, 80))
+    (root / "jumping" / "broken.mp4").write_text("not a video\n" * 20)
+    write_video(root / "no_class.mp4", 30)
+
+    with caplog.at_level(logging.WARNING):
+        builder = VideoKeyframesBuilder(
+            data_dir=str(root), cache_dir=str(tmp_path / "cache"), num_keyframes=3, min_interval=10
+        )
+        builder.download_and_prepare()
+    dataset = builder.as_dataset(split="train")
+
+    assert builder_class("video_keyframes") is VideoKeyframesBuilder
+    assert dataset.features == TRIPLET_FEATURES and dataset.column_names == list(TRIPLET_FEATURES)
+    assert "Skipped 1 of 3 video(s) that could not be decoded: jumping/broken.mp4 (not a readable video" in caplog.text
+    assert "Left out 1 video(s) not in a class folder" in caplog.text and "no_class.mp4" in caplog.text
+
+    config = KeyframeConfig(num_keyframes=3, min_interval=10)
+    expected = {}
+    for video, action_class in (("jumping/a.mp4", "jumping"), ("waving/outdoor/b.mp4", "waving")):
+        frames = find_keyframes(root / video, config).frames
+        assert len(frames) == 3
+        images = read_frames(root / video, frames)
+        for (i, j), (source, target) in zip(pairwise(frames), pairwise(images)):
+            expected[f"{video}:{i}-{j}"] = (video, action_class, [i, j], source, target)
+    assert sorted(dataset["id"]) == sorted(expected)
+    for row in dataset:
+        video, action_class, frames, source, target = expected[row["id"]]
+        assert row["action"] == "" and row["score"] is None
+        assert row["origin"] == f"video_keyframes/{action_class}" and row["action_class"] == action_class
+        assert row["video"] == video and row["frames"] == frames and frames[1] - frames[0] >= 10
+        assert np.array_equal(np.asarray(row["source"]), np.asarray(source))  # full resolution, lossless PNG
+        assert np.array_equal(np.asarray(row["target"]), np.asarray(target))
+    assert dataset.filter(lambda row: row["action_class"] == "waving")[0]["source"].size == (128, 80)
+
+
+def test_builder_origin_prefix_names_the_source(tmp_path):
+    (tmp_path / "videos" / "run").mkdir(parents=True)
+    write_video(tmp_path / "videos" / "run" / "c.mp4", 25, [(5, 10)])
+    builder = VideoKeyframesBuilder(
+        data_dir=str(tmp_path / "videos"), cache_dir=str(tmp_path / "cache"), origin_prefix="ucf101"
+    )
+    builder.download_and_prepare()
+    [row] = builder.as_dataset(split="train")
+    assert row["origin"] == "ucf101/run" and row["frames"][1] - row["frames"][0] >= 20  # 25 frames: 2 key frames
