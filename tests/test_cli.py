@@ -11,7 +11,8 @@ from PIL import Image
 
 from wm_hub.cli import build_parser, main
 
-TASKS = ["tiny-model", "convert-vqgan", "predict", "demo"]
+TASKS = ["tiny-model", "convert-vqgan", "predict", "demo", "keyframes"]
+DATA_TASKS = ["build", "show-weights"]
 
 
 def test_top_level_help_lists_every_task():
@@ -29,6 +30,15 @@ def test_task_help_explains_itself(task, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert f"usage: wm-hub {task}" in text and "--out" in text and len(text) > 300
+
+
+@pytest.mark.parametrize("task", DATA_TASKS)
+def test_data_task_help_explains_itself(task, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["data", task, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: wm-hub data {task}" in text and "--out" in text and "example" in text
 
 
 def test_tiny_model_rejects_unknown_arch(capsys):

@@ -69,3 +69,44 @@ def test_panel_files_and_colours(tiny_backbones, tmp_path):
     assert not list((tmp_path / "panels").glob("*.tmp"))
     colours = heat_colors(np.array([0.0, 1.0]))
     assert colours[0].tolist() == [0, 0, 96] and colours[1].tolist() == [255, 255, 0]
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "liquid"])
+def test_shapes_world_weights_cover_the_changed_cells(arch, tiny_backbones):
+    from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+
+    backbone = tiny_backbones(arch)
+    world = ShapesWorld(WorldConfig(grid=8, seed=0))  # one 8 px cell per token of the 64 px tiny backbones
+    for index in range(10):
+        triplet = world.triplet("train", index)
+        changed = sorted(triplet.changed_cells)
+        _, weights = weight_panel(backbone, triplet.source, triplet.target, display_size=32)
+        top = [(int(i) % 8, int(i) // 8) for i in weights.flatten().topk(len(changed)).indices]
+        assert all(min(distance(cell, other) for other in changed) <= 1 for cell in top), triplet.action.text
+        near = torch.zeros(8, 8, dtype=torch.bool)
+        for x, y in changed:
+            near[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = True
+        assert weights[near].mean() > 4 * weights[~near].mean(), triplet.action.text
+
+
+def test_show_weights_command_on_a_built_shapes_world(tiny_model_dirs, tmp_path, capsys):
+    import json
+
+    from wm_hub.cli import main
+    from wm_hub.data.hub_layout import build_hub_dataset
+
+    build_hub_dataset("shapes_world", tmp_path / "shapes", config_name="triplets", num_train=5, num_test=2)
+    capsys.readouterr()
+    args = [
+        "data",
+        "show-weights",
+        "--backbone",
+        str(tiny_model_dirs("chameleon")),
+        "--data",
+        str(tmp_path / "shapes"),
+    ]
+    assert main([*args, "--out", str(tmp_path / "panels"), "--limit", "3", "--display-size", "48"]) == 0
+    panels = json.loads(capsys.readouterr().out)["panels"]
+    assert len(panels) == 3 and Image.open(panels[0]).size == (144, 48)
+    with pytest.raises(SystemExit, match="split 'validation'"):
+        main([*args, "--split", "validation", "--out", str(tmp_path / "other")])

@@ -356,8 +356,56 @@ def _add_keyframes(subparsers) -> None:
     parser.set_defaults(func=_keyframes)
 
 
+def _load_triplets(data: str, split: str):
+    import datasets
+
+    path = Path(data)
+    try:
+        if path.suffix == ".parquet":
+            return datasets.load_dataset("parquet", data_files=str(path), split="train")
+        return datasets.load_dataset(data, split=split)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: --data {data} (split {split!r}): {error}") from None
+
+
+def _show_weights(args: argparse.Namespace) -> int:
+    from wm_hub import load_backbone
+    from wm_hub.data.weight_maps import write_weight_panels
+
+    triplets = _load_triplets(args.data, args.split)
+    missing = {"source", "target"} - set(triplets.column_names)
+    if missing:
+        raise SystemExit(f"error: --data {args.data} has no {sorted(missing)} column(s): not a triplet dataset")
+    backbone = load_backbone(args.backbone, device=args.device)
+    limit = min(args.limit, len(triplets))
+    written = write_weight_panels(backbone, triplets.select(range(limit)), args.out, display_size=args.display_size)
+    print(json.dumps({"out": args.out, "panels": [str(path) for path in written]}, indent=2))
+    return 0
+
+
+def _add_data_show_weights(tasks) -> None:
+    parser = tasks.add_parser(
+        "show-weights",
+        help="draw recognition-weight heatmaps (paper Figure 3) for triplets",
+        description="For each triplet, write source | target | target overlaid with the FDM recognition weights: the "
+        "squared L2 distance between source and target pre-quantisation VQ features per image token (mean 1 per "
+        "image). Check that the weights land where the action happens before training with loss_weighting=l2.",
+        epilog="example: wm-hub data show-weights --backbone tiny-chameleon --data shapes-triplets --out weights/",
+    )
+    parser.add_argument(
+        "--backbone", required=True, help="backbone folder or Hub id (its VQ encoder is the recognizer)"
+    )
+    parser.add_argument("--data", required=True, help="Hub-layout folder, Hub dataset id, or a .parquet file")
+    parser.add_argument("--split", default="train", help="split to read (default: train)")
+    parser.add_argument("--out", required=True, help="output folder for the PNG panels")
+    parser.add_argument("--limit", type=int, default=16, help="triplets to draw (default: 16)")
+    parser.add_argument("--display-size", type=int, default=256, help="side of each panel tile (default: 256)")
+    parser.add_argument("--device", help="torch device (default: CPU)")
+    parser.set_defaults(func=_show_weights)
+
+
 # `wm-hub data <task>`: building datasets and looking at them.
-DATA_TASKS: tuple[Callable, ...] = (_add_data_build,)
+DATA_TASKS: tuple[Callable, ...] = (_add_data_build, _add_data_show_weights)
 
 
 def _add_data(subparsers) -> None:
