@@ -29,12 +29,11 @@ import datasets
 from datasets.utils.tqdm import tqdm
 
 from wm_hub.data.build_report import (
-    BadFile,
     BuildReport,
     ReportingBuilder,
     SplitReport,
     TripletBuilderConfig,
-    image_problem,
+    bad_image_files,
 )
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 
@@ -114,16 +113,9 @@ class AuroraBuilder(ReportingBuilder):
             if not row.get("output"):
                 counts.without_target += 1
                 continue
-            bad_files = [
-                BadFile(config.split, index, f"{subset}/{index}", name, row[name], problem)
-                for name in IMAGE_FIELDS
-                if (problem := image_problem(data_dir / row[name]))
-            ]
-            if bad_files:
-                report.skip(origin, bad_files)
-                continue
-            counts.examples += 1
-            triplets.append((index, subset, row))
+            bad_files = bad_image_files(data_dir, config.split, index, f"{subset}/{index}", row, IMAGE_FIELDS)
+            if report.admit(origin, bad_files):
+                triplets.append((index, subset, row))
         self._accept_report(BuildReport(builder="aurora", config=config.name, splits={config.split: report}))
         return [datasets.SplitGenerator(name=config.split, gen_kwargs={"data_dir": data_dir, "triplets": triplets})]
 

@@ -140,12 +140,8 @@ class EpicKitchensBuilder(ReportingBuilder):
             kept = []
             for segment in tqdm(segments, desc=f"Checking {path.name}", unit=" rows"):
                 counts.rows += 1
-                bad_files = _bad_files(data_dir, split, segment, video_frames)
-                if bad_files:
-                    split_report.skip(ORIGIN, bad_files)
-                    continue
-                counts.examples += 1
-                kept.append(segment)
+                if split_report.admit(ORIGIN, _bad_files(data_dir, split, segment, video_frames)):
+                    kept.append(segment)
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs={"data_dir": data_dir, "segments": kept}))
         self._accept_report(report)
         return generators

@@ -40,12 +40,11 @@ from typing import Any
 import datasets
 
 from wm_hub.data.build_report import (
-    BadFile,
     BuildReport,
     ReportingBuilder,
     SplitReport,
     TripletBuilderConfig,
-    image_problem,
+    bad_image_files,
 )
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 
@@ -91,16 +90,8 @@ class SyntheticTripletsBuilder(ReportingBuilder):
                 continue
             counts = report.counts(origin)
             counts.rows += 1
-            bad_files = [
-                BadFile(SPLIT, index, row["id"], name, row[name], problem)
-                for name in IMAGE_FIELDS
-                if (problem := image_problem(data_dir / row[name]))
-            ]
-            if bad_files:
-                report.skip(origin, bad_files)
-                continue
-            counts.examples += 1
-            kept.append(row)
+            if report.admit(origin, bad_image_files(data_dir, SPLIT, index, row["id"], row, IMAGE_FIELDS)):
+                kept.append(row)
         self._accept_report(BuildReport(builder="synthetic_triplets", config=config.name, splits={SPLIT: report}))
         if report.skipped:
             logger.warning(

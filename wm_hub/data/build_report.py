@@ -98,10 +98,14 @@ class SplitReport:
         """The counts of ``origin``, created on first use."""
         return self.origins.setdefault(origin, OriginCounts())
 
-    def skip(self, origin: str, bad_files: list[BadFile]) -> None:
-        """Count one row of ``origin`` as skipped for ``bad_files``."""
-        self.counts(origin).skipped += 1
-        self.skipped.extend(bad_files)
+    def admit(self, origin: str, bad_files: list[BadFile]) -> bool:
+        """Count one checked row of ``origin``: an example if ``bad_files`` is empty, else a skip listing them."""
+        if bad_files:
+            self.counts(origin).skipped += 1
+            self.skipped.extend(bad_files)
+            return False
+        self.counts(origin).examples += 1
+        return True
 
 
 class MissingFilesError(ValueError):
@@ -183,6 +187,17 @@ def image_problem(path: Path) -> str | None:
         return "not an image PIL can read"
     except OSError as error:
         return f"unreadable ({error})"
+
+
+def bad_image_files(
+    data_dir: Path, split: str, row: int, row_id: str, values: dict[str, Any], fields: tuple[str, ...]
+) -> list[BadFile]:
+    """The image files among ``values[field]`` (paths relative to ``data_dir``) that are missing or unreadable."""
+    return [
+        BadFile(split, row, row_id, name, values[name], problem)
+        for name in fields
+        if (problem := image_problem(data_dir / values[name]))
+    ]
 
 
 @dataclass
