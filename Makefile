@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check wm_hub dataset_builders tests benchmarks
 	$(BIN)/ruff format --check wm_hub dataset_builders tests benchmarks
-	$(BIN)/python -m pytest -q --durations=15
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check wm_hub dataset_builders tests benchmarks
