@@ -1,0 +1,220 @@
+"""The configuration dataclasses of the training recipes, parsed by ``trl.TrlParser`` from YAML and the command line.
+
+``recipes/idm.py`` and ``recipes/fdm.py`` parse ``(DataArguments, WorldModelSFTConfig, ModelArguments)``:
+
+- :class:`WorldModelSFTConfig` is ``trl.SFTConfig`` (every ``TrainingArguments`` field) plus the loss weighting,
+  with the defaults that pre-tokenised world-model data needs.
+- :class:`ModelArguments` is ``trl.ModelConfig`` (model path, dtype, LoRA settings) plus what
+  :func:`wm_hub.load_backbone` takes (arch, VQGAN location, image size).
+- :class:`DataArguments` is the data mixture (:mod:`wm_hub.data.mixture`), the instruction strings that are saved
+  with the checkpoint, and ``dry_run``.
+
+Every field can be set in the YAML recipe and overridden on the command line (``--learning_rate 1e-4``), except the
+lists of sources, which live in YAML only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers.trainer_utils import HubStrategy
+from trl import ModelConfig, SFTConfig
+
+from wm_hub.data.mixture import SourceConfig
+from wm_hub.models.base import PromptFormat
+from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS
+
+
+@dataclass
+class WorldModelSFTConfig(SFTConfig):
+    """``trl.SFTConfig`` for IDM/FDM training on pre-tokenised sequences.
+
+    Defaults that differ from ``SFTConfig``, because the data arrives pre-tokenised with a per-token
+    ``token_weights`` column: ``remove_unused_columns=False`` and ``dataset_kwargs={"skip_prepare_dataset": True}``
+    (both required), ``max_length=None`` (sequences are used whole: truncation would cut an image), and
+    ``hub_strategy="end"`` (the merged model is pushed once, after training; see :mod:`wm_hub.training.run`).
+
+    On a machine without an accelerator ``use_cpu`` is switched on: ``accelerate launch`` with several processes
+    then joins them in one gloo process group (without it, each rank would train alone).
+
+    Args:
+        loss_weighting: ``l2`` weights each FDM target image token by its recognition weight (paper Eq. 2); ``none``
+            is the standard completion loss. IDM training requires ``none``.
+        weight_normalization: ``mean`` scales the weights of each target image to average 1, ``none`` keeps the raw
+            squared distances.
+    """
+
+    loss_weighting: Literal["none", "l2"] = field(
+        default="none",
+        metadata={"help": "'l2': recognition-weighted FDM loss (paper Eq. 2); 'none': standard completion loss."},
+    )
+    weight_normalization: Literal["mean", "none"] = field(
+        default="mean",
+        metadata={"help": "'mean': weights average 1 over each target image; 'none': raw squared distances."},
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={"help": "Must stay False: the collator needs the token_weights column."},
+    )
+    dataset_kwargs: dict[str, Any] | str | None = field(
+        default_factory=lambda: {"skip_prepare_dataset": True},
+        metadata={"help": "Must keep skip_prepare_dataset=True: the data is pre-tokenised by wm-hub."},
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Unused: pre-tokenised sequences are used whole (truncation would cut an image)."},
+    )
+    hub_strategy: HubStrategy | str = field(
+        default="end",
+        metadata={"help": "Must be 'end': the merged model is pushed once, after training."},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.use_cpu and not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+        if self.remove_unused_columns:
+            raise ValueError("remove_unused_columns must be False: it would drop the token_weights column")
+        if not (self.dataset_kwargs or {}).get("skip_prepare_dataset"):
+            raise ValueError("dataset_kwargs must keep skip_prepare_dataset=True: wm-hub pre-tokenises the data")
+        if self.push_to_hub and self.hub_strategy != HubStrategy.END:
+            raise ValueError(
+                f"hub_strategy={self.hub_strategy.value!r} would push LoRA checkpoints over the merged model: "
+                "wm-hub pushes once, after training (hub_strategy='end')"
+            )
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """``trl.ModelConfig`` plus the options of :func:`wm_hub.load_backbone`.
+
+    Defaults that differ from ``ModelConfig``: ``use_peft=True`` and LoRA targets restricted to the attention
+    projections of the language model (``TEXT_ATTENTION_TARGETS``, a regex: Emu3's VQ model inside the LM has
+    ``q_proj``/``k_proj``/``v_proj`` modules too; a one-element list is read as a regex by PEFT, several elements as
+    module names). r 16, alpha 32 and dropout 0.05 are the paper's (and TRL's) values.
+
+    Args:
+        arch: ``chameleon``, ``liquid`` or ``emu3``; read from the checkpoint when omitted.
+        vqgan: Chameleon/Liquid VQGAN location: a diffusers ``VQModel`` folder or Meta's ``vqgan.ckpt``
+            (default: ``<model>/vqgan``).
+        vqgan_config: The ``vqgan.yaml`` of a ``vqgan.ckpt``.
+        image_size: Image side the VQ tokenizer reads and writes (default: the checkpoint's).
+    """
+
+    arch: Literal["chameleon", "liquid", "emu3"] | None = field(
+        default=None, metadata={"help": "Backbone family; read from the checkpoint's config.json when omitted."}
+    )
+    vqgan: str | None = field(
+        default=None,
+        metadata={"help": "Chameleon/Liquid VQGAN: a diffusers VQModel folder or vqgan.ckpt (default <model>/vqgan)."},
+    )
+    vqgan_config: str | None = field(default=None, metadata={"help": "vqgan.yaml of a vqgan.ckpt."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Image side in pixels (default: the checkpoint's)."}
+    )
+    use_peft: bool = field(default=True, metadata={"help": "Train LoRA adapters (the paper) instead of all weights."})
+    lora_target_modules: list[str] | None = field(
+        default_factory=lambda: [TEXT_ATTENTION_TARGETS],
+        metadata={"help": "One regex (full match on module names) or several module names."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.load_in_4bit or self.load_in_8bit:
+            raise ValueError("load_backbone does not load quantised models: drop load_in_4bit/load_in_8bit")
+        if self.model_revision != "main":
+            raise ValueError(
+                "model_revision is not supported: download the revision (`hf download ID --revision R --local-dir D`) "
+                "and set model_name_or_path to that folder"
+            )
+
+    def backbone_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`wm_hub.load_backbone` (a local model folder as an absolute path).
+
+        Raises:
+            ValueError: ``model_name_or_path`` is not set.
+        """
+        if not self.model_name_or_path:
+            raise ValueError("model_name_or_path is not set: give the backbone's folder or Hub id")
+        path = Path(self.model_name_or_path).expanduser()
+        kwargs: dict[str, Any] = {
+            "name_or_path": str(path.resolve()) if path.is_dir() else self.model_name_or_path,
+            "arch": self.arch,
+            "dtype": None if self.dtype in (None, "auto") else self.dtype,
+        }
+        options = {
+            "vqgan": self.vqgan,
+            "vqgan_config": self.vqgan_config,
+            "image_size": self.image_size,
+            "attn_implementation": self.attn_implementation,
+        }
+        kwargs.update({name: value for name, value in options.items() if value is not None})
+        return kwargs
+
+
+@dataclass
+class DataArguments:
+    """The data mixture and the training format.
+
+    Args:
+        sources: Training sources (YAML list of :class:`~wm_hub.data.mixture.SourceConfig` mappings).
+        eval_sources: Sources of a separate evaluation set (e.g. AURORA-BENCH).
+        eval_size: Rows held out of the training sources for evaluation, a count (>= 1) or a fraction (< 1);
+            exclusive with ``eval_sources``.
+        data_root: Folder that relative ``data_dir`` values of the sources are resolved against.
+        mixture_seed: Seed of the row draws (``max_samples``, ``weight``, ``eval_size``).
+        cache_dir: ``datasets`` cache for built sources and pre-tokenised sequences (default: the ``datasets`` one).
+        task: ``idm`` or ``fdm``: which script the recipe is for (checked by the script).
+        fdm_instruction: FDM instruction string (default: the backbone's); saved in the checkpoint's config.json.
+        idm_instruction: IDM instruction string (default: the backbone's); saved in the checkpoint's config.json.
+        dry_run: Build the mixture, print its sizes as JSON and stop (no model is loaded).
+    """
+
+    sources: list[SourceConfig] = field(
+        default_factory=list, metadata={"help": "Training sources (set in the YAML recipe)."}
+    )
+    eval_sources: list[SourceConfig] = field(
+        default_factory=list, metadata={"help": "Evaluation sources (set in the YAML recipe)."}
+    )
+    eval_size: float | None = field(
+        default=None, metadata={"help": "Hold out this many rows (>= 1) or this fraction (< 1) for evaluation."}
+    )
+    data_root: str | None = field(
+        default=None, metadata={"help": "Folder that relative data_dir values of the sources are resolved against."}
+    )
+    mixture_seed: int = field(default=0, metadata={"help": "Seed of the row draws of the mixture."})
+    cache_dir: str | None = field(default=None, metadata={"help": "datasets cache folder."})
+    task: Literal["idm", "fdm"] | None = field(
+        default=None, metadata={"help": "The task the recipe is for; the script checks that it is its own."}
+    )
+    fdm_instruction: str | None = field(default=None, metadata={"help": "FDM instruction (saved with the model)."})
+    idm_instruction: str | None = field(default=None, metadata={"help": "IDM instruction (saved with the model)."})
+    dry_run: bool = field(default=False, metadata={"help": "Only build the data mixture and print its sizes."})
+
+    def __post_init__(self) -> None:
+        self.sources = [_source(item) for item in self.sources]
+        self.eval_sources = [_source(item) for item in self.eval_sources]
+        if self.data_root is not None:
+            self.data_root = os.path.expanduser(self.data_root)
+
+    def prompt_format(self, current: PromptFormat) -> PromptFormat:
+        """``current`` with the instruction strings this recipe sets."""
+        changes = {"fdm_instruction": self.fdm_instruction, "idm_instruction": self.idm_instruction}
+        return dataclasses.replace(current, **{name: value for name, value in changes.items() if value is not None})
+
+
+def _source(item: SourceConfig | dict[str, Any]) -> SourceConfig:
+    """A YAML mapping as a :class:`SourceConfig` (parsing twice with one parser hands back the objects)."""
+    if isinstance(item, SourceConfig):
+        return item
+    if not isinstance(item, dict):
+        raise ValueError(f"a mixture source must be a mapping (builder/path, config, data_dir...), got {item!r}")
+    unknown = sorted(set(item) - {f.name for f in dataclasses.fields(SourceConfig)})
+    if unknown:
+        raise ValueError(f"unknown mixture source field(s) {unknown} in {item!r}")
+    return SourceConfig(**item)

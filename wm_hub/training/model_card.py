@@ -1,0 +1,60 @@
+"""The model card of a trained world model, rendered from ``model_cards/world_model.md.j2``.
+
+The card is filled from the run summary that :mod:`wm_hub.training.run` writes next to the model
+(``training_run.json``): base model, data mixture with sizes, loss weighting, hyper-parameters, final metrics and
+the paper's citation. Only those curated values reach the card: no environment, no tokens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
+WORLD_MODEL_TEMPLATE = MODEL_CARDS_DIR / "world_model.md.j2"
+
+PAPER_CITATION = """@misc{qiu-bootstrapping-visual-dynamics,
+  title  = {Bootstrapping Action-Grounded Visual Dynamics in Unified Vision-Language Models},
+  author = {Qiu, Yifu and Ziser, Yftah and Korhonen, Anna and Cohen, Shay B. and Ponti, Edoardo M.},
+  url    = {https://github.com/yfqiunlp/vlm-world-model}
+}"""
+
+PIPELINE_TAGS = {"fdm": "image-to-image", "idm": "image-text-to-text"}
+TASK_TAGS = {"fdm": "forward-dynamics", "idm": "inverse-dynamics"}
+
+
+def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
+    """The card of a trained IDM/FDM.
+
+    Args:
+        run: The run summary (``training_run.json``): ``task``, ``base_model``, ``arch``, ``image_size``,
+            ``prompt``, ``mixture``, ``loss``, ``training``, ``lora``, ``metrics``, ``versions``.
+        model_id: How users load the model: its Hub id, or the output folder.
+
+    Returns:
+        The card; ``card.save(folder / "README.md")`` writes it.
+
+    Raises:
+        FileNotFoundError: The template is missing (``model_cards/`` lives in the wm-hub source tree).
+    """
+    if not WORLD_MODEL_TEMPLATE.is_file():
+        raise FileNotFoundError(f"model card template {WORLD_MODEL_TEMPLATE} not found: run from a wm-hub checkout")
+    base_model = run["base_model"]
+    on_hub = not Path(base_model).expanduser().exists()
+    card_data = ModelCardData(
+        base_model=base_model if on_hub else None,
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TAGS[run["task"]],
+        tags=["wm-hub", "world-model", TASK_TAGS[run["task"]], "trl", "sft", *(["lora"] if run["lora"] else [])],
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(WORLD_MODEL_TEMPLATE),
+        run=run,
+        model_id=model_id,
+        model_name=Path(model_id).name,
+        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
+        citation=PAPER_CITATION,
+    )
