@@ -1,0 +1,274 @@
+"""YAML recipes: they parse into the dataclasses, the paper recipes build their data mixture from real-layout data,
+and the tiny recipes train on two real ranks (DDP and DeepSpeed ZeRO-2), save a model that load_backbone loads, and
+resume from a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from trl import TrlParser
+
+from wm_hub import load_backbone
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
+from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
+SHARED_DATA = REPO.parent / "shared" / "data"
+TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
+BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
+PAPER_RECIPES = sorted(path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs")
+AURORA_TRAINING = ["aurora/ag", "aurora/magicbrush", "aurora/something", "aurora/kubric"]
+SYNTHETIC = ["synthetic/moments_in_time", "synthetic/ucf101", "synthetic/kinetics700"]
+# The variants of paper Table 2/4: task, learning rate, warm-up, epochs, global batch, loss weighting, sources
+PAPER_SETTINGS = {
+    "idm": ("idm", 2e-4, 500, 10, 64, "none", [*AURORA_TRAINING, "epic_kitchens"]),
+    "fdm-ft": ("fdm", 5e-4, 400, 40, 96, "none", AURORA_TRAINING),
+    "fdm": ("fdm", 5e-4, 400, 40, 96, "l2", AURORA_TRAINING + SYNTHETIC),
+    "fdm-no-synth": ("fdm", 5e-4, 400, 40, 96, "l2", AURORA_TRAINING),
+    "fdm-no-lw": ("fdm", 5e-4, 400, 40, 96, "none", AURORA_TRAINING + SYNTHETIC),
+}
+
+
+def parse(*args: str) -> tuple[DataArguments, WorldModelSFTConfig, ModelArguments]:
+    return TrlParser((DataArguments, WorldModelSFTConfig, ModelArguments)).parse_args_and_config(list(args))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=lambda path: f"{path.parent.name}/{path.stem}")
+def test_every_recipe_parses_into_the_dataclasses(recipe):
+    data_args, training_args, model_args = parse("--config", str(recipe))
+    assert data_args.task == ("idm" if recipe.stem == "idm" else "fdm")
+    assert data_args.sources and all(source.label for source in data_args.sources)
+    assert training_args.output_dir.endswith(f"{recipe.parent.name}-{recipe.stem}")
+    assert not training_args.remove_unused_columns and training_args.dataset_kwargs["skip_prepare_dataset"]
+    assert model_args.use_peft and (model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout) == (
+        16,
+        32,
+        0.05,
+    )
+    if recipe.parent.name == "tiny":
+        assert training_args.max_steps > 0 and not training_args.bf16 and model_args.dtype == "float32"
+        return
+    task, learning_rate, warmup, epochs, batch, weighting, labels = PAPER_SETTINGS[recipe.stem]
+    assert (training_args.learning_rate, training_args.warmup_steps) == (learning_rate, warmup)
+    assert training_args.num_train_epochs == epochs and training_args.lr_scheduler_type.value == "cosine"
+    assert training_args.bf16 and model_args.dtype == "bfloat16"
+    per_step = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    assert per_step * 4 == batch  # the paper's global batch on its 4 GPUs
+    assert training_args.loss_weighting == weighting
+    assert [source.label for source in data_args.sources] == labels
+    kubric = next(source for source in data_args.sources if source.label == "aurora/kubric")
+    assert kubric.max_samples == 10000
+    assert [source.label for source in data_args.eval_sources] == ["aurora/bench"]
+
+
+def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
+    for model in ("anole-7b", "liquid-7b"):
+        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == set(PAPER_SETTINGS)
+    assert {"idm", "fdm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
+    assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == {"idm", "fdm"}
+
+
+def test_command_line_flags_override_the_yaml():
+    recipe = str(RECIPES / "anole-7b" / "fdm.yaml")
+    data_args, training_args, model_args = parse(
+        "--config", recipe, "--learning_rate", "1e-4", "--data_root", "/data", "--lora_r", "8",
+        "--model_name_or_path", "/models/anole", "--loss_weighting", "none", "--fdm_instruction", "Next frame:",
+    )  # fmt: skip
+    assert training_args.learning_rate == 1e-4 and training_args.loss_weighting == "none"
+    assert data_args.data_root == "/data" and data_args.fdm_instruction == "Next frame:"
+    assert model_args.lora_r == 8 and model_args.model_name_or_path == "/models/anole"
+    assert training_args.warmup_steps == 400  # what the flags do not name stays as the YAML says
+
+
+def test_the_script_refuses_a_recipe_of_the_other_task():
+    data_args, training_args, model_args = parse("--config", str(RECIPES / "tiny" / "idm.yaml"), "--dry_run")
+    with pytest.raises(ValueError, match=r"recipe is for the IDM \(task: idm\), not the FDM: run recipes/idm.py"):
+        main("fdm", data_args, training_args, model_args)
+
+
+def _png(path: Path, shade: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 6), (shade % 256, 90, 30)).save(path)
+
+
+def _aurora_checkout(root: Path) -> None:
+    """An AURORA checkout: real ag/magicbrush/bench annotation rows, generated something/kubric rows, small images."""
+    tables = {
+        f"data/{name}/train.json": json.loads((TRAIN_ANNOTATIONS / name / "train.json").read_text())[:12]
+        for name in ("ag", "magicbrush")
+    }
+    for name, count in (("something", 5), ("kubric", 30)):
+        images = f"data/{name}/images"
+        tables[f"data/{name}/train.json"] = [
+            {"instruction": f"{name} {i}", "input": f"{images}/{i}_0.png", "output": f"{images}/{i}_1.png"}
+            for i in range(count)
+        ]
+    tables["test.json"] = json.loads((BENCH_MINI / "test.json").read_text())
+    for table, rows in tables.items():
+        (root / table).parent.mkdir(parents=True, exist_ok=True)
+        (root / table).write_text(json.dumps(rows))
+        for index, row in enumerate(rows):
+            for field in ("input", "output"):
+                if row.get(field):
+                    _png(root / row[field], index)
+
+
+def _synthetic_folder(folder: Path, count: int) -> None:
+    """IDM annotations as bootstrap annotation writes them: annotations.jsonl + frames."""
+    lines = []
+    for i in range(count):
+        _png(folder / "frames" / f"{i}-a.png", i)
+        _png(folder / "frames" / f"{i}-b.png", i + 50)
+        row = {"id": f"{folder.name}/{i}", "source": f"frames/{i}-a.png", "target": f"frames/{i}-b.png"}
+        lines.append(json.dumps({**row, "action": f"open the door {i}", "score": -1.0 - i, "action_class": "open"}))
+    (folder / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_the_anole_fdm_recipe_builds_its_mixture_once_paths_point_at_the_data(tmp_path, capsys):
+    if not (TRAIN_ANNOTATIONS / "ag" / "train.json").is_file() or not (BENCH_MINI / "test.json").is_file():
+        pytest.skip(f"real AURORA annotations not present under {SHARED_DATA}")
+    data_root = tmp_path / "data"
+    _aurora_checkout(data_root / "AURORA")
+    for name, count in (("moments_in_time", 4), ("ucf101", 3), ("kinetics700", 2)):
+        _synthetic_folder(data_root / "synthetic" / name, count)
+    recipe = str(RECIPES / "anole-7b" / "fdm.yaml")
+    args = ["--config", recipe, "--data_root", str(data_root), "--cache_dir", str(tmp_path / "cache"), "--dry_run"]
+
+    summary = main("fdm", *parse(*args))
+    bench_rows = json.loads((BENCH_MINI / "test.json").read_text())
+    paper_subsets = ("magicbrush", "ag", "something", "whatsup", "kubric")
+    with_target = [row for row in bench_rows if row["task"] in paper_subsets and row.get("output")]
+    assert summary["sources"] == [
+        {"label": "aurora/ag", "available": 12, "train": 12, "eval": 0},
+        {"label": "aurora/magicbrush", "available": 12, "train": 12, "eval": 0},
+        {"label": "aurora/something", "available": 5, "train": 5, "eval": 0},
+        {"label": "aurora/kubric", "available": 30, "train": 30, "eval": 0},  # fewer than max_samples: all kept
+        {"label": "synthetic/moments_in_time", "available": 4, "train": 4, "eval": 0},
+        {"label": "synthetic/ucf101", "available": 3, "train": 3, "eval": 0},
+        {"label": "synthetic/kinetics700", "available": 2, "train": 2, "eval": 0},
+    ]
+    assert summary["train_rows"] == 68
+    assert summary["eval_sources"][0]["eval"] == summary["eval_rows"] == len(with_target)
+    assert json.loads(capsys.readouterr().out) == summary  # the dry run prints what it returns
+    assert main("fdm", *parse(*args)) == summary  # deterministic
+
+
+def _launch(config: str, num_processes: int, script: str, recipe: str, *flags: str, cwd: Path) -> None:
+    """``accelerate launch`` a recipe in a subprocess, in ``cwd``."""
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIGS / config),
+        "--num_processes", str(num_processes), "--main_process_port", str(_free_port()),
+        str(RECIPES / script), "--config", str(RECIPES / recipe), *flags,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+
+
+def _assert_loads_as_trained(output_dir: Path, task: str) -> None:
+    """The output folder loads with load_backbone, differs from the base model, and its adapter is not at the root."""
+    backbone = load_backbone(str(output_dir))
+    assert not (output_dir / "adapter_config.json").exists()  # transformers would apply it over the merged weights
+    assert (output_dir / ADAPTER_SUBFOLDER / "adapter_config.json").is_file()
+    summary = json.loads((output_dir / RUN_SUMMARY).read_text())
+    base = load_backbone(summary["base_model"])
+    ids = torch.tensor([backbone.image_token_ids[: 2 * backbone.image_seq_len].tolist()])
+    with torch.no_grad():
+        assert not torch.allclose(backbone.model(input_ids=ids).logits, base.model(input_ids=ids).logits)
+    assert summary["task"] == task and "README.md" in os.listdir(output_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny_chameleon(tiny_model_dirs):
+    return str(tiny_model_dirs("chameleon"))
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, tiny_chameleon):
+    """The tiny FDM recipe, one epoch on two CPU ranks (recipes/accelerate_configs/cpu2.yaml)."""
+    root = tmp_path_factory.mktemp("cpu2")
+    flags = ["--model_name_or_path", tiny_chameleon, "--cache_dir", str(root / "cache"), "--output_dir", "out"]
+    flags += ["--max_steps", "-1", "--num_train_epochs", "1"]
+    _launch("cpu2.yaml", 2, "fdm.py", "tiny/fdm.yaml", *flags, cwd=root)
+    return root
+
+
+@pytest.mark.slow
+def test_cpu2_runs_two_ranks_and_saves_a_model_that_load_backbone_loads(ddp_run):
+    output_dir = ddp_run / "out"
+    summary = json.loads((output_dir / RUN_SUMMARY).read_text())
+    assert summary["training"]["world_size"] == 2
+    # 64 rows, 4 per device: one epoch is 8 steps on two ranks (16 on one)
+    assert summary["metrics"]["global_step"] == 8 and summary["mixture"]["train_rows"] == 64
+    _assert_loads_as_trained(output_dir, "fdm")
+    card = (output_dir / "README.md").read_text()
+    assert "| world_size | 2 |" in card and "| shapes_world/triplets | 64 | 64 | 0 |" in card
+    assert "recognition weight" in card and summary["loss"]["loss_weighting"] == "l2"
+
+
+@pytest.mark.slow
+def test_resuming_continues_from_the_last_checkpoint_and_keeps_secrets_out(ddp_run, tiny_chameleon, monkeypatch):
+    resumed = ddp_run / "resumed"
+    shutil.copytree(ddp_run / "out", resumed)
+    monkeypatch.setenv("HF_TOKEN", "hf_env_secret_value")
+    args = parse(
+        "--config", str(RECIPES / "tiny" / "fdm.yaml"), "--model_name_or_path", tiny_chameleon,
+        "--cache_dir", str(ddp_run / "cache"), "--output_dir", str(resumed), "--max_steps", "10",
+        "--resume_from_checkpoint", "true", "--hub_token", "hf_arg_secret_value",
+    )  # fmt: skip
+    summary = main("fdm", *args)
+
+    assert summary["metrics"]["global_step"] == 10
+    before = json.loads((ddp_run / "out" / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
+    after = json.loads((resumed / "trainer_state.json").read_text())["log_history"]
+    losses = [entry for entry in after if "loss" in entry]
+    assert [entry["step"] for entry in losses] == list(range(1, 11))  # steps 1-8 from the checkpoint, then 9, 10
+    assert losses[:8] == [entry for entry in before if "loss" in entry]
+    _assert_loads_as_trained(resumed, "fdm")
+    for name in ("README.md", RUN_SUMMARY):
+        text = (resumed / name).read_text()
+        assert "secret_value" not in text
+
+
+@pytest.mark.slow
+def test_zero2_trains_the_idm_on_two_ranks(tmp_path, tiny_chameleon):
+    flags = ["--model_name_or_path", tiny_chameleon, "--cache_dir", str(tmp_path / "cache"), "--output_dir", "out"]
+    flags += ["--max_steps", "3", "--save_steps", "3", "--eval_strategy", "no"]
+    _launch("zero2.yaml", 2, "idm.py", "tiny/idm.yaml", *flags, cwd=tmp_path)
+    output_dir = tmp_path / "out"
+    summary = json.loads((output_dir / RUN_SUMMARY).read_text())
+    assert summary["training"]["world_size"] == 2 and summary["metrics"]["global_step"] == 3
+    assert list((output_dir / "checkpoint-3").glob("global_step3/*optim_states.pt"))  # DeepSpeed's own checkpoint
+    _assert_loads_as_trained(output_dir, "idm")
+    assert (
+        summary["loss"]["loss_weighting"] == "none"
+        and "Completion loss on the action tokens" in (output_dir / "README.md").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_zero3_loads_the_backbone_whole_and_merges_on_the_main_process(tmp_path, tiny_model_dirs):
+    """Emu3's VQ lives inside the LM: pre-tokenising needs it whole although ZeRO-3 shards the model for training."""
+    flags = ["--model_name_or_path", str(tiny_model_dirs("emu3")), "--cache_dir", str(tmp_path / "cache")]
+    flags += ["--output_dir", "out", "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no"]
+    _launch("zero3.yaml", 2, "fdm.py", "tiny/fdm.yaml", *flags, cwd=tmp_path)
+    summary = json.loads((tmp_path / "out" / RUN_SUMMARY).read_text())
+    assert summary["training"]["world_size"] == 2 and summary["arch"] == "emu3"
+    _assert_loads_as_trained(tmp_path / "out", "fdm")
