@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from trl import TrlParser
 
 from wm_hub import load_backbone
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
-from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main
+from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main, push_world_model
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -101,6 +102,20 @@ def test_the_script_refuses_a_recipe_of_the_other_task():
     data_args, training_args, model_args = parse("--config", str(RECIPES / "tiny" / "idm.yaml"), "--dry_run")
     with pytest.raises(ValueError, match=r"recipe is for the IDM \(task: idm\), not the FDM: run recipes/idm.py"):
         main("fdm", data_args, training_args, model_args)
+
+
+def test_pushing_is_one_upload_of_the_finished_folder_without_checkpoints_or_pickled_args(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="hub_strategy='every_save' would push LoRA checkpoints"):
+        WorldModelSFTConfig(output_dir=str(tmp_path), push_to_hub=True, hub_strategy="every_save")
+    calls = []
+    monkeypatch.setattr(
+        "huggingface_hub.upload_folder", lambda **kwargs: calls.append(kwargs) or SimpleNamespace(commit_url="url")
+    )
+    args = SimpleNamespace(output_dir=str(tmp_path), hub_token=None, hub_revision=None)
+    assert push_world_model(SimpleNamespace(hub_model_id="me/tiny-fdm", args=args)) == "url"
+    (call,) = calls
+    assert call["repo_id"] == "me/tiny-fdm" and call["folder_path"] == str(tmp_path)
+    assert {"checkpoint-*", "_*", "*training_args.bin"} <= set(call["ignore_patterns"])
 
 
 def _png(path: Path, shade: int) -> None:
@@ -245,6 +260,27 @@ def test_resuming_continues_from_the_last_checkpoint_and_keeps_secrets_out(ddp_r
     for name in ("README.md", RUN_SUMMARY):
         text = (resumed / name).read_text()
         assert "secret_value" not in text
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_saves_the_trained_weights(ddp_run, tiny_chameleon, tmp_path):
+    args = parse(
+        "--config", str(RECIPES / "tiny" / "fdm.yaml"), "--model_name_or_path", tiny_chameleon, "--use_peft", "false",
+        "--cache_dir", str(ddp_run / "cache"), "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+        "--save_strategy", "no", "--eval_strategy", "no", "--fdm_instruction", "Next:",
+    )  # fmt: skip
+    summary = main("fdm", *args)
+    assert summary["lora"] is None and summary["prompt"]["fdm_instruction"] == "Next:"
+    backbone = load_backbone(str(tmp_path / "out"))
+    assert backbone.config.prompt.fdm_instruction == "Next:"  # the recipe's format travels with the weights
+    assert not (tmp_path / "out" / ADAPTER_SUBFOLDER).exists()
+    base = load_backbone(tiny_chameleon)
+    changed = [
+        name
+        for name, weight in backbone.model.state_dict().items()
+        if not torch.equal(weight, base.model.state_dict()[name])
+    ]
+    assert changed and not any("vqmodel" in name for name in changed)
 
 
 @pytest.mark.slow
