@@ -45,10 +45,12 @@ from wm_hub.data.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.models.base import Backbone
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.model_card import render_model_card
+from wm_hub.training.trainers import FDMTrainer, IDMTrainer
 
 logger = logging.getLogger(__name__)
 
 Task = Literal["idm", "fdm"]
+TRAINERS = {"idm": IDMTrainer, "fdm": FDMTrainer}
 ADAPTER_SUBFOLDER = "adapter"
 RUN_SUMMARY = "training_run.json"
 # Never uploaded: checkpoints (optimizer states), private folders, and pickled TrainingArguments (may hold hub_token).
@@ -99,7 +101,7 @@ def main(
         if mixture.eval is not None:
             eval_dataset = pretokenize(mixture.eval, backbone, pretokenize_config, cache_dir=data_args.cache_dir)
 
-    trainer = trainer_class(task)(
+    trainer = TRAINERS[task](
         model=backbone.model,
         args=training_args,
         train_dataset=train_dataset,
@@ -131,13 +133,6 @@ def main(
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
     return summary
-
-
-def trainer_class(task: Task) -> type[SFTTrainer]:
-    """``IDMTrainer`` or ``FDMTrainer``."""
-    from wm_hub.training.trainers import FDMTrainer, IDMTrainer
-
-    return {"idm": IDMTrainer, "fdm": FDMTrainer}[task]
 
 
 def resume_argument(value: str | bool | None) -> str | bool | None:
