@@ -20,13 +20,13 @@ demo: $(STAMP)
 	$(BIN)/wm-hub demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/ruff check wm_hub dataset_builders tests benchmarks
-	$(BIN)/ruff format --check wm_hub dataset_builders tests benchmarks
+	$(BIN)/ruff check wm_hub dataset_builders model_cards recipes tests benchmarks
+	$(BIN)/ruff format --check wm_hub dataset_builders model_cards recipes tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15
 
 lint: $(STAMP)
-	$(BIN)/ruff check wm_hub dataset_builders tests benchmarks
-	$(BIN)/ruff format --check wm_hub dataset_builders tests benchmarks
+	$(BIN)/ruff check wm_hub dataset_builders model_cards recipes tests benchmarks
+	$(BIN)/ruff format --check wm_hub dataset_builders model_cards recipes tests benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backbone.py

@@ -7,13 +7,14 @@ the paper's citation. Only those curated values reach the card: no environment, 
 
 from __future__ import annotations
 
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-MODEL_CARDS_DIR = Path(__file__).resolve().parents[2] / "model_cards"
-WORLD_MODEL_TEMPLATE = MODEL_CARDS_DIR / "world_model.md.j2"
+# model_cards/ is installed as package data next to wm_hub (setup.cfg), so cards render outside a checkout too.
+WORLD_MODEL_TEMPLATE = files("model_cards") / "world_model.md.j2"
 
 PAPER_CITATION = """@misc{qiu-bootstrapping-visual-dynamics,
   title  = {Bootstrapping Action-Grounded Visual Dynamics in Unified Vision-Language Models},
@@ -37,10 +38,10 @@ def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
         The card; ``card.save(folder / "README.md")`` writes it.
 
     Raises:
-        FileNotFoundError: The template is missing (``model_cards/`` lives in the wm-hub source tree).
+        FileNotFoundError: The template is missing (a broken install).
     """
     if not WORLD_MODEL_TEMPLATE.is_file():
-        raise FileNotFoundError(f"model card template {WORLD_MODEL_TEMPLATE} not found: run from a wm-hub checkout")
+        raise FileNotFoundError(f"model card template {WORLD_MODEL_TEMPLATE} not found: reinstall wm-hub")
     base_model = run["base_model"]
     on_hub = not Path(base_model).expanduser().exists()
     card_data = ModelCardData(
@@ -49,12 +50,13 @@ def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
         pipeline_tag=PIPELINE_TAGS[run["task"]],
         tags=["wm-hub", "world-model", TASK_TAGS[run["task"]], "trl", "sft", *(["lora"] if run["lora"] else [])],
     )
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(WORLD_MODEL_TEMPLATE),
-        run=run,
-        model_id=model_id,
-        model_name=Path(model_id).name,
-        base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
-        citation=PAPER_CITATION,
-    )
+    with as_file(WORLD_MODEL_TEMPLATE) as template_path:
+        return ModelCard.from_template(
+            card_data,
+            template_path=str(template_path),
+            run=run,
+            model_id=model_id,
+            model_name=Path(model_id).name,
+            base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
+            citation=PAPER_CITATION,
+        )
