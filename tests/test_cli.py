@@ -70,8 +70,22 @@ def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):
         main([*base, "--image", str(tmp_path / "missing.png")])
 
 
-def test_demo_runs_offline_and_writes_predictions(tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--num-candidates", "2"]) == 0
-    assert (tmp_path / "demo" / "model" / "config.json").is_file()
-    pngs = sorted((tmp_path / "demo").glob("candidate_*.png"))
-    assert len(pngs) == 2 and Image.open(pngs[0]).size == (64, 64)
+@pytest.mark.slow
+def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys):
+    """A short `wm-hub demo`: fitted VQGAN, IDM and FDM trained by accelerate launch, grid and summary written."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--fit-steps", "5", "--train-steps", "2", "--num-eval", "2"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_eval"] == 2 and 0 <= summary["idm_exact_match"] <= 1
+    assert summary["copy_baseline_token_accuracy"]["changed"] == 0.0
+    assert 0 <= summary["fdm_token_accuracy"]["all"] <= 1
+    assert {"fit_vqgan_s", "train_idm_s", "train_fdm_s", "evaluate_s", "total_s"} <= set(summary["wall_times"])
+    assert Image.open(out / "demo_grid.png").size == (384, 2 * (128 + 28))
+    for task in ("idm", "fdm"):
+        run = json.loads((out / task / "training_run.json").read_text())
+        assert run["task"] == task
+    # a rerun skips every finished stage
+    capsys.readouterr()
+    assert main(args) == 0
+    assert set(json.loads((out / "summary.json").read_text())["wall_times"]) == {"evaluate_s", "total_s"}

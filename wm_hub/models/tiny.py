@@ -4,6 +4,9 @@ Each preset has the real layout of its family (vocabulary structure, special tok
 classes) at a size that trains and samples on a laptop CPU. ``save_pretrained`` writes a folder that
 :func:`wm_hub.load_backbone` reads through the same code path as a real checkpoint. Tests and ``make demo`` use
 them; nothing is downloaded.
+
+The random VQGAN of the Chameleon and Liquid presets decodes every code to noise; pass ``vqgan=`` a fitted one
+(:mod:`wm_hub.models.vq_fitting`) to get an image tokenizer whose pictures can be recognised.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     ChameleonConfig,
     ChameleonImageProcessorPil,
+    ChameleonVQVAEConfig,
     Emu3Config,
     Emu3ForConditionalGeneration,
     GemmaConfig,
@@ -137,6 +141,57 @@ def _tiny_vq_config(spec: TinySpec) -> dict:
     }
 
 
+def tiny_vqgan(spec: TinySpec) -> VQModel:
+    """A VQGAN of Chameleon's layout at the tiny presets' size, with diffusers' random init (torch's global RNG)."""
+    return VQModel(**vqmodel_config_from_chameleon_vq_config(ChameleonVQVAEConfig(**_tiny_vq_config(spec))))
+
+
+def chameleon_vq_config(vqgan: VQModel) -> dict:
+    """The ``ChameleonVQVAEConfig`` arguments of a Chameleon-layout ``VQModel`` (the reverse of
+    :func:`~wm_hub.models.chameleon_vqgan.vqmodel_config_from_chameleon_vq_config`).
+
+    Raises:
+        ValueError: If ``vqgan`` is not laid out as Chameleon's VQGAN (other norm groups, block types...).
+    """
+    config = vqgan.config
+    base = config.block_out_channels[0]
+    vq_config = {
+        "embed_dim": config.vq_embed_dim or config.latent_channels,  # None: diffusers uses latent_channels
+        "num_embeddings": config.num_vq_embeddings,
+        "latent_channels": config.latent_channels,
+        "resolution": config.sample_size,
+        "in_channels": config.in_channels,
+        "base_channels": base,
+        "channel_multiplier": [channels // base for channels in config.block_out_channels],
+        "num_res_blocks": config.layers_per_block,
+        "attn_resolutions": [],
+    }
+    expected = vqmodel_config_from_chameleon_vq_config(ChameleonVQVAEConfig(**vq_config))
+    expected.update(act_fn="silu", norm_type="group")
+    found = {key: list(value) if isinstance(value, tuple) else value for key, value in config.items()}
+    found["vq_embed_dim"] = vq_config["embed_dim"]
+    different = {key: (found.get(key), value) for key, value in expected.items() if found.get(key) != value}
+    if different:
+        raise ValueError(f"not Chameleon's VQGAN layout; (found, expected) per field: {different}")
+    return vq_config
+
+
+def load_vqgan_into_chameleon_vq(vqmodel: torch.nn.Module, vqgan: VQModel) -> None:
+    """Copy a VQGAN's encoder, ``quant_conv``, codebook and ``post_quant_conv`` into transformers'
+    ``ChameleonVQVAE`` (taming names), so ``get_image_tokens`` and ``encode_codes`` give the same codes.
+
+    Each taming name is mapped to its ``VQModel`` name by the converter used for Meta's checkpoints; attention
+    projections go back from linear weights to 1x1 convolutions.
+    """
+    levels = len(vqgan.config.block_out_channels)
+    source = vqgan.state_dict()
+    weights = {}
+    for key, value in vqmodel.state_dict().items():
+        (diffusers_key,) = convert_taming_state_dict({key: value}, levels)
+        weights[key] = source[diffusers_key].reshape(value.shape)
+    vqmodel.load_state_dict(weights, strict=True)
+
+
 def _vqgan_from_chameleon_lm(model: ChameleonLM) -> VQModel:
     """A diffusers VQGAN sharing the LM's VQ encoder/codebook weights (random decoder)."""
     vq_config = model.config.vq_config
@@ -148,8 +203,26 @@ def _vqgan_from_chameleon_lm(model: ChameleonLM) -> VQModel:
     return vqgan
 
 
-def build_tiny_chameleon(spec: TinySpec) -> ChameleonBackbone:
-    """A random tiny Chameleon: HF Chameleon vocabulary layout, ``ChameleonVQVAE`` encoder, VQGAN decoder."""
+def _check_vqgan(spec: TinySpec, vqgan: VQModel) -> None:
+    found = (vqgan.config.num_vq_embeddings, vqgan.config.sample_size)
+    if found != (spec.num_image_codes, spec.image_size):
+        raise ValueError(
+            f"the VQGAN has {found[0]} codes for {found[1]} px images but the spec asks for "
+            f"{spec.num_image_codes} codes and {spec.image_size} px; build the spec from the VQGAN's sizes"
+        )
+
+
+def build_tiny_chameleon(spec: TinySpec, vqgan: VQModel | None = None) -> ChameleonBackbone:
+    """A random tiny Chameleon: HF Chameleon vocabulary layout, ``ChameleonVQVAE`` encoder, VQGAN decoder.
+
+    Args:
+        spec: Sizes and seed.
+        vqgan: A fitted Chameleon-layout VQGAN to use instead of a random one; its encoder, ``quant_conv`` and
+            codebook are also copied into the LM's ``ChameleonVQVAE``, so that the stock
+            ``get_image_tokens`` gives the same codes as the backbone.
+    """
+    if vqgan is not None:
+        _check_vqgan(spec, vqgan)
     torch.manual_seed(spec.seed)
     image_tokens = [chameleon_image_token(code) for code in range(spec.num_image_codes)]
     specials = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
@@ -173,21 +246,31 @@ def build_tiny_chameleon(spec: TinySpec) -> ChameleonBackbone:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         vocabulary_map=tokenizer.get_vocab(),
-        vq_config=_tiny_vq_config(spec),
+        vq_config=_tiny_vq_config(spec) if vqgan is None else chameleon_vq_config(vqgan),
     )
     model = ChameleonLM(config).eval()
-    zero_residual_branches(model.model.vqmodel)
+    if vqgan is None:
+        zero_residual_branches(model.model.vqmodel)
+        vqgan = _vqgan_from_chameleon_lm(model)
+        zero_residual_branches(vqgan.decoder)
+    else:
+        load_vqgan_into_chameleon_vq(model.model.vqmodel, vqgan)
     image_processor = ChameleonImageProcessorPil(
         size={"shortest_edge": spec.image_size}, crop_size={"height": spec.image_size, "width": spec.image_size}
     )
     settings = BackboneConfig(arch="chameleon", image_size=spec.image_size)
-    vqgan = _vqgan_from_chameleon_lm(model)
-    zero_residual_branches(vqgan.decoder)
     return ChameleonBackbone(model, tokenizer, vqgan, image_processor, settings)
 
 
-def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
-    """A random tiny Liquid: Gemma LM, byte tokenizer with ``<boi>``/``<eoi>``, codes appended after the text."""
+def build_tiny_liquid(spec: TinySpec, vqgan: VQModel | None = None) -> LiquidBackbone:
+    """A random tiny Liquid: Gemma LM, byte tokenizer with ``<boi>``/``<eoi>``, codes appended after the text.
+
+    Args:
+        spec: Sizes and seed.
+        vqgan: A fitted Chameleon-layout VQGAN to use instead of a random one.
+    """
+    if vqgan is not None:
+        _check_vqgan(spec, vqgan)
     torch.manual_seed(spec.seed)
     tokenizer = build_byte_tokenizer(
         ["<pad>", "<eos>", "<bos>", "<unk>", "<boi>", "<eoi>", "<unconditional>", "<start_of_turn>", "<end_of_turn>"],
@@ -211,9 +294,9 @@ def build_tiny_liquid(spec: TinySpec) -> LiquidBackbone:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = GemmaForCausalLM(config).eval()
-    vq_config = ChameleonConfig(vq_config=_tiny_vq_config(spec)).vq_config
-    vqgan = VQModel(**vqmodel_config_from_chameleon_vq_config(vq_config))
-    zero_residual_branches(vqgan)
+    if vqgan is None:
+        vqgan = tiny_vqgan(spec)
+        zero_residual_branches(vqgan)
     settings = BackboneConfig(arch="liquid", image_size=spec.image_size, image_token_offset=len(tokenizer))
     return LiquidBackbone(model, tokenizer, vqgan, settings)
 
@@ -223,13 +306,18 @@ def emu3_visual_token(code: int) -> str:
     return f"<|visual token {code:06d}|>"
 
 
-def build_tiny_emu3(spec: TinySpec) -> Emu3Backbone:
+def build_tiny_emu3(spec: TinySpec, vqgan: VQModel | None = None) -> Emu3Backbone:
     """A random tiny Emu3: ``Emu3ForConditionalGeneration`` with a small ``Emu3VQVAE`` and Emu3's token names.
 
     Layout as in Emu3: special tokens, then the text (here: bytes), then one ``<|visual token NNNNNN|>`` per code.
     The VQ downsamples by 8 spatially (64 px -> 8x8 codes) and by 2 in time (the smallest factor that still runs
     Emu3's frame repetition and temporal down/upsampling, which a factor of 1 would skip).
+
+    Raises:
+        ValueError: If given a ``vqgan``: Emu3 has its own VQ model, not Chameleon's VQGAN.
     """
+    if vqgan is not None:
+        raise ValueError("emu3 tokenizes images with its own VQ model (Emu3VQVAE): a fitted VQGAN does not apply")
     torch.manual_seed(spec.seed)
     specials = [
         "<|endoftext|>",
@@ -286,22 +374,32 @@ def build_tiny_emu3(spec: TinySpec) -> Emu3Backbone:
     return Emu3Backbone(model, tokenizer, BackboneConfig(arch="emu3", image_size=spec.image_size))
 
 
-TINY_PRESETS: dict[str, Callable[[TinySpec], Backbone]] = {
+TINY_PRESETS: dict[str, Callable[[TinySpec, VQModel | None], Backbone]] = {
     "chameleon": build_tiny_chameleon,
     "liquid": build_tiny_liquid,
     "emu3": build_tiny_emu3,
 }
 
 
-def build_tiny_backbone(arch: str, spec: TinySpec | None = None) -> Backbone:
-    """Build a random tiny backbone of family ``arch`` in memory."""
+def build_tiny_backbone(arch: str, spec: TinySpec | None = None, vqgan: VQModel | None = None) -> Backbone:
+    """Build a random tiny backbone of family ``arch`` in memory.
+
+    Args:
+        arch: ``chameleon``, ``liquid`` or ``emu3``.
+        spec: Sizes and seed (defaults: :class:`TinySpec`).
+        vqgan: Chameleon and Liquid only: a fitted VQGAN (:func:`wm_hub.models.vq_fitting.fit_vqgan`, or
+            ``VQModel.from_pretrained`` of a saved one) instead of a random one; its codebook size and image size
+            must be the spec's.
+    """
     if arch not in TINY_PRESETS:
         raise ValueError(f"No tiny preset for {arch!r}; choose one of {sorted(TINY_PRESETS)}")
-    return TINY_PRESETS[arch](spec or TinySpec())
+    return TINY_PRESETS[arch](spec or TinySpec(), vqgan)
 
 
-def save_tiny_model(arch: str, out_dir: str | Path, spec: TinySpec | None = None) -> Path:
+def save_tiny_model(
+    arch: str, out_dir: str | Path, spec: TinySpec | None = None, vqgan: VQModel | None = None
+) -> Path:
     """Build a tiny backbone and save it as a checkpoint folder (what ``wm-hub tiny-model`` does)."""
     out_dir = Path(out_dir)
-    build_tiny_backbone(arch, spec).save_pretrained(out_dir)
+    build_tiny_backbone(arch, spec, vqgan).save_pretrained(out_dir)
     return out_dir
