@@ -17,7 +17,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/wm-hub demo --out demo_out
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/wm-hub demo --out demo_out
 
 test: $(STAMP)
 	$(BIN)/ruff check wm_hub dataset_builders model_cards recipes tests benchmarks
