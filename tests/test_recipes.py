@@ -28,7 +28,10 @@ ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
-PAPER_RECIPES = sorted(path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs")
+RECIPE_FILES = sorted(path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs")
+# `wm-hub demo`'s recipes (tiny/demo-*.yaml) train the random tiny LM fully; they have their own test below.
+DEMO_RECIPES = [path for path in RECIPE_FILES if path.stem.startswith("demo-")]
+PAPER_RECIPES = [path for path in RECIPE_FILES if path not in DEMO_RECIPES]
 AURORA_TRAINING = ["aurora/ag", "aurora/magicbrush", "aurora/something", "aurora/kubric"]
 SYNTHETIC = ["synthetic/moments_in_time", "synthetic/ucf101", "synthetic/kinetics700"]
 # The variants of paper Table 2/4: task, learning rate, warm-up, epochs, global batch, loss weighting, sources
@@ -83,7 +86,18 @@ def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
     for model in ("anole-7b", "liquid-7b"):
         assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == set(PAPER_SETTINGS)
     assert {"idm", "fdm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
-    assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == {"idm", "fdm"}
+    assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == {"idm", "fdm", "demo-idm", "demo-fdm"}
+
+
+@pytest.mark.parametrize("recipe", DEMO_RECIPES, ids=lambda path: path.stem)
+def test_demo_recipes_train_the_tiny_model_fully_on_the_shapes_world(recipe):
+    data_args, training_args, model_args = parse("--config", str(recipe))
+    task = recipe.stem.removeprefix("demo-")
+    assert data_args.task == task and training_args.output_dir == f"demo_out/{task}"
+    assert not model_args.use_peft and model_args.dtype == "float32" and not training_args.bf16
+    assert training_args.loss_weighting == ("l2" if task == "fdm" else "none")
+    assert [source.builder for source in data_args.sources] == ["shapes_world"]
+    assert training_args.max_steps > 0 and training_args.save_strategy.value == "no"
 
 
 def test_command_line_flags_override_the_yaml():
