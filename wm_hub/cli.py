@@ -2,13 +2,18 @@
 
 Training and annotation at scale run as ``accelerate launch recipes/<stage>.py --config recipes/<model>/<stage>.yaml``;
 everything else is a ``wm-hub`` subcommand. ``wm-hub <task> --help`` explains each one.
+
+The model and data tasks are defined here; every other task lives in a module of :mod:`wm_hub.commands` with a
+``register(subparsers)`` function, found at start-up (see that package), so a new task is one new module.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -482,7 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="tasks", metavar="<task>", required=True)
     for add in SUBCOMMANDS:
         add(subparsers)
+    for module in command_modules():
+        module.register(subparsers)
     return parser
+
+
+def command_modules() -> list:
+    """The modules of :mod:`wm_hub.commands`, in name order (each defines ``register(subparsers)``)."""
+    import wm_hub.commands as package
+
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_"))
+    return [importlib.import_module(f"{package.__name__}.{name}") for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

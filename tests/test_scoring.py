@@ -1,0 +1,64 @@
+"""Teacher-forced scoring: batched, left-padded, tail-only logits == one row at a time with full logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+from wm_hub.inference.scoring import (
+    action_log_likelihoods,
+    position_log_likelihoods,
+    target_log_likelihoods,
+)
+
+
+def _reference(backbone, ids, positions):
+    """Unbatched forward with all logits: sum of log p(token_t | tokens_<t) over positions."""
+    with torch.no_grad():
+        logits = backbone.model(input_ids=torch.tensor([ids])).logits[0].float()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return float(sum(log_probs[p - 1, ids[p]] for p in positions))
+
+
+@pytest.fixture(scope="module")
+def triplets():
+    world = ShapesWorld(WorldConfig())
+    return [world.triplet("test", index) for index in range(3)]
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "liquid", "emu3"])
+def test_action_scores_match_unbatched_reference(tiny_backbones, triplets, arch):
+    idm = tiny_backbones(arch)
+    actions = ["move the red square up", "x", triplets[2].action.text]  # different lengths -> real left padding
+    sources, targets = [t.source for t in triplets], [t.target for t in triplets]
+    scores = action_log_likelihoods(idm, sources, targets, actions, batch_size=None)
+    for score, source, target, action in zip(scores, sources, targets, actions):
+        example = idm.build_idm_sequence(source, target, action)
+        positions = [i for i, label in enumerate(example.labels) if label != -100]
+        assert score.num_tokens == len(positions) == len(idm.tokenizer(action, add_special_tokens=False).input_ids) + 1
+        assert score.total == pytest.approx(_reference(idm, example.input_ids, positions), abs=1e-3)
+        assert score.mean == pytest.approx(score.total / score.num_tokens)
+    one_by_one = action_log_likelihoods(idm, sources, targets, actions, batch_size=1)
+    assert [s.total for s in one_by_one] == pytest.approx([s.total for s in scores], abs=1e-4)
+
+
+def test_target_scores_cover_image_codes_only(tiny_backbones, triplets):
+    fdm = tiny_backbones("chameleon")
+    scores = target_log_likelihoods(
+        fdm, [t.source for t in triplets], [t.action.text for t in triplets], [t.target for t in triplets], 2
+    )
+    for score, triplet in zip(scores, triplets):
+        example = fdm.build_fdm_sequence(triplet.source, triplet.action.text, triplet.target)
+        assert score.num_tokens == fdm.image_seq_len
+        reference = _reference(fdm, example.input_ids, example.target_image_positions)
+        assert score.total == pytest.approx(reference, abs=1e-3)
+        assert score.total < 0
+
+
+def test_bad_positions_are_refused(tiny_backbones):
+    backbone = tiny_backbones("chameleon")
+    with pytest.raises(ValueError, match="row 1: nothing to score"):
+        position_log_likelihoods(backbone, [[1, 2, 3], [1, 2]], [[1], []])
+    with pytest.raises(ValueError, match="row 0: positions must lie"):
+        position_log_likelihoods(backbone, [[1, 2, 3]], [[3]])

@@ -1,0 +1,168 @@
+"""Teacher-forced log-likelihoods of parts of world-model sequences: the verifier's and the probe's primitive.
+
+Every score is computed on the model's own training format (``build_idm_sequence`` / ``build_fdm_sequence``), in
+batched forward passes over left-padded rows with explicit position ids, so a row scores the same alone or in a
+batch. Only the logits of the scored tail of each batch are computed (``logits_to_keep``): scoring an action after
+two 1024-token images never builds the ``(batch, length, vocab)`` logits of the images.
+
+- :func:`action_log_likelihoods`: ``log p(action | source, target)`` under an IDM, over the action's tokens and the
+  closing ``eos`` (exactly the IDM's training labels): the best-of-N verifier, annotation scores, the inverse
+  direction of the trajectory-preference probe.
+- :func:`target_log_likelihoods`: ``log p(target image codes | source, action)`` under an FDM, over the target's
+  code tokens only: the forward direction of the probe.
+- :func:`position_log_likelihoods`: the general form, any token positions of any sequences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from wm_hub.models.base import Backbone, ImageLike
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class SequenceScore:
+    """Log-likelihood of the scored tokens of one sequence.
+
+    Attributes:
+        total: Sum of the natural-log probabilities of the scored tokens.
+        mean: ``total / num_tokens`` (length-normalised; what stratified sampling uses by default).
+        num_tokens: Number of scored tokens.
+    """
+
+    total: float
+    mean: float
+    num_tokens: int
+
+
+@torch.no_grad()
+def position_log_likelihoods(
+    backbone: Backbone,
+    sequences: Sequence[Sequence[int]],
+    positions: Sequence[Sequence[int]],
+    batch_size: int | None = 8,
+) -> list[SequenceScore]:
+    """``log p(token_t | tokens_<t)`` summed over ``positions[i]`` of ``sequences[i]``, in batched forwards.
+
+    Args:
+        backbone: The model that scores.
+        sequences: Token id lists.
+        positions: For each sequence, the (non-empty, > 0) indices of the tokens to score.
+        batch_size: Rows per forward pass; ``None`` scores everything in one forward.
+
+    Returns:
+        One :class:`SequenceScore` per sequence, in order.
+
+    Raises:
+        ValueError: On mismatched lengths, an empty or out-of-range position list.
+    """
+    if len(sequences) != len(positions):
+        raise ValueError(f"{len(sequences)} sequences but {len(positions)} position lists")
+    for row, (ids, where) in enumerate(zip(sequences, positions)):
+        if not where:
+            raise ValueError(f"row {row}: nothing to score (empty position list)")
+        if min(where) < 1 or max(where) >= len(ids):
+            raise ValueError(f"row {row}: positions must lie in [1, {len(ids) - 1}], got {min(where)}..{max(where)}")
+    step = batch_size or max(len(sequences), 1)
+    scores: list[SequenceScore] = []
+    for start in range(0, len(sequences), step):
+        scores += _score_batch(backbone, sequences[start : start + step], positions[start : start + step])
+    return scores
+
+
+def _score_batch(
+    backbone: Backbone, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]
+) -> list[SequenceScore]:
+    length = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), length), backbone.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, ids in enumerate(sequences):
+        input_ids[row, length - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
+        attention_mask[row, length - len(ids) :] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    # Left padding puts every row's end at ``length``: logits for the last ``keep`` positions cover every scored
+    # token (the logit predicting token t sits at t - 1).
+    offsets = [length - len(ids) for ids in sequences]
+    earliest = min(offset + min(where) for offset, where in zip(offsets, positions))
+    keep = length - earliest + 1
+    device = backbone.device
+    logits = backbone.model(
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device),
+        logits_to_keep=keep,
+        use_cache=False,
+    ).logits
+    first = length - keep  # absolute position of logits[:, 0]
+    scores = []
+    for row, (offset, where) in enumerate(zip(offsets, positions)):
+        targets = torch.as_tensor([offset + p for p in where], device=logits.device)
+        row_logits = logits[row, targets - 1 - first].float()
+        log_probs = torch.log_softmax(row_logits, dim=-1)
+        token_ids = input_ids[row, targets.cpu()].to(logits.device)
+        picked = log_probs.gather(-1, token_ids[:, None]).squeeze(-1)
+        total = float(picked.sum())
+        scores.append(SequenceScore(total=total, mean=total / len(where), num_tokens=len(where)))
+    return scores
+
+
+def action_log_likelihoods(
+    idm: Backbone,
+    sources: Sequence[ImageLike],
+    targets: Sequence[ImageLike],
+    actions: Sequence[str],
+    batch_size: int | None = 8,
+) -> list[SequenceScore]:
+    """``log p(action | source, target)`` under an inverse-dynamics model, in its training format.
+
+    Scores the action's tokens and the closing ``eos`` (the IDM's training labels), never the images or the
+    instruction.
+
+    Args:
+        idm: The inverse-dynamics backbone.
+        sources: Source observations (PIL images or their LM ids, as ``build_idm_sequence`` takes).
+        targets: Next observations (e.g. the N candidates of one prediction).
+        actions: Action texts.
+        batch_size: Rows per forward pass; ``None``: one forward for all.
+
+    Returns:
+        One score per (source, target, action).
+    """
+    if not len(sources) == len(targets) == len(actions):
+        raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(actions)} actions")
+    examples = [idm.build_idm_sequence(s, t, a) for s, t, a in zip(sources, targets, actions)]
+    positions = [[i for i, label in enumerate(ex.labels) if label != IGNORE_INDEX] for ex in examples]
+    return position_log_likelihoods(idm, [ex.input_ids for ex in examples], positions, batch_size)
+
+
+def target_log_likelihoods(
+    fdm: Backbone,
+    sources: Sequence[ImageLike],
+    actions: Sequence[str],
+    targets: Sequence[ImageLike],
+    batch_size: int | None = 8,
+) -> list[SequenceScore]:
+    """``log p(target image codes | source, action)`` under a forward-dynamics model, in its training format.
+
+    Scores the target's code tokens only (not the layout tokens around them, which a model predicts trivially).
+
+    Args:
+        fdm: The forward-dynamics backbone.
+        sources: Source observations (PIL images or LM ids).
+        actions: Action texts.
+        targets: Next observations whose codes are scored.
+        batch_size: Rows per forward pass; ``None``: one forward for all.
+
+    Returns:
+        One score per (source, action, target).
+    """
+    if not len(sources) == len(targets) == len(actions):
+        raise ValueError(f"got {len(sources)} sources, {len(actions)} actions and {len(targets)} targets")
+    examples = [fdm.build_fdm_sequence(s, a, t) for s, a, t in zip(sources, actions, targets)]
+    positions = [ex.target_image_positions for ex in examples]
+    return position_log_likelihoods(fdm, [ex.input_ids for ex in examples], positions, batch_size)
