@@ -27,7 +27,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
-from wm_hub.inference.generation import generate_images, left_pad
+from wm_hub.inference.actions import generate_actions
+from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import Backbone
 from wm_hub.models.loading import load_backbone
 
@@ -82,25 +83,6 @@ def _train(task: str, model_dir: Path, output_dir: Path, steps: int | None) -> N
     subprocess.run(command, check=True, env=env)
 
 
-@torch.no_grad()
-def label_actions(idm: Backbone, pairs: list[tuple[Image.Image, Image.Image]], max_new_tokens: int = 48) -> list[str]:
-    """Greedy IDM action text for (source, target) pairs, in one batched ``generate`` (image tokens suppressed)."""
-    prompts = [idm.build_idm_sequence(source, target).input_ids for source, target in pairs]
-    input_ids, attention_mask = left_pad(prompts, idm.pad_token_id)
-    output = idm.model.generate(
-        input_ids=input_ids.to(idm.device),
-        attention_mask=attention_mask.to(idm.device),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=idm.eos_token_id,
-        pad_token_id=idm.pad_token_id,
-        suppress_tokens=idm.image_token_ids.tolist(),
-    )
-    return [
-        text.strip() for text in idm.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
-    ]
-
-
 def _accuracy(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float | None:
     return float((predicted == target)[mask].float().mean()) if mask.any() else None
 
@@ -123,7 +105,7 @@ def evaluate_demo(idm: Backbone, fdm: Backbone, num_eval: int, seed: int) -> tup
     world = ShapesWorld(WorldConfig())
     triplets = [world.triplet("test", index) for index in range(num_eval)]
     actions = [triplet.action.text for triplet in triplets]
-    labels = label_actions(idm, [(triplet.source, triplet.target) for triplet in triplets])
+    labels = generate_actions(idm, [(triplet.source, triplet.target) for triplet in triplets])
     prompts = [fdm.build_fdm_sequence(t.source, t.action.text).input_ids for t in triplets]
     generated = generate_images(fdm, prompts, num_candidates=1, top_k=1, seed=seed)
     predicted = generated.image_ids[:, 0]
