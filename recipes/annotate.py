@@ -1,0 +1,22 @@
+"""Annotate key-frame pairs with an inverse dynamics model, one slice of the pairs per process.
+
+    accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/annotate.py \
+        --config recipes/tiny/annotate.yaml --idm /models/anole-7b-idm --data ucf101-kf --out ucf101-annotated
+
+Every field of :class:`wm_hub.bootstrap.annotate.AnnotateConfig` can be set in the YAML or overridden on the command
+line (``--batch_size 16``). Rerun the same command to resume: finished shards are kept. The same run in one
+process is ``wm-hub annotate``; see docs/annotation.md.
+"""
+
+from trl import TrlParser
+
+from wm_hub.bootstrap.annotate import AnnotateConfig, annotate
+
+if __name__ == "__main__":
+    (config,) = TrlParser((AnnotateConfig,)).parse_args_and_config()
+    summary = annotate(config)
+    if summary is not None:
+        print(
+            f"annotated {summary['annotated']} pairs ({summary['already_done']} already done) on "
+            f"{summary['processes']} process(es) at {summary['pairs_per_second']} pairs/s; rows in {summary['out']}"
+        )
