@@ -289,3 +289,12 @@ def test_cli_help_lists_annotate(capsys):
     with pytest.raises(SystemExit):
         main(["annotate", "--help"])
     assert "synthetic_triplets" in capsys.readouterr().out
+
+
+def test_the_tiny_recipe_parses_into_the_config_and_flags_override_it():
+    from trl import TrlParser
+
+    recipe = str(REPO / "recipes/tiny/annotate.yaml")
+    (config,) = TrlParser((AnnotateConfig,)).parse_args_and_config(["--config", recipe, "--batch_size", "3"])
+    assert (config.idm, config.data, config.out) == ("tiny-chameleon", "shapes-videos", "outputs/tiny-annotated")
+    assert (config.batch_size, config.max_new_tokens, config.shard_size, config.do_sample) == (3, 16, 32, False)

@@ -28,7 +28,10 @@ ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
-RECIPE_FILES = sorted(path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs")
+# Training recipes; tiny/annotate.yaml configures recipes/annotate.py and is tested in tests/test_annotate.py.
+RECIPE_FILES = sorted(
+    path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs" and path.stem != "annotate"
+)
 # `wm-hub demo`'s recipes (tiny/demo-*.yaml) train the random tiny LM fully; they have their own test below.
 DEMO_RECIPES = [path for path in RECIPE_FILES if path.stem.startswith("demo-")]
 PAPER_RECIPES = [path for path in RECIPE_FILES if path not in DEMO_RECIPES]
@@ -86,7 +89,8 @@ def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
     for model in ("anole-7b", "liquid-7b"):
         assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == set(PAPER_SETTINGS)
     assert {"idm", "fdm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
-    assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == {"idm", "fdm", "demo-idm", "demo-fdm"}
+    tiny = {"idm", "fdm", "demo-idm", "demo-fdm", "annotate"}
+    assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == tiny
 
 
 @pytest.mark.parametrize("recipe", DEMO_RECIPES, ids=lambda path: path.stem)
