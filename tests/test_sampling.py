@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wm_hub.bootstrap.sampling import SamplingConfig, sample_annotations, score_statistics, stratified_top_k
+from wm_hub.bootstrap.sampling import (
+    SamplingConfig,
+    sample_annotations,
+    score_statistics,
+    stratified_top_k,
+    stratified_top_k_indices,
+)
 from wm_hub.cli import main
 
 
@@ -329,3 +335,20 @@ def test_score_statistics_values():
     assert stats["min"] == 1.0 and stats["max"] == 4.0
     assert stats["quantiles"]["0.5"] == 2.5 and stats["quantiles"]["0.25"] == 1.75
     assert score_statistics([])["count"] == 0 and score_statistics([])["mean"] is None
+
+
+def test_indices_on_dataset_columns_match_the_row_api():
+    import datasets
+
+    rng = random.Random(3)
+    rows = [{"id": f"p{i}", "score": rng.gauss(0, 1), "action_class": f"c{i % 4}", "x": i} for i in range(30)]
+    table = datasets.Dataset.from_list(rows)
+    picked, class_order = stratified_top_k_indices(table["score"], table["action_class"], table["id"], 11)
+    assert table.select(picked)["id"] == _ids(stratified_top_k(rows, 11))
+    assert sorted(class_order) == ["c0", "c1", "c2", "c3"]
+    with pytest.raises(ValueError, match="differ in length: 2, 1, 2"):
+        stratified_top_k_indices([0.0, 1.0], ["a"], ["x", "y"], 1)
+    with pytest.raises(ValueError, match="row 1: score inf is not a finite number"):
+        stratified_top_k_indices([0.0, float("inf")], ["a", "a"], ["x", "y"], 1)
+    with pytest.raises(ValueError, match="row 0: score None is not a finite number"):
+        stratified_top_k_indices([None, 1.0], ["a", "a"], ["x", "y"], 1)

@@ -163,6 +163,10 @@ def _id_key(value: str | int) -> tuple[int, int | str]:
     return (0, value) if isinstance(value, int) else (1, value)
 
 
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def row_problem(row: Any, score_field: str, class_field: str, id_field: str = "id") -> str | None:
     """Why ``row`` cannot be sampled (``None`` when it can).
 
@@ -196,8 +200,35 @@ def row_problem(row: Any, score_field: str, class_field: str, id_field: str = "i
     return None
 
 
-def _selection_order(scores: Sequence[float], classes: Sequence[str], ids: Sequence[str | int], k: int):
-    """Algorithm 1 on parallel columns: the picked indices in pick order, and the round-robin class order."""
+def stratified_top_k_indices(
+    scores: Sequence[float], classes: Sequence[str], ids: Sequence[str | int], k: int
+) -> tuple[list[int], list[str]]:
+    """Algorithm 1 on parallel columns (for instance a ``datasets.Dataset``'s): the picked row indices.
+
+    ``dataset.select(stratified_top_k_indices(ds["score"], ds["action_class"], ds["id"], k)[0])`` samples a dataset
+    without turning it into dicts. Same rules as :func:`stratified_top_k`; ids must be unique and orderable
+    (strings, integers, or both).
+
+    Args:
+        scores: Finite numbers, higher is better.
+        classes: Each row's class.
+        ids: Each row's unique id (tie-breaker).
+        k: Number of rows to pick.
+
+    Returns:
+        The picked indices in pick order, and the round-robin order of the classes.
+
+    Raises:
+        ValueError: Columns of different lengths, a score that is not a finite number, or a negative ``k``.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"k must be a non-negative integer, got {k!r}")
+    if not len(scores) == len(classes) == len(ids):
+        raise ValueError(f"scores, classes and ids differ in length: {len(scores)}, {len(classes)}, {len(ids)}")
+    scores, classes, ids = list(scores), list(classes), list(ids)  # dataset columns: index plain lists
+    bad = next((index for index, score in enumerate(scores) if not _is_finite_number(score)), None)
+    if bad is not None:
+        raise ValueError(f"row {bad}: score {scores[bad]!r} is not a finite number")
     by_class: dict[str, list[int]] = {}
     for index in sorted(range(len(scores)), key=lambda i: (-scores[i], _id_key(ids[i]))):
         by_class.setdefault(classes[index], []).append(index)  # each class's rows, best first
@@ -253,7 +284,7 @@ def stratified_top_k(
                 f"row {index}: duplicate {id_field} {row[id_field]!r} (first at row {seen[row[id_field]]})"
             )
         seen[row[id_field]] = index
-    picked, _ = _selection_order(
+    picked, _ = stratified_top_k_indices(
         [float(row[score_field]) for row in rows],
         [row[class_field] for row in rows],
         [row[id_field] for row in rows],
@@ -493,7 +524,7 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
     scores = [float(row[score_field]) for row in data.rows]
     classes = [row[config.class_field] for row in data.rows]
     ids = [row[config.id_field] for row in data.rows]
-    picked, class_order = _selection_order(scores, classes, ids, config.k)
+    picked, class_order = stratified_top_k_indices(scores, classes, ids, config.k)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomically(out_path, "".join(data.lines[index] + "\n" for index in picked))
