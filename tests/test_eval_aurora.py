@@ -1,0 +1,366 @@
+"""wm-hub eval aurora: the copy baseline's L1 on the real AURORA-BENCH sample, prediction folders, CLIP/DINO with
+tiny local models, InstructPix2Pix with a tiny random pipeline, and the reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wm_hub.cli import main
+
+BENCH_MINI = Path(__file__).resolve().parents[2] / "shared" / "data" / "aurora-bench-mini"
+PAPER_SUBSETS = ("magicbrush", "ag", "something", "whatsup", "kubric")
+MISSING_ROW = "something/17"
+
+
+def _numpy_l1(prediction_path: Path, target_path: Path) -> float:
+    """The issue's L1, computed independently: RGB in [0, 1], target resized bicubic to the prediction's size."""
+    with Image.open(prediction_path) as prediction, Image.open(target_path) as target:
+        size = prediction.size
+        pred = np.asarray(prediction.convert("RGB"), dtype=np.float32) / 255
+        tgt = np.asarray(target.convert("RGB").resize(size, Image.Resampling.BICUBIC), dtype=np.float32) / 255
+    return float(np.mean(np.abs(pred - tgt)))
+
+
+def _run(args: list[str]) -> dict:
+    assert main(["eval", "aurora", *args]) == 0
+    return json.loads(Path(args[args.index("--out") + 1]).read_text())
+
+
+@pytest.fixture(scope="module")
+def copy_run(tmp_path_factory):
+    """The acceptance command on the real sample: copy predictions, L1, skip the row with a missing image."""
+    if not BENCH_MINI.is_dir():
+        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    out = tmp_path_factory.mktemp("copy") / "R.json"
+    args = ["--data-dir", str(BENCH_MINI), "--predictions", "copy", "--metrics", "l1", "--out", str(out)]
+    return _run([*args, "--skip-missing"]), out
+
+
+def test_copy_l1_equals_numpy_on_the_real_sample(copy_run):
+    results, out = copy_run
+    rows = json.loads((BENCH_MINI / "test.json").read_text())
+    expected: dict[str, list[float]] = {name: [] for name in PAPER_SUBSETS}
+    for index, row in enumerate(rows):
+        if row["task"] in expected and f"{row['task']}/{index}" != MISSING_ROW:
+            expected[row["task"]].append(_numpy_l1(BENCH_MINI / row["input"], BENCH_MINI / row["output"]))
+
+    assert list(results["subsets"]) == list(PAPER_SUBSETS)
+    for name, values in expected.items():
+        summary = results["subsets"][name]
+        assert summary["n"] == len(values) == (5 if name == "something" else 6)
+        assert summary["l1"] == pytest.approx(np.mean(values), abs=1e-6)
+        assert 0 < summary["l1"] < 0.2
+    assert results["subsets"]["something"]["skipped"] == [MISSING_ROW]
+    assert all(results["subsets"][name]["skipped"] == [] for name in PAPER_SUBSETS if name != "something")
+    assert results["overall"]["n"] == 29 and results["overall"]["skipped"] == [MISSING_ROW]
+    assert results["overall"]["l1"] == pytest.approx(np.mean([np.mean(v) for v in expected.values()]), abs=1e-6)
+    assert any("214831/last.jpg" in line for line in results["config"]["skipped_files"])
+
+    per_row = [json.loads(line) for line in out.with_name("R.rows.jsonl").read_text().splitlines()]
+    assert len(per_row) == 29 and MISSING_ROW not in {record["id"] for record in per_row}
+    ag = [record["l1"] for record in per_row if record["subset"] == "ag"]
+    assert ag == pytest.approx(expected["ag"], abs=1e-6)
+
+
+def test_missing_image_without_skip_names_the_row(tmp_path):
+    if not BENCH_MINI.is_dir():
+        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    out = tmp_path / "R.json"
+    with pytest.raises(SystemExit) as error:
+        main(
+            ["eval", "aurora", "--data-dir", str(BENCH_MINI), "--subsets", "something", "--predictions", "copy"]
+            + ["--out", str(out)]
+        )
+    assert "something/17" in str(error.value) and "214831/last.jpg" in str(error.value)
+    assert not out.exists()
+
+
+def test_subset_without_targets_is_refused(tmp_path):
+    if not BENCH_MINI.is_dir():
+        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    with pytest.raises(SystemExit, match="clevr"):
+        main(
+            ["eval", "aurora", "--data-dir", str(BENCH_MINI), "--subsets", "ag,clevr", "--predictions", "copy"]
+            + ["--out", str(tmp_path / "R.json")]
+        )
+
+
+# A small AURORA checkout: 2 ag rows and 2 whatsup rows (whatsup has captions), solid-colour images of mixed sizes.
+COLOURS = [
+    ((200, 30, 30), (180, 60, 30)),
+    ((20, 200, 40), (20, 100, 240)),
+    ((0, 0, 0), (255, 255, 255)),
+    ((90,) * 3, (91,) * 3),
+]
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("AURORA")
+    rows = []
+    for index, (source, target) in enumerate(COLOURS):
+        task = "ag" if index < 2 else "whatsup"
+        row = {"instruction": f"make it {index}", "task": task}
+        for field, colour, size in (("input", source, (20, 16)), ("output", target, (24, 12))):
+            path = f"data/{task}/images/{index}_{field}.png"
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", size, colour).save(root / path)
+            row[field] = path
+        if task == "whatsup":
+            row["caption"] = f"a caption {index}"
+        rows.append(row)
+    (root / "test.json").write_text(json.dumps(rows))
+    return root
+
+
+def _small_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--data-dir", str(root), "--subsets", "ag,whatsup", "--out", str(out), *extra]
+
+
+def test_prediction_folder_missing_file_names_the_row(small_root, tmp_path):
+    folder = tmp_path / "preds"
+    (folder / "ag").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "ag" / "0.png")
+    with pytest.raises(SystemExit) as error:
+        main(["eval", "aurora", *_small_args(small_root, tmp_path / "R.json", "--predictions", str(folder))])
+    message = str(error.value)
+    assert "row ag/1" in message and "row whatsup/2" in message and "row whatsup/3" in message
+    assert "ag/0" not in message.replace("ag/0.png", "")
+
+
+def test_prediction_folder_l1(small_root, tmp_path):
+    folder = tmp_path / "preds"
+    predicted = [(0, 0, 0), (255, 255, 255), (0, 0, 0), (90, 90, 90)]
+    for index, colour in enumerate(predicted):
+        subset = "ag" if index < 2 else "whatsup"
+        (folder / subset).mkdir(parents=True, exist_ok=True)
+        suffix = ".jpg" if index == 3 else ".png"
+        Image.new("RGB", (10, 10), colour).save(folder / subset / f"{index}{suffix}")
+    results = _run(_small_args(small_root, tmp_path / "R.json", "--predictions", str(folder)))
+    # Solid colours stay solid through the bicubic resize: L1 is the mean channel difference.
+    l1 = [np.abs(np.subtract(predicted[i], COLOURS[i][1])).mean() / 255 for i in range(4)]
+    assert results["subsets"]["ag"]["l1"] == pytest.approx((l1[0] + l1[1]) / 2, abs=1e-6)
+    assert results["subsets"]["whatsup"]["l1"] == pytest.approx((l1[2] + l1[3]) / 2, abs=2e-3)  # JPEG
+    assert results["config"]["kind"] == "dir" and results["config"]["label"] == "preds"
+
+
+@pytest.fixture(scope="module")
+def tiny_embedders(tmp_path_factory):
+    """A tiny random CLIP (byte tokenizer, CLIP image processor) and a tiny random ViT (DINO), saved locally."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, ViTConfig, ViTImageProcessor, ViTModel
+
+    from wm_hub.models.tiny import build_byte_tokenizer
+
+    root = tmp_path_factory.mktemp("embedders")
+    torch.manual_seed(0)
+    text = dict(vocab_size=260, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    text.update(max_position_embeddings=32, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32)
+    CLIPModel(
+        CLIPConfig(text_config=text, vision_config={**vision, "patch_size": 8}, projection_dim=8)
+    ).save_pretrained(root / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        root / "clip"
+    )
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tokenizer = build_byte_tokenizer(specials, specials, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
+    tokenizer.save_pretrained(root / "clip")
+    ViTModel(ViTConfig(**vision, patch_size=8)).save_pretrained(root / "dino")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "dino")
+    return root / "clip", root / "dino"
+
+
+def test_clip_and_dino_equal_direct_transformers(tiny_embedders):
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel, ViTModel
+
+    from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, EmbeddingConfig
+
+    clip_dir, dino_dir = tiny_embedders
+    images = [Image.new("RGB", (40, 30), (200, 20, 20)), Image.new("RGBA", (30, 50), (20, 200, 90, 40))]
+    images.append(Image.effect_noise((36, 36), 60).convert("RGB"))
+    texts = ["a red block", "move the green cup to the left", "noise"]
+    clip = ClipScorer(EmbeddingConfig(str(clip_dir), device="cpu", batch_size=2))
+    dino = DinoScorer(EmbeddingConfig(str(dino_dir), device="cpu", batch_size=2))
+
+    assert clip.image_similarity(images, images) == pytest.approx([1.0] * 3, abs=1e-5)
+    assert dino.image_similarity(images, images) == pytest.approx([1.0] * 3, abs=1e-5)
+
+    shifted = images[1:] + images[:1]
+    model = CLIPModel.from_pretrained(clip_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(clip_dir)
+    tokens = AutoTokenizer.from_pretrained(clip_dir)(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        pixels = processor(images=[im.convert("RGB") for im in images + shifted], return_tensors="pt").pixel_values
+        output = model(input_ids=tokens.input_ids, attention_mask=tokens.attention_mask, pixel_values=pixels)
+    embeds = output.image_embeds
+    direct_i = torch.cosine_similarity(embeds[:3], embeds[3:]).tolist()
+    direct_t = torch.cosine_similarity(embeds[:3], output.text_embeds).tolist()
+    assert clip.image_similarity(images, shifted) == pytest.approx(direct_i, abs=1e-5)
+    assert clip.text_similarity(images, texts) == pytest.approx(direct_t, abs=1e-5)
+    assert max(abs(value) for value in direct_t) < 0.999
+
+    vit = ViTModel.from_pretrained(dino_dir).eval()
+    with torch.no_grad():
+        pixels = AutoImageProcessor.from_pretrained(dino_dir)(images=[im.convert("RGB") for im in images + shifted])
+        cls = vit(pixel_values=torch.as_tensor(np.stack(pixels["pixel_values"]))).last_hidden_state[:, 0]
+    assert dino.image_similarity(images, shifted) == pytest.approx(torch.cosine_similarity(cls[:3], cls[3:]).tolist())
+
+
+def test_runner_embedding_metrics_use_captions(small_root, tiny_embedders, tmp_path):
+    clip_dir, dino_dir = tiny_embedders
+    out = tmp_path / "R.json"
+    extra = ["--predictions", "copy", "--metrics", "clip_i,clip_t,dino", "--clip-model", str(clip_dir)]
+    results = _run(_small_args(small_root, out, *extra, "--dino-model", str(dino_dir), "--device", "cpu"))
+    records = {r["id"]: r for r in map(json.loads, out.with_name("R.rows.jsonl").read_text().splitlines())}
+    assert records["ag/0"]["clip_t_text"] == "make it 0" and records["whatsup/2"]["clip_t_text"] == "a caption 2"
+    for name, ids in (("ag", ("ag/0", "ag/1")), ("whatsup", ("whatsup/2", "whatsup/3"))):
+        for metric in ("clip_i", "clip_t", "dino"):
+            assert -1 <= results["subsets"][name][metric] <= 1
+            assert results["subsets"][name][metric] == pytest.approx(np.mean([records[i][metric] for i in ids]))
+    assert results["config"]["clip_model"] == str(clip_dir) and "judge" not in results["config"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ip2p(tmp_path_factory) -> Path:
+    """A tiny random InstructPix2Pix pipeline (UNet with 8 input channels, VAE, CLIP text encoder) saved locally."""
+    from diffusers import (
+        AutoencoderKL,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from wm_hub.models.tiny import build_byte_tokenizer
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=8,  # noisy latents + source latents
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        norm_num_groups=4,
+        attention_head_dim=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    text = CLIPTextConfig(
+        vocab_size=260,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+    )
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tokenizer = build_byte_tokenizer(specials, specials, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
+    tokenizer.model_max_length = 77
+    pipeline = StableDiffusionInstructPix2PixPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(text),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = tmp_path_factory.mktemp("ip2p")
+    pipeline.save_pretrained(out)
+    return out
+
+
+def test_ip2p_writes_predictions_and_resumes(small_root, tiny_ip2p, tmp_path):
+    out = tmp_path / "run" / "R.json"
+    ip2p = ["--predictions", "ip2p", "--ip2p-model", str(tiny_ip2p), "--ip2p-steps", "2", "--ip2p-resolution", "16"]
+    args = _small_args(small_root, out, *ip2p, "--batch-size", "3", "--device", "cpu")
+    results = _run(args)
+    predictions = {row_id: out.parent / "predictions" / f"{row_id}.png" for row_id in ("ag/0", "ag/1", "whatsup/2")}
+    for path in predictions.values():
+        with Image.open(path) as image:
+            assert image.size == (16, 16) and image.mode == "RGB"
+    records = {r["id"]: r for r in map(json.loads, out.with_name("R.rows.jsonl").read_text().splitlines())}
+    assert records["ag/0"]["l1"] == pytest.approx(
+        _numpy_l1(predictions["ag/0"], small_root / "data/ag/images/0_output.png")
+    )
+    assert results["config"]["ip2p"]["num_inference_steps"] == 2
+
+    # A rerun reuses every saved prediction (even a replaced one) instead of sampling again.
+    Image.new("RGB", (16, 16), COLOURS[0][1]).save(predictions["ag/0"])
+    stamps = {row_id: path.stat().st_mtime_ns for row_id, path in predictions.items()}
+    rerun = _run(args)
+    assert {row_id: path.stat().st_mtime_ns for row_id, path in predictions.items()} == stamps
+    assert rerun["subsets"]["ag"]["l1"] == pytest.approx(records["ag/1"]["l1"] / 2, abs=1e-6)
+
+    # Other settings must not silently reuse (or mix with) these predictions.
+    with pytest.raises(SystemExit, match="predictions of another run"):
+        main(["eval", "aurora", *_small_args(small_root, out, *ip2p[:-1], "8", "--device", "cpu")])
+
+
+def _results(path: Path, label: str, values: dict[str, dict[str, float]], k: int | None = None) -> Path:
+    config = {"label": label, "kind": "model" if k else "copy"}
+    if k:
+        config["model"] = {"num_candidates": k}
+    subsets = {name: {"n": 5, "skipped": [], **metrics} for name, metrics in values.items()}
+    overall = {m: float(np.mean([v[m] for v in values.values()])) for m in next(iter(values.values()))}
+    path.write_text(json.dumps({"subsets": subsets, "overall": {"n": 10, "skipped": [], **overall}, "config": config}))
+    return path
+
+
+def test_report_tables_and_plots(tmp_path):
+    from wm_hub.evaluation.reports import load_results, metrics_table, score_table
+
+    copy = _results(
+        tmp_path / "copy.json", "copy", {"ag": {"judge": 0.0, "l1": 0.07}, "kubric": {"judge": 0.0, "l1": 0.01}}
+    )
+    runs = [copy]
+    for k, score in ((1, 2.0), (2, 3.0), (4, 4.5)):
+        values = {"ag": {"judge": score, "l1": 0.2}, "kubric": {"judge": score + 1, "l1": 0.05}}
+        runs.append(_results(tmp_path / f"cft-{k}.json", "C-FT", values, k))
+
+    table = score_table(load_results(runs), "judge")
+    lines = table.splitlines()
+    assert lines[0] == "| Dataset (GPT-4o) | copy | C-FT | C-FT (K=2) | C-FT (K=4) |"
+    assert lines[2] == "| AG | 0.00 | 2.00 | 3.00 | **4.50** |"
+    assert lines[-1] == "| AURORA-BENCH Avg. | 0.00 | 2.50 | 3.50 | **5.00** |"
+    transposed = score_table(load_results(runs), "judge", models_as_rows=True).splitlines()
+    assert transposed[0] == "| Model (GPT-4o) | AG | Kubric | AURORA-BENCH Avg. |"
+    assert transposed[2] == "| copy | 0.00 | 0.00 | 0.00 |"
+    table6 = metrics_table(load_results(runs)).splitlines()
+    assert "| AG | L1 | **0.070** | 0.200 | 0.200 | 0.200 |" in table6  # lower L1 is better
+    assert table6[-1] == "| All | GPT-4o | 0.00 | 2.50 | 3.50 | **5.00** |"
+
+    out = tmp_path / "report"
+    assert main(["eval", "report", *map(str, runs), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "paper Table 2" in report and "paper Table 6" in report and "| AG | 0.00 | 2.00 |" in report
+    for name in ("judge_subsets.png", "judge_vs_k.png", "l1_subsets.png", "l1_vs_k.png"):
+        with Image.open(out / name) as image:
+            assert image.width > 200 and image.height > 100
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_report_rejects_a_file_that_is_not_a_result(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"subsets": {}}))
+    with pytest.raises(SystemExit, match=r"other.json: field 'overall'"):
+        main(["eval", "report", str(path), "--out", str(tmp_path / "out")])

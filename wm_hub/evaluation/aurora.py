@@ -1,0 +1,579 @@
+"""The AURORA-BENCH runner: predictions for every benchmark row, the paper's metrics, ``results.json``.
+
+Rows come from the ``aurora`` dataset builder (``bench`` config, :mod:`dataset_builders.aurora`), so the missing-
+image rules are the data layer's: a row whose image is missing or unreadable stops the run with one error naming
+every such row, or with ``skip_missing`` is skipped and named in the results. Ids are ``<subset>/<row index in
+test.json>``.
+
+Predictions (``AuroraEvalConfig.predictions``):
+
+- ``copy``: the source is the prediction;
+- ``ip2p``: InstructPix2Pix (:mod:`wm_hub.evaluation.baselines`);
+- a folder: one image per row at ``<folder>/<row id>.<png|jpg|jpeg|webp>``;
+- anything else: a forward-dynamics model, run through ``pipeline("forward-dynamics", ...)`` (optionally best-of-N
+  with an inverse-dynamics verifier).
+
+Generated predictions (ip2p, model) are written to ``<predictions dir>/<row id>.png`` one by one (temp file, then
+``os.replace``) and reused by a rerun, so an interrupted run resumes; ``manifest.json`` in that folder records what
+made them and a rerun with different settings is refused rather than mixing predictions.
+
+Outputs: ``results.json`` (``{"subsets": {NAME: {"n", "skipped", METRIC...}}, "overall": {...}, "config": {...}}``;
+``overall`` averages the subsets' means, as the paper's "AURORA-BENCH Avg.") and ``<stem>.rows.jsonl`` beside it
+(one line per row with every per-row value and the judge's raw reply), both written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from wm_hub.evaluation.baselines import InstructPix2PixConfig
+from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
+
+METRICS = ("l1", "clip_i", "clip_t", "dino", "judge")
+BUILTIN_PREDICTIONS = ("copy", "ip2p")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+CLIP_T_TEXTS = ("auto", "action", "caption")
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class JudgeOptions:
+    """Settings of the GPT-4o-as-judge metric (passed on to :mod:`wm_hub.evaluation.judge`).
+
+    Attributes:
+        model: Chat model name.
+        base_url: OpenAI-compatible endpoint; ``None`` is the client's default (``OPENAI_BASE_URL`` or OpenAI).
+        cache_dir: Reply cache; ``None`` puts it in ``judge_cache/`` beside the results.
+        max_concurrency: Requests in flight at once.
+    """
+
+    model: str = "gpt-4o"
+    base_url: str | None = None
+    cache_dir: str | None = None
+    max_concurrency: int = 8
+
+
+@dataclass
+class ModelOptions:
+    """Sampling settings of a forward-dynamics model's predictions (``predictions`` = a model).
+
+    Attributes:
+        idm: Inverse-dynamics model that picks the best of ``num_candidates`` (``None``: the first candidate).
+        num_candidates: Candidates sampled per row (K of paper Figure 4).
+        temperature: Sampling temperature.
+        top_k: Top-k filter.
+        top_p: Nucleus filter.
+        seed: Sampling seed.
+        dtype: Model dtype name (``bfloat16``...); ``None`` keeps the checkpoint's.
+    """
+
+    idm: str | None = None
+    num_candidates: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int = 0
+    dtype: str | None = None
+
+
+@dataclass
+class AuroraEvalConfig:
+    """One AURORA-BENCH evaluation.
+
+    Attributes:
+        data_dir: The AURORA checkout root (``test.json`` and ``data/``).
+        predictions: ``copy``, ``ip2p``, a folder of predictions, or a forward-dynamics model (id or folder).
+        out: ``results.json`` to write; the per-row file and generated predictions go beside it.
+        subsets: Benchmark subsets (``task`` values of ``test.json``); default the paper's five.
+        metrics: Any of ``l1``, ``clip_i``, ``clip_t``, ``dino``, ``judge``.
+        skip_missing: Skip (and name) rows with missing or unreadable images instead of failing.
+        name: Label of this run in reports (default from ``predictions``).
+        limit: Evaluate only the first ``limit`` rows of each subset (quick checks).
+        batch_size: Rows per batch of predictions and metrics.
+        device: Torch device of the models; ``None`` picks CUDA when available.
+        predictions_dir: Where generated predictions go (default ``<out dir>/predictions``).
+        clip_model: CLIP model for CLIP-I and CLIP-T.
+        dino_model: DINO model.
+        clip_t_text: Text of CLIP-T: ``action``, ``caption`` (rows without one fail), or ``auto`` (caption if any).
+        judge: Judge settings.
+        ip2p: InstructPix2Pix settings.
+        model: Forward-dynamics sampling settings.
+    """
+
+    data_dir: str
+    predictions: str
+    out: str
+    subsets: Sequence[str] = ("magicbrush", "ag", "something", "whatsup", "kubric")
+    metrics: Sequence[str] = ("l1",)
+    skip_missing: bool = False
+    name: str | None = None
+    limit: int | None = None
+    batch_size: int = 8
+    device: str | None = None
+    predictions_dir: str | None = None
+    clip_model: str = DEFAULT_CLIP_MODEL
+    dino_model: str = DEFAULT_DINO_MODEL
+    clip_t_text: str = "auto"
+    judge: JudgeOptions = field(default_factory=JudgeOptions)
+    ip2p: InstructPix2PixConfig = field(default_factory=InstructPix2PixConfig)
+    model: ModelOptions = field(default_factory=ModelOptions)
+
+    def __post_init__(self) -> None:
+        self.subsets = tuple(self.subsets)
+        self.metrics = tuple(self.metrics)
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        if unknown or not self.metrics:
+            raise ValueError(f"Unknown metric(s) {unknown or '(none given)'}; choose from {', '.join(METRICS)}")
+        if self.clip_t_text not in CLIP_T_TEXTS:
+            raise ValueError(f"clip_t_text must be one of {CLIP_T_TEXTS}, got {self.clip_t_text!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if self.model.num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {self.model.num_candidates}")
+        if self.model.num_candidates > 1 and self.kind != "model":
+            raise ValueError("num_candidates > 1 needs a forward-dynamics model as predictions")
+        if self.model.idm and self.kind != "model":
+            raise ValueError("idm (best-of-N verification) needs a forward-dynamics model as predictions")
+
+    @property
+    def kind(self) -> str:
+        """``copy``, ``ip2p``, ``dir`` or ``model``."""
+        if self.predictions in BUILTIN_PREDICTIONS:
+            return self.predictions
+        return "dir" if Path(self.predictions).is_dir() and not _is_model_folder(Path(self.predictions)) else "model"
+
+    @property
+    def label(self) -> str:
+        """The run's name in reports."""
+        if self.name:
+            return self.name
+        return self.predictions if self.kind in BUILTIN_PREDICTIONS else Path(self.predictions.rstrip("/")).name
+
+    @property
+    def rows_path(self) -> Path:
+        """The per-row JSONL beside ``out``."""
+        out = Path(self.out)
+        return out.with_name(out.stem + ".rows.jsonl")
+
+    @property
+    def generated_dir(self) -> Path:
+        """Folder of generated predictions."""
+        return Path(self.predictions_dir) if self.predictions_dir else Path(self.out).parent / "predictions"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (no secrets: the judge key is read from the environment, never stored)."""
+        data = asdict(self)
+        data.update(kind=self.kind, label=self.label, subsets=list(self.subsets), metrics=list(self.metrics))
+        if self.kind != "ip2p":
+            data.pop("ip2p")
+        if self.kind != "model":
+            data.pop("model")
+        if "judge" not in self.metrics:
+            data.pop("judge")
+        for name, metric in (("clip_model", ("clip_i", "clip_t")), ("dino_model", ("dino",))):
+            if not set(metric) & set(self.metrics):
+                data.pop(name)
+        if "clip_t" not in self.metrics:
+            data.pop("clip_t_text")
+        return data
+
+
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / "model_index.json").is_file()
+
+
+@dataclass
+class BenchRow:
+    """One benchmark triplet.
+
+    Attributes:
+        id: ``<subset>/<row index in test.json>``.
+        subset: The row's ``task``.
+        action: The instruction.
+        caption: The row's ``caption`` field (whatsup rows have one), else ``None``.
+        index: Position in the builder's dataset.
+    """
+
+    id: str
+    subset: str
+    action: str
+    caption: str | None
+    index: int
+
+
+@dataclass
+class Bench:
+    """The selected benchmark rows, read through the ``aurora`` builder (images decoded on access).
+
+    Attributes:
+        rows: Triplets to evaluate, in ``test.json`` order.
+        skipped: Ids of rows skipped for missing or unreadable images, per subset.
+        skipped_files: One line per missing or unreadable file of the skipped rows.
+        dataset: The builder's ``datasets.Dataset`` (columns ``source``, ``target``...).
+    """
+
+    rows: list[BenchRow]
+    skipped: dict[str, list[str]]
+    skipped_files: list[str]
+    dataset: Any
+
+    def images(self, row: BenchRow) -> tuple[Image.Image, Image.Image]:
+        """``(source, target)`` of ``row``."""
+        example = self.dataset[row.index]
+        return example["source"], example["target"]
+
+
+def load_bench(
+    data_dir: str | Path,
+    subsets: Sequence[str],
+    cache_dir: str | Path,
+    skip_missing: bool = False,
+    limit: int | None = None,
+) -> Bench:
+    """AURORA-BENCH rows of ``subsets`` built by the ``aurora`` builder (``bench`` config) into ``cache_dir``.
+
+    Raises:
+        MissingFilesError: Images are missing or unreadable and ``skip_missing`` is false (names every row).
+        ValueError: Unknown subsets, or subsets whose rows have no ground-truth target (clevr, emu, epic).
+    """
+    from dataset_builders import builder_class
+
+    builder = builder_class("aurora")(
+        config_name="bench",
+        data_dir=str(data_dir),
+        cache_dir=str(cache_dir),
+        subsets=tuple(subsets),
+        skip_missing=skip_missing,
+    )
+    builder.download_and_prepare(download_mode="force_redownload")
+    report = builder.build_report.splits["test"]
+    no_target = [
+        f"{name} ({counts.without_target} rows without 'output')"
+        for name in subsets
+        if (counts := report.origins.get(f"aurora/{name}")) is not None and counts.examples == 0 and counts.rows
+        if counts.without_target == counts.rows
+    ]
+    if no_target:
+        raise ValueError(
+            f"{Path(data_dir) / report.annotation_file}: subset(s) without ground-truth targets cannot be "
+            f"evaluated against one: {', '.join(no_target)}"
+        )
+    dataset = builder.as_dataset(split="test")
+    captions = _captions(Path(data_dir) / report.annotation_file)
+    rows, taken = [], dict.fromkeys(subsets, 0)
+    for index, (id, action, origin) in enumerate(zip(dataset["id"], dataset["action"], dataset["origin"])):
+        subset = origin.removeprefix("aurora/")
+        if limit is not None and taken[subset] >= limit:
+            continue
+        taken[subset] += 1
+        rows.append(BenchRow(id, subset, action, captions.get(int(id.rsplit("/", 1)[1])), index))
+    skipped: dict[str, list[str]] = {name: [] for name in subsets}
+    for bad in report.skipped:
+        if bad.id not in skipped[bad.id.split("/")[0]]:
+            skipped[bad.id.split("/")[0]].append(bad.id)
+    return Bench(rows, skipped, [bad.describe() for bad in report.skipped], dataset)
+
+
+def _captions(annotation_file: Path) -> dict[int, str]:
+    """Row index -> ``caption`` of the benchmark rows that have one (the builder keeps only the triplet)."""
+    rows = json.loads(annotation_file.read_text())
+    return {index: row["caption"] for index, row in enumerate(rows) if isinstance(row.get("caption"), str)}
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_image(image: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.convert("RGB").save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _open_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def prediction_file(folder: Path, row_id: str) -> Path | None:
+    """The prediction of ``row_id`` in ``folder`` (``<folder>/<row id>.<png|jpg|jpeg|webp>``), if any."""
+    for suffix in IMAGE_SUFFIXES:
+        path = folder / f"{row_id}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def check_prediction_dir(folder: Path, rows: Sequence[BenchRow]) -> dict[str, Path]:
+    """Each row's prediction file in ``folder``.
+
+    Raises:
+        FileNotFoundError: Rows without a prediction file; the message names every such row id and the expected path.
+    """
+    found, missing = {}, []
+    for row in rows:
+        path = prediction_file(folder, row.id)
+        if path is None:
+            missing.append(f"row {row.id}: expected {folder / row.id}.png (or {', '.join(IMAGE_SUFFIXES[1:])})")
+        else:
+            found[row.id] = path
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: {len(missing)} of {len(rows)} row(s) have no prediction image:\n  " + "\n  ".join(missing)
+        )
+    return found
+
+
+def _manifest(config: AuroraEvalConfig) -> dict[str, Any]:
+    """What generated the predictions: a rerun must match it to reuse them."""
+    settings = asdict(config.ip2p) if config.kind == "ip2p" else asdict(config.model)
+    settings.pop("device", None)
+    return {"predictions": config.predictions, "kind": config.kind, "settings": settings}
+
+
+def _prepare_generated_dir(config: AuroraEvalConfig) -> Path:
+    folder = config.generated_dir
+    manifest, path = _manifest(config), config.generated_dir / MANIFEST
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        if existing != manifest:
+            raise ValueError(
+                f"{folder} holds predictions of another run ({json.dumps(existing)}); this run is "
+                f"{json.dumps(manifest)}. Use another output folder or predictions_dir (--predictions-dir)."
+            )
+    else:
+        _atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def _predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], list[str], int], list[Image.Image]]:
+    """A batch function ``(sources, actions, first row position) -> predictions`` for ip2p or a model."""
+    if config.kind == "ip2p":
+        from wm_hub.evaluation.baselines import InstructPix2PixBaseline
+
+        ip2p_config = config.ip2p
+        if config.device and not ip2p_config.device:
+            ip2p_config = InstructPix2PixConfig(**{**asdict(ip2p_config), "device": config.device})
+        return InstructPix2PixBaseline(ip2p_config).predict
+    return _model_predictor(config)
+
+
+def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], list[str], int], list[Image.Image]]:
+    """Predictions of a forward-dynamics model through the ``forward-dynamics`` pipeline."""
+    raise NotImplementedError("forward-dynamics model predictions")
+
+
+def generate_predictions(config: AuroraEvalConfig, bench: Bench) -> dict[str, Path]:
+    """Predict every row that has no saved prediction yet (batched); return each row's prediction file."""
+    folder = _prepare_generated_dir(config)
+    paths = {row.id: folder / f"{row.id}.png" for row in bench.rows}
+    todo = [row for row in bench.rows if not paths[row.id].is_file()]
+    if not todo:
+        return paths
+    predict = _predictor(config)
+    position = {row.id: i for i, row in enumerate(bench.rows)}
+    with tqdm(total=len(bench.rows), initial=len(bench.rows) - len(todo), desc="Predictions", unit=" rows") as bar:
+        for batch in _chunks(todo, config.batch_size):
+            sources = [bench.images(row)[0] for row in batch]
+            images = predict(sources, [row.action for row in batch], position[batch[0].id])
+            if len(images) != len(batch):
+                raise RuntimeError(f"the predictor returned {len(images)} images for {len(batch)} rows")
+            for row, image in zip(batch, images):
+                _save_image(image, paths[row.id])
+            bar.update(len(batch))
+    return paths
+
+
+def _clip_t_text(row: BenchRow, mode: str) -> str:
+    if mode == "action" or (mode == "auto" and row.caption is None):
+        return row.action
+    if row.caption is None:
+        raise ValueError(
+            f"row {row.id}: no 'caption' field for CLIP-T (clip_t_text='caption'); use 'action' or 'auto'"
+        )
+    return row.caption
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _sum_usage(usages: Sequence[dict[str, Any] | None]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for usage in usages:
+        for key, value in (usage or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + int(value)
+    return total
+
+
+def _judge_scorer(config: AuroraEvalConfig) -> Callable[[list[BenchRow], list[Image.Image], list[Image.Image]], list]:
+    from wm_hub.evaluation.judge import JudgeConfig, JudgeRequest, judge_rows
+
+    cache_dir = config.judge.cache_dir or str(Path(config.out).parent / "judge_cache")
+    judge_config = JudgeConfig(
+        model=config.judge.model,
+        base_url=config.judge.base_url,
+        cache_dir=cache_dir,
+        max_concurrency=config.judge.max_concurrency,
+    )
+
+    def score(rows: list[BenchRow], sources: list[Image.Image], predictions: list[Image.Image]) -> list:
+        requests = [
+            JudgeRequest(row_id=row.id, instruction=row.action, source=source, prediction=prediction)
+            for row, source, prediction in zip(rows, sources, predictions)
+        ]
+        return judge_rows(requests, judge_config)
+
+    return score
+
+
+def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None) -> list[dict[str, Any]]:
+    """Every metric of every row (``predictions`` None: the copy baseline), in batches with a progress bar."""
+    from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, EmbeddingConfig, l1_distance
+
+    metrics = set(config.metrics)
+    clip = dino = judge = None
+    if metrics & {"clip_i", "clip_t"}:
+        clip = ClipScorer(EmbeddingConfig(config.clip_model, config.device, config.batch_size))
+    if "dino" in metrics:
+        dino = DinoScorer(EmbeddingConfig(config.dino_model, config.device, config.batch_size))
+    if "judge" in metrics:
+        judge = _judge_scorer(config)
+    records = []
+    with tqdm(total=len(bench.rows), desc="Metrics", unit=" rows") as bar:
+        for batch in _chunks(bench.rows, config.batch_size):
+            pairs = [bench.images(row) for row in batch]
+            sources = [source for source, _ in pairs]
+            targets = [target for _, target in pairs]
+            if predictions is None:
+                images = [source.convert("RGB") for source in sources]
+            else:
+                images = [_open_image(predictions[row.id]) for row in batch]
+            batch_records = [
+                {
+                    "id": row.id,
+                    "subset": row.subset,
+                    "action": row.action,
+                    "prediction": "source" if predictions is None else str(predictions[row.id]),
+                    "prediction_size": list(image.size),
+                }
+                for row, image in zip(batch, images)
+            ]
+            if "l1" in metrics:
+                for record, image, target in zip(batch_records, images, targets):
+                    record["l1"] = l1_distance(image, target)
+            if "clip_i" in metrics:
+                for record, value in zip(batch_records, clip.image_similarity(images, targets)):
+                    record["clip_i"] = value
+            if "clip_t" in metrics:
+                texts = [_clip_t_text(row, config.clip_t_text) for row in batch]
+                for record, text, value in zip(batch_records, texts, clip.text_similarity(images, texts)):
+                    record.update(clip_t_text=text, clip_t=value)
+            if "dino" in metrics:
+                for record, value in zip(batch_records, dino.image_similarity(images, targets)):
+                    record["dino"] = value
+            if judge is not None:
+                for record, result in zip(batch_records, judge(list(batch), sources, images)):
+                    record["judge"] = {
+                        "score": result.score,
+                        "editing_success": result.editing_success,
+                        "minimal_editing": result.minimal_editing,
+                        "parsed": result.parsed,
+                        "raw": result.raw,
+                        "usage": result.usage,
+                    }
+            records.extend(batch_records)
+            bar.update(len(batch))
+    return records
+
+
+def _summary(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    """Means of one subset's per-row values; judge means over parsed replies only."""
+    summary: dict[str, Any] = {}
+    for metric in metrics:
+        if metric == "judge":
+            parsed = [record["judge"] for record in records if record["judge"]["parsed"]]
+            summary["judge"] = _mean([result["score"] for result in parsed])
+            summary["judge_es"] = _mean([result["editing_success"] for result in parsed])
+            summary["judge_me"] = _mean([result["minimal_editing"] for result in parsed])
+            summary["judge_parsed"] = len(parsed)
+            summary["judge_unparsable"] = len(records) - len(parsed)
+            summary["judge_usage"] = _sum_usage([record["judge"]["usage"] for record in records])
+        else:
+            summary[metric] = _mean([record[metric] for record in records])
+    return summary
+
+
+def summarize(config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """``results.json`` content: per-subset means, the overall (mean of subset means) and the config."""
+    subsets = {}
+    for name in config.subsets:
+        rows = [record for record in records if record["subset"] == name]
+        subsets[name] = {"n": len(rows), "skipped": bench.skipped.get(name, []), **_summary(rows, config.metrics)}
+    evaluated = [summary for summary in subsets.values() if summary["n"]]
+    overall: dict[str, Any] = {
+        "n": sum(summary["n"] for summary in subsets.values()),
+        "skipped": [row_id for summary in subsets.values() for row_id in summary["skipped"]],
+    }
+    for key in _summary([], config.metrics):
+        values = [summary[key] for summary in evaluated]
+        if key == "judge_usage":
+            overall[key] = _sum_usage(values)
+        elif key in ("judge_parsed", "judge_unparsable"):
+            overall[key] = sum(values)
+        else:
+            overall[key] = _mean(values)
+    return {
+        "subsets": subsets,
+        "overall": overall,
+        "config": {**config.to_dict(), "skipped_files": bench.skipped_files},
+    }
+
+
+def evaluate_aurora(config: AuroraEvalConfig) -> dict[str, Any]:
+    """Run one AURORA-BENCH evaluation end to end and write ``config.out`` and the per-row JSONL.
+
+    Returns:
+        The results (as written to ``config.out``).
+
+    Raises:
+        MissingFilesError: Benchmark images are missing and ``skip_missing`` is false.
+        FileNotFoundError: A predictions folder lacks some rows (all named).
+        ValueError: Bad settings, unknown subsets, or a predictions folder made by another run.
+    """
+    with tempfile.TemporaryDirectory(prefix="wm-hub-aurora-") as cache_dir:
+        bench = load_bench(config.data_dir, config.subsets, cache_dir, config.skip_missing, config.limit)
+        if config.kind == "copy":
+            predictions = None
+        elif config.kind == "dir":
+            predictions = check_prediction_dir(Path(config.predictions), bench.rows)
+        else:
+            predictions = generate_predictions(config, bench)
+        records = score_rows(config, bench, predictions)
+        results = summarize(config, bench, records)
+    _atomic_write_text(config.rows_path, "".join(json.dumps(record) + "\n" for record in records))
+    _atomic_write_text(Path(config.out), json.dumps(results, indent=2) + "\n")
+    return results
