@@ -40,12 +40,16 @@ def load_backbone(
     arch: str | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
+    revision: str | None = None,
     **kwargs: Any,
 ) -> Backbone:
     """Load a unified VLM as a wm-hub backbone.
 
     The same code path serves a folder written by ``wm-hub tiny-model``, a checkpoint saved by wm-hub and a
-    stock checkpoint from the Hub (Anole-7b in HF layout, Liquid-7B, Emu3).
+    stock checkpoint from the Hub (Anole-7b in HF layout, Liquid-7B, Emu3). A Hub id is downloaded once, at one
+    commit, and read from the cache afterwards, ``HF_HUB_OFFLINE=1`` included
+    (:func:`wm_hub.hub.resolve_model_folder`); a model published as a LoRA adapter (``wm-hub push model``
+    without ``--merge``) loads its base model and merges the adapter (:func:`wm_hub.hub.load_adapter_backbone`).
 
     Args:
         name_or_path: Local folder or Hub id.
@@ -58,10 +62,16 @@ def load_backbone(
         **kwargs: Backend options, e.g. ``vqgan="vqgan.ckpt"``, ``vqgan_config="vqgan.yaml"`` for Chameleon and
             Liquid, ``image_size=`` or ``prompt=`` overrides, and LM ``from_pretrained`` options
             (``attn_implementation``...).
+        revision: Branch, tag or commit of a Hub id.
 
     Returns:
         The backbone, in eval mode.
     """
+    from wm_hub.hub import is_adapter_folder, load_adapter_backbone, resolve_model_folder
+
+    name_or_path = resolve_model_folder(name_or_path, revision)
+    if is_adapter_folder(name_or_path):
+        return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
     config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
     config = read_backbone_config(config_dict)
     if config is None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from wm_hub.hub import results_rows
+
 # model_cards/ is installed as package data next to wm_hub (setup.cfg), so cards render outside a checkout too.
 WORLD_MODEL_TEMPLATE = files("model_cards") / "world_model.md.j2"
 
@@ -26,13 +28,26 @@ PIPELINE_TAGS = {"fdm": "image-to-image", "idm": "image-text-to-text"}
 TASK_TAGS = {"fdm": "forward-dynamics", "idm": "inverse-dynamics"}
 
 
-def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
+def render_model_card(
+    run: dict[str, Any],
+    model_id: str,
+    *,
+    results: dict[str, Any] | None = None,
+    datasets: list[str] | None = None,
+    license: str | None = None,
+    adapter_only: bool = False,
+) -> ModelCard:
     """The card of a trained IDM/FDM.
 
     Args:
         run: The run summary (``training_run.json``): ``task``, ``base_model``, ``arch``, ``image_size``,
             ``prompt``, ``mixture``, ``loss``, ``training``, ``lora``, ``metrics``, ``versions``.
         model_id: How users load the model: its Hub id, or the output folder.
+        results: Evaluation results (``{benchmark: {metric: value}}``) for an evaluation table
+            (:func:`wm_hub.hub.results_rows`).
+        datasets: Hub ids of the training datasets (card metadata).
+        license: Licence identifier (card metadata).
+        adapter_only: The repository holds the LoRA adapter only (``wm-hub push model`` without ``--merge``).
 
     Returns:
         The card; ``card.save(folder / "README.md")`` writes it.
@@ -46,6 +61,8 @@ def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
     on_hub = not Path(base_model).expanduser().exists()
     card_data = ModelCardData(
         base_model=base_model if on_hub else None,
+        datasets=datasets or None,
+        license=license,
         library_name="transformers",
         pipeline_tag=PIPELINE_TAGS[run["task"]],
         tags=["wm-hub", "world-model", TASK_TAGS[run["task"]], "trl", "sft", *(["lora"] if run["lora"] else [])],
@@ -59,4 +76,6 @@ def render_model_card(run: dict[str, Any], model_id: str) -> ModelCard:
             model_name=Path(model_id).name,
             base_model_link=f"[{base_model}](https://huggingface.co/{base_model})" if on_hub else f"`{base_model}`",
             citation=PAPER_CITATION,
+            results=results_rows(results) if results else [],
+            adapter_only=adapter_only,
         )

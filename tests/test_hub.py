@@ -1,0 +1,401 @@
+"""Publishing to and loading from the Hub, end to end against the local test hub (tests/hub_server.py).
+
+Every push and every load runs in a fresh process whose environment points the real client libraries at the test
+hub (``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_DISABLE_XET=1``, an isolated ``HF_HOME``) before they are imported.
+References (generated images, IDM actions, dataset rows) are computed here from the local folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from hub_server import hub, hub_env, run_client  # noqa: F401
+
+SEED = 7
+ACTION = "move the red square left by 2 cells"
+RESULTS = {"aurora-bench": {"magicbrush": {"judge": 1.25, "es": 2.5}, "kubric": {"judge": 0.75}}, "note": "tiny"}
+FDM_PROMPT = {"fdm_instruction": "Show the next frame after this action.", "idm_instruction": "Which action?"}
+FDM2_PROMPT = {"fdm_instruction": "Round two: the next frame.", "idm_instruction": "Which action?"}
+IDM_PROMPT = {"fdm_instruction": "Next frame.", "idm_instruction": "Name the action between the two frames."}
+
+
+def _run_summary(task: str, base: str, prompt: dict) -> dict:
+    """A ``training_run.json`` with the fields ``wm_hub.training.run.run_summary`` writes."""
+    return {
+        "task": task,
+        "base_model": base,
+        "arch": "chameleon",
+        "image_size": 64,
+        "prompt": prompt,
+        "mixture": {
+            "train_rows": 12,
+            "eval_rows": 2,
+            "seed": 0,
+            "sources": [{"label": "shapes_world/triplets", "available": 14, "train": 12, "eval": 2}],
+            "eval_sources": [],
+        },
+        "loss": {"loss_weighting": "l2", "weight_normalization": "mean"},
+        "training": {"learning_rate": 0.0002, "per_device_train_batch_size": 2, "seed": 0, "precision": "fp32"},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "q_proj|v_proj"},
+        "metrics": {"train_loss": 5.1234, "global_step": 3},
+        "versions": {"wm-hub": "0.1.0.dev0", "torch": torch.__version__},
+    }
+
+
+def _lora_run(base_dir: Path, out: Path, task: str, prompt: dict, seed: int) -> Path:
+    """A LoRA training output as ``recipes/{idm,fdm}.py`` saves it: merged backbone, ``adapter/``, run summary.
+
+    The adapter is random (``init_lora_weights=False``), so the merged model differs from its base.
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from wm_hub import load_backbone
+    from wm_hub.models.base import PromptFormat
+    from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS
+
+    torch.manual_seed(seed)
+    trained = load_backbone(str(base_dir), prompt=PromptFormat(**prompt))
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=TEXT_ATTENTION_TARGETS, init_lora_weights=False)
+    get_peft_model(trained.model, lora).save_pretrained(out / "adapter")
+    merged = load_backbone(str(base_dir), prompt=PromptFormat(**prompt))
+    merged.model = PeftModel.from_pretrained(merged.model, out / "adapter").merge_and_unload()
+    merged.save_pretrained(out)
+    (out / "training_run.json").write_text(json.dumps(_run_summary(task, str(base_dir), prompt)))
+    (out / "training_args.bin").write_bytes(b"pickled arguments that may hold hub_token")  # never published
+    (out / "checkpoint-3").mkdir()
+    (out / "checkpoint-3" / "optimizer.pt").write_bytes(b"optimizer state")  # never published
+    return out
+
+
+def _fdm_ids(folder: Path, source) -> list[int]:
+    from wm_hub import load_backbone
+    from wm_hub.inference.generation import generate_images
+
+    backbone = load_backbone(str(folder))
+    prompt = backbone.build_fdm_sequence(source, ACTION).input_ids
+    return generate_images(backbone, [prompt], num_candidates=2, seed=SEED, decode=False).image_ids.tolist()
+
+
+def _idm_actions(folder: Path, pair) -> list[str]:
+    from wm_hub import load_backbone
+    from wm_hub.inference.actions import generate_actions
+
+    return generate_actions(load_backbone(str(folder)), [pair], max_new_tokens=6)
+
+
+def _rows(folder: Path, split: str) -> list[dict]:
+    """Rows of a Hub-layout folder's split, images as sha256 of their bytes."""
+    rows = []
+    for path in sorted((folder / "data").glob(f"{split}-*.parquet")):
+        rows += pq.read_table(path).to_pylist()
+    return [_digest_row(row) for row in rows]
+
+
+def _digest_row(row: dict) -> dict:
+    row = dict(row)
+    for name in ("source", "target"):
+        row[name] = hashlib.sha256(row[name]["bytes"]).hexdigest()
+    if row.get("score") is not None:
+        row["score"] = round(row["score"], 4)
+    return row
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, tiny_model_dirs):
+    """The folders to publish and what they give locally."""
+    from wm_hub.data.hub_layout import build_hub_dataset
+    from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+
+    root = tmp_path_factory.mktemp("to-publish")
+    base = tiny_model_dirs("chameleon")
+    fdm = _lora_run(base, root / "fdm", "fdm", FDM_PROMPT, seed=1)
+    fdm2 = _lora_run(base, root / "fdm-round-2", "fdm", FDM2_PROMPT, seed=2)
+    idm = _lora_run(base, root / "idm", "idm", IDM_PROMPT, seed=3)
+    (root / "results.json").write_text(json.dumps(RESULTS))
+
+    shapes = build_hub_dataset("shapes_world", root / "shapes", config_name="triplets", num_train=6, num_test=2).out
+    annotated = root / "annotated"  # an IDM annotation folder (wm-hub annotate's output layout)
+    (annotated / "frames").mkdir(parents=True)
+    world = ShapesWorld(WorldConfig(seed=5))
+    lines = []
+    for index in range(5):
+        triplet = world.triplet("train", index)
+        for name, image in (("source", triplet.source), ("target", triplet.target)):
+            image.save(annotated / "frames" / f"{index}-{name}.png")
+        row = {"id": f"ucf-{index}", "source": f"frames/{index}-source.png", "target": f"frames/{index}-target.png"}
+        row.update(action=triplet.action.text, score=-0.5 * index, action_class=triplet.action.kind)
+        row.update(video=f"v{index // 2}", frames=[index, index + 3], origin="ucf101/ApplyEyeMakeup")
+        lines.append(json.dumps(row))
+    (annotated / "annotations-00000-of-00001.jsonl").write_text("\n".join(lines) + "\n")
+    settings = {"idm": "org/idm", "do_sample": False, "shard_size": 64, "data": "keyframes/"}
+    (annotated / "annotation_config.json").write_text(json.dumps({"settings": settings, "score_field": "score"}))
+    (annotated / "provenance.json").write_text(
+        json.dumps({"keyframes": {"num_keyframes": 6, "min_interval": 20}, "sampling": {"k": 5}})
+    )
+
+    triplet = world.triplet("test", 0)
+    source, target = triplet.source, triplet.target
+    return {
+        "root": root,
+        "base": base,
+        "fdm": fdm,
+        "fdm2": fdm2,
+        "idm": idm,
+        "shapes": shapes,
+        "annotated": annotated,
+        "source": source,
+        "target": target,
+        "fdm_ids": _fdm_ids(fdm, source),
+        "fdm2_ids": _fdm_ids(fdm2, source),
+        "base_ids": _fdm_ids(base, source),
+        "idm_actions": _idm_actions(idm, (source, target)),
+        "shapes_rows": {split: _rows(shapes, split) for split in ("train", "test")},
+    }
+
+
+PUSH_SCRIPT = r"""
+import contextlib, io, json, sys
+from wm_hub.cli import main
+
+root, out = sys.argv[1], sys.argv[2]
+results = {}
+
+def push(name, *args):
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["push", *args])
+    results[name] = {"code": code, **json.loads(stdout.getvalue())}
+
+push("base", "model", f"{root}/base", "--repo-id", "org/tiny-chameleon")
+push("fdm", "model", f"{root}/fdm", "--repo-id", "org/fdm", "--base-model", "org/tiny-chameleon",
+     "--results", f"{root}/results.json", "--dataset", "org/data")
+push("fdm_merged", "model", f"{root}/fdm", "--repo-id", "org/fdm-merged", "--merge", "--base-model",
+     "org/tiny-chameleon", "--private")
+push("fdm_round_2", "model", f"{root}/fdm-round-2", "--repo-id", "org/fdm-merged", "--merge", "--revision", "round-2")
+push("idm", "model", f"{root}/idm", "--repo-id", "org/idm", "--base-model", "org/tiny-chameleon")
+push("shapes", "dataset", f"{root}/shapes", "--repo-id", "org/data", "--config-name", "shapes_world")
+push("ucf", "dataset", f"{root}/annotated", "--repo-id", "org/data",
+     "--provenance", f"{root}/annotated/provenance.json")
+push("fdm_again", "model", f"{root}/fdm", "--repo-id", "org/fdm", "--base-model", "org/tiny-chameleon",
+     "--results", f"{root}/results.json", "--dataset", "org/data")
+push("shapes_again", "dataset", f"{root}/shapes", "--repo-id", "org/data", "--config-name", "shapes_world")
+json.dump(results, open(out, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, hub_env, local):  # noqa: F811
+    """Every push of this module, made by one fresh ``wm-hub push`` process."""
+    root = local["root"]
+    shutil.copytree(local["base"], root / "base")
+    return run_client(hub_env, PUSH_SCRIPT, str(root))
+
+
+def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushed):  # noqa: F811
+    for name in ("base", "fdm", "fdm_merged", "idm", "shapes", "ucf", "fdm_round_2"):
+        assert pushed[name]["code"] == 0 and pushed[name]["created_commit"], name
+    adapter = hub.files("org/fdm")
+    assert set(adapter) == {
+        ".gitattributes",
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "training_run.json",
+        "wm_hub.json",
+    }
+    config = json.loads(adapter["adapter_config.json"])
+    assert config["base_model_name_or_path"] == "org/tiny-chameleon"
+    assert config["revision"] == hub.head("org/tiny-chameleon")  # pinned to the base it was trained on
+    manifest = json.loads(adapter["wm_hub.json"])
+    assert manifest["layout"] == "adapter" and manifest["task"] == "fdm"
+    assert manifest["backbone"]["prompt"] == FDM_PROMPT and manifest["backbone"]["arch"] == "chameleon"
+
+    merged = hub.files("org/fdm-merged")
+    assert {"config.json", "model.safetensors", "vqgan/config.json", "vqgan/diffusion_pytorch_model.safetensors"} <= (
+        set(merged)
+    )
+    assert {"adapter/adapter_config.json", "preprocessor_config.json", "wm_hub.json"} <= set(merged)
+    assert not [name for name in merged if "checkpoint" in name or name.endswith(".bin")]
+    assert json.loads(merged["config.json"])["wm_hub"]["prompt"] == FDM_PROMPT
+    assert hub.state.repos[("model", "org/fdm-merged")].private
+
+    for repo_id, repo_type, commits in (("org/fdm", "model", 2), ("org/data", "dataset", 3)):
+        history = hub.history(repo_id, repo_type)
+        assert len(history) == commits  # the initial commit, then one per push that changed something
+    assert [c.title for c in hub.history("org/data", "dataset")][:2] == ["wm-hub push: config ucf101"] * 1 + [
+        "wm-hub push: config shapes_world"
+    ]
+
+
+def test_pushing_identical_content_again_makes_no_commit(hub, pushed):  # noqa: F811
+    for name, first in (("fdm_again", "fdm"), ("shapes_again", "ucf")):
+        assert pushed[name]["code"] == 0
+        assert pushed[name]["created_commit"] is False and pushed[name]["url"] is None
+        assert pushed[name]["commit"] == pushed[first]["commit"]
+    assert hub.head("org/fdm") == pushed["fdm"]["commit"]
+
+
+def test_revisions_are_branches_and_the_token_is_never_written(hub, pushed):  # noqa: F811
+    assert pushed["fdm_round_2"]["revision"] == "round-2"
+    assert json.loads(hub.files("org/fdm-merged", revision="round-2")["config.json"])["wm_hub"]["prompt"] == (
+        FDM2_PROMPT
+    )
+    assert json.loads(hub.files("org/fdm-merged")["config.json"])["wm_hub"]["prompt"] == FDM_PROMPT
+    for key in hub.state.repos:
+        for content in hub.files(key[1], key[0]).values():
+            assert hub.token.encode() not in content
+
+
+def test_cards_carry_the_metadata(hub, pushed):  # noqa: F811
+    from huggingface_hub import DatasetCard, ModelCard
+
+    card = ModelCard(hub.files("org/fdm")["README.md"].decode())
+    data = card.data.to_dict()
+    assert data["base_model"] == "org/tiny-chameleon" and data["datasets"] == ["org/data"]
+    assert data["license"] == "cc-by-nc-4.0" and data["library_name"] == "transformers"
+    assert data["pipeline_tag"] == "image-to-image"
+    assert {"wm-hub", "world-model", "forward-dynamics", "lora"} <= set(data["tags"])
+    for text in ("| aurora-bench/magicbrush | es | 2.5 |", "| aurora-bench/kubric | judge | 0.75 |", "Limitations"):
+        assert text in card.text, text
+    assert "note" not in card.text  # not a number: not a result
+    assert "| shapes_world/triplets | 14 | 12 | 2 |" in card.text and "| learning_rate | 0.0002 |" in card.text
+    assert "holds the LoRA adapter alone" in card.text and "Qiu" in card.text
+    assert "holds the LoRA adapter alone" not in ModelCard(hub.files("org/fdm-merged")["README.md"].decode()).text
+
+    files = hub.files("org/data", "dataset")
+    card = DatasetCard(files["README.md"].decode())
+    data = card.data.to_dict()
+    assert [config["config_name"] for config in data["configs"]] == ["shapes_world", "ucf101"]
+    assert {info["config_name"]: info["splits"][0]["num_examples"] for info in data["dataset_info"]} == {
+        "shapes_world": 2 if data["dataset_info"][0]["splits"][0]["name"] == "test" else 6,
+        "ucf101": 5,
+    }
+    assert data["license"] == "other" and "world-model" in data["tags"]  # apache-2.0 + unknown (UCF-101)
+    provenance = json.loads(files["ucf101/provenance.json"])
+    assert provenance["idm"] == "org/idm" and provenance["keyframes"]["min_interval"] == 20
+    assert provenance["sampling"] == {"k": 5} and provenance["source"]["name"] == "UCF-101"
+    assert provenance["scores"]["count"] == 5 and provenance["scores"]["max"] == 0.0
+    assert provenance["scores"]["min"] == -2.0 and provenance["rows"] == {"train": 5}
+    for text in ("`org/idm`", "min_interval=20", "k=5", "UCF-101", "min -2.0", "Apache-2.0"):
+        assert text in card.text, text
+
+
+LOAD_SCRIPT = r"""
+import hashlib, json, sys
+import datasets
+from huggingface_hub import DatasetCard, ModelCard
+from wm_hub import load_backbone
+from wm_hub.inference.actions import generate_actions
+from wm_hub.inference.generation import generate_images
+from PIL import Image
+
+root, out = sys.argv[1], sys.argv[2]
+source, target = Image.open(f"{root}/source.png"), Image.open(f"{root}/target.png")
+ACTION, SEED = %(action)r, %(seed)d
+results = {}
+
+def fdm_ids(repo_id, revision=None):
+    backbone = load_backbone(repo_id, revision=revision)
+    prompt = backbone.build_fdm_sequence(source, ACTION).input_ids
+    ids = generate_images(backbone, [prompt], num_candidates=2, seed=SEED, decode=False).image_ids.tolist()
+    return {"ids": ids, "prompt": backbone.config.prompt.fdm_instruction}
+
+def rows(dataset):
+    digest = lambda image: hashlib.sha256(image["bytes"]).hexdigest()
+    return [{**row, "source": digest(row["source"]), "target": digest(row["target"]),
+             "score": None if row["score"] is None else round(row["score"], 4)} for row in dataset]
+
+results["fdm"] = fdm_ids("org/fdm")
+results["fdm_merged"] = fdm_ids("org/fdm-merged")
+results["fdm_round_2"] = fdm_ids("org/fdm-merged", revision="round-2")
+if %(online)r:
+    results["idm"] = generate_actions(load_backbone("org/idm"), [(source, target)], max_new_tokens=6)
+    results["model_card"] = ModelCard.load("org/fdm").data.to_dict()
+    results["dataset_card"] = DatasetCard.load("org/data", repo_type="dataset").data.to_dict()
+    results["ucf"] = len(datasets.load_dataset("org/data", "ucf101", split="train"))
+    stream = datasets.load_dataset("org/data", "shapes_world", split="train", streaming=True)
+    results["stream"] = rows(stream.cast_column("source", datasets.Image(decode=False))
+                             .cast_column("target", datasets.Image(decode=False)))
+shapes = datasets.load_dataset("org/data", "shapes_world")
+shapes = shapes.cast_column("source", datasets.Image(decode=False)).cast_column("target", datasets.Image(decode=False))
+results["shapes"] = {split: rows(shapes[split]) for split in shapes}
+json.dump(results, open(out, "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def loaded(hub_env, local, pushed):  # noqa: F811
+    local["source"].save(local["root"] / "source.png")
+    local["target"].save(local["root"] / "target.png")
+    script = LOAD_SCRIPT % {"action": ACTION, "seed": SEED, "online": True}
+    return run_client(hub_env, script, str(local["root"]))
+
+
+def test_published_models_generate_what_the_local_folders_generate(local, loaded):
+    assert loaded["fdm"]["ids"] == local["fdm_ids"]  # adapter: base from the Hub + merged adapter
+    assert loaded["fdm_merged"]["ids"] == local["fdm_ids"]
+    assert loaded["fdm"]["prompt"] == loaded["fdm_merged"]["prompt"] == FDM_PROMPT["fdm_instruction"]
+    assert loaded["fdm_round_2"]["ids"] == local["fdm2_ids"] != local["fdm_ids"]
+    assert loaded["fdm_round_2"]["prompt"] == FDM2_PROMPT["fdm_instruction"]
+    assert local["fdm_ids"] != local["base_ids"]  # the adapter changes the model
+    assert loaded["idm"] == local["idm_actions"]
+    assert loaded["model_card"]["base_model"] == "org/tiny-chameleon"
+    assert [config["config_name"] for config in loaded["dataset_card"]["configs"]] == ["shapes_world", "ucf101"]
+
+
+def test_published_datasets_load_with_the_same_rows_and_image_bytes(local, loaded):
+    assert loaded["shapes"] == local["shapes_rows"]
+    assert loaded["stream"] == local["shapes_rows"]["train"]
+    assert loaded["ucf"] == 5
+
+
+def test_offline_loads_come_from_the_cache_without_a_request(hub, hub_env, local, loaded):  # noqa: F811
+    before = len(hub.state.requests)
+    script = LOAD_SCRIPT % {"action": ACTION, "seed": SEED, "online": False}
+    offline = run_client({**hub_env, "HF_HUB_OFFLINE": "1"}, script, str(local["root"]))
+    assert len(hub.state.requests) == before
+    assert offline["fdm"]["ids"] == offline["fdm_merged"]["ids"] == local["fdm_ids"]
+    assert offline["fdm_round_2"]["ids"] == local["fdm2_ids"]
+    assert offline["shapes"] == local["shapes_rows"]
+
+
+INTERRUPTED_SCRIPT = r"""
+import json, sys
+from huggingface_hub import HfApi
+from wm_hub.cli import main
+
+root, out = sys.argv[1], sys.argv[2]
+api = HfApi()
+results = {"before": api.model_info("org/fdm").sha}
+try:
+    main(["push", "model", f"{root}/fdm-round-2", "--repo-id", "org/fdm", "--base-model", "org/tiny-chameleon"])
+except SystemExit as error:
+    results["error"] = str(error)
+results["after_error"] = api.model_info("org/fdm").sha
+results["code"] = main(["push", "model", f"{root}/fdm-round-2", "--repo-id", "org/fdm",
+                        "--base-model", "org/tiny-chameleon"])
+results["after_rerun"] = api.model_info("org/fdm").sha
+json.dump(results, open(out, "w"))
+"""
+
+
+def test_an_interrupted_push_leaves_the_previous_commit_and_a_rerun_completes_it(hub, hub_env, local, loaded):  # noqa: F811
+    before = hub.files("org/fdm")
+    hub.fail_next("commit", status=500)
+    result = run_client(hub_env, INTERRUPTED_SCRIPT, str(local["root"]))
+    assert "the Hub answered 500" in result["error"] and "rerun" in result["error"]
+    assert result["after_error"] == result["before"]
+    assert result["code"] == 0 and result["after_rerun"] != result["before"]
+    history = hub.history("org/fdm")
+    assert [commit.id for commit in history[1:]] == [result["before"], *[c.id for c in history[2:]]]
+    after = hub.files("org/fdm")
+    assert after["adapter_model.safetensors"] != before["adapter_model.safetensors"]
+    assert json.loads(after["wm_hub.json"])["backbone"]["prompt"] == FDM2_PROMPT
