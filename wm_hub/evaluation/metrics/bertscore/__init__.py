@@ -1,0 +1,1 @@
+"""Folder of the ``bertscore`` evaluate metric script (a package so that it installs with wm-hub)."""
