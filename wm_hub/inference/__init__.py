@@ -1,6 +1,14 @@
-"""Inference: logits processors and batched image generation (pipelines and best-of-N build on these)."""
+"""Inference: logits processors, batched image generation, and the forward/inverse-dynamics pipelines."""
 
+from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline
 from wm_hub.inference.generation import ImageGenerationOutput, generate_images
+from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
 from wm_hub.inference.logits_processors import ImageOnlyLogitsProcessor
 
-__all__ = ["ImageGenerationOutput", "ImageOnlyLogitsProcessor", "generate_images"]
+__all__ = [
+    "ForwardDynamicsPipeline",
+    "ImageGenerationOutput",
+    "ImageOnlyLogitsProcessor",
+    "InverseDynamicsPipeline",
+    "generate_images",
+]

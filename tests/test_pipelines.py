@@ -1,0 +1,314 @@
+"""pipeline("forward-dynamics") / pipeline("inverse-dynamics"): tiny models saved to disk, run in a fresh process.
+
+The subprocess only knows the folders (``import wm_hub`` registers the tasks); everything it returns is checked here
+against the primitives it must equal: ``generate_images`` with the same seed for the samples, per-row
+``action_log_likelihoods`` for the verifier scores, ``generate_actions`` for the IDM text.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from wm_hub.cli import main
+from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+from wm_hub.inference.actions import generate_actions
+from wm_hub.inference.generation import generate_images
+from wm_hub.inference.scoring import action_log_likelihoods
+
+ACTIONS = ["move the red square left by 2 cells", "remove the blue circle", "add a green triangle"]
+
+FRESH_PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+
+    import wm_hub  # registers the tasks
+    from transformers import pipeline
+
+    fdm_dir, idm_dir, out = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+    src0, src1, tgt0 = (str(out / name) for name in ("src0.png", "src1.png", "tgt0.png"))
+    actions = json.loads((out / "actions.json").read_text())
+    fdm = pipeline("forward-dynamics", model=fdm_dir)
+    idm = pipeline("inverse-dynamics", model=idm_dir)
+    report = {"fdm_class": type(fdm.model).__name__, "fdm_pipeline": type(fdm).__name__}
+
+    def save(image, name):
+        image.save(out / name)
+        return {"file": name, "size": list(image.size), "mode": image.mode, "type": type(image).__name__}
+
+    single = fdm(src0, actions[0], seed=11, return_image_ids=True)
+    report["single"] = {
+        "keys": sorted(single), "image": save(single["image"], "single.png"), "score": single["score"],
+        "candidates": single["candidates"], "scores": single["scores"], "image_ids": single["image_ids"].tolist(),
+    }
+    best = fdm(src0, actions[0], num_candidates=4, verifier=idm_dir, seed=12, return_candidates=True)
+    report["best"] = {
+        "image": save(best["image"], "best.png"), "score": best["score"], "scores": best["scores"],
+        "candidates": [save(c, f"best_c{i}.png") for i, c in enumerate(best["candidates"])],
+    }
+    batch = fdm([src0, src1], actions[:2], num_candidates=2, verifier=idm, seed=13, return_candidates=True)
+    report["batch"] = [
+        {"image": save(r["image"], f"batch{b}.png"), "score": r["score"], "scores": r["scores"],
+         "candidates": [save(c, f"batch{b}_c{i}.png") for i, c in enumerate(r["candidates"])]}
+        for b, r in enumerate(batch)
+    ]
+    steps = fdm(src0, actions=actions, seed=14, return_image_ids=True)
+    report["rollout"] = [
+        {"image": save(s["image"], f"step{i}.png"), "image_ids": s["image_ids"].tolist()} for i, s in enumerate(steps)
+    ]
+    said = idm(src0, tgt0, do_sample=True, seed=5, max_new_tokens=6)
+    report["idm"] = {
+        "keys": sorted(said), "action": said["action"], "score": said["score"],
+        "given": idm.score(src0, tgt0, actions[0]),
+        "given_mean": idm.score(src0, tgt0, actions[0], reduction="mean"),
+    }
+    (out / "report.json").write_text(json.dumps(report))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tiny_model_dirs):
+    """The FDM is a tiny Chameleon, the IDM a tiny Liquid (its own VQGAN and vocabulary: nothing is shared)."""
+    return {"fdm": tiny_model_dirs("chameleon"), "idm": tiny_model_dirs("liquid")}
+
+
+@pytest.fixture(scope="module")
+def world_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline-inputs")
+    world = ShapesWorld(WorldConfig())
+    first, second = world.triplet("test", 0), world.triplet("test", 1)
+    for name, image in (("src0.png", first.source), ("src1.png", second.source), ("tgt0.png", first.target)):
+        image.save(folder / name)
+    (folder / "actions.json").write_text(json.dumps(ACTIONS))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fresh(model_dirs, world_images):
+    """Run the pipelines in a new Python process; returns the report and the folder of saved images."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS_SCRIPT,
+            str(model_dirs["fdm"]),
+            str(model_dirs["idm"]),
+            str(world_images),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads((world_images / "report.json").read_text()), world_images
+
+
+def _png(folder, name) -> Image.Image:
+    with Image.open(folder / name) as image:
+        return image.convert("RGB")
+
+
+def _same(a: Image.Image, b: Image.Image) -> bool:
+    return a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _prompt(backbone, image, action):
+    return backbone.build_fdm_sequence(image, action).input_ids
+
+
+def test_forward_dynamics_loads_the_unsuppressed_backbone_and_samples_image_tokens(fresh, tiny_backbones):
+    report, _ = fresh
+    assert report["fdm_pipeline"] == "ForwardDynamicsPipeline"
+    # Not transformers' ChameleonForConditionalGeneration, whose forward sets every image logit to finfo.min.
+    assert report["fdm_class"] == "ChameleonWorldModelForConditionalGeneration"
+    ids = report["single"]["image_ids"]
+    fdm = tiny_backbones("chameleon")
+    assert len(ids) == fdm.image_seq_len
+    assert set(ids) <= set(fdm.image_token_ids.tolist())
+    assert len(set(ids)) > fdm.image_seq_len // 4  # sampled codes, not one repeated token
+
+
+def test_single_sample_equals_plain_sampling_with_the_same_seed(fresh, tiny_backbones):
+    report, folder = fresh
+    single = report["single"]
+    assert single["keys"] == ["candidates", "image", "image_ids", "score", "scores"]
+    assert single["image"]["type"] == "Image" and single["image"]["mode"] == "RGB"
+    assert single["image"]["size"] == [64, 64]
+    assert single["score"] is None and single["candidates"] == [] and single["scores"] == []
+    fdm = tiny_backbones("chameleon")
+    expected = generate_images(fdm, [_prompt(fdm, _png(folder, "src0.png"), ACTIONS[0])], 1, seed=11)
+    assert expected.image_ids[0, 0].tolist() == single["image_ids"]
+    assert _same(_png(folder, "single.png"), expected.images[0][0])
+
+
+def test_best_of_n_scores_are_the_idm_log_likelihoods_and_the_argmax_wins(fresh, tiny_backbones):
+    report, folder = fresh
+    best = report["best"]
+    fdm, idm = tiny_backbones("chameleon"), tiny_backbones("liquid")
+    source = _png(folder, "src0.png")
+    candidates = [_png(folder, c["file"]) for c in best["candidates"]]
+    # The four candidates are ONE generate_images call sharing the prompt (same seed, same RNG stream).
+    expected = generate_images(fdm, [_prompt(fdm, source, ACTIONS[0])], 4, seed=12)
+    assert all(_same(got, want) for got, want in zip(candidates, expected.images[0], strict=True))
+    # Scores: log p(action | source, candidate) under the IDM, each row scored on its own here.
+    independent = action_log_likelihoods(idm, [source] * 4, candidates, [ACTIONS[0]] * 4, batch_size=1)
+    assert best["scores"] == pytest.approx([s.total for s in independent], abs=1e-3)
+    winner = int(np.argmax(best["scores"]))
+    assert best["score"] == max(best["scores"])
+    assert _same(_png(folder, "best.png"), candidates[winner])
+
+
+def test_a_list_of_images_is_one_batch(fresh, tiny_backbones):
+    report, folder = fresh
+    fdm, idm = tiny_backbones("chameleon"), tiny_backbones("liquid")
+    sources = [_png(folder, "src0.png"), _png(folder, "src1.png")]
+    expected = generate_images(fdm, [_prompt(fdm, s, a) for s, a in zip(sources, ACTIONS[:2])], 2, seed=13)
+    assert len(report["batch"]) == 2
+    for row, result in enumerate(report["batch"]):
+        candidates = [_png(folder, c["file"]) for c in result["candidates"]]
+        assert all(_same(got, want) for got, want in zip(candidates, expected.images[row], strict=True))
+        independent = action_log_likelihoods(idm, [sources[row]] * 2, candidates, [ACTIONS[row]] * 2, batch_size=1)
+        assert result["scores"] == pytest.approx([s.total for s in independent], abs=1e-3)
+        assert _same(_png(folder, result["image"]["file"]), candidates[int(np.argmax(result["scores"]))])
+
+
+def test_rollout_feeds_each_prediction_to_the_next_step(fresh, tiny_backbones):
+    report, folder = fresh
+    steps = report["rollout"]
+    assert len(steps) == 3
+    assert all(step["image"]["size"] == [64, 64] for step in steps)
+    fdm = tiny_backbones("chameleon")
+    previous = _png(folder, "src0.png")
+    for index, (step, action) in enumerate(zip(steps, ACTIONS)):
+        # Step i continues from step i - 1's own tokens, with seed + i.
+        expected = generate_images(fdm, [_prompt(fdm, previous, action)], 1, seed=14 + index)
+        assert expected.image_ids[0, 0].tolist() == step["image_ids"]
+        assert _same(_png(folder, step["image"]["file"]), expected.images[0][0])
+        previous = torch.tensor(step["image_ids"])
+    assert len({tuple(step["image_ids"]) for step in steps}) == 3
+
+
+def test_inverse_dynamics_action_and_score(fresh, tiny_backbones):
+    report, folder = fresh
+    said = report["idm"]
+    assert said["keys"] == ["action", "score"]
+    idm = tiny_backbones("liquid")
+    source, target = _png(folder, "src0.png"), _png(folder, "tgt0.png")
+    expected = generate_actions(idm, [(source, target)], max_new_tokens=6, do_sample=True, seed=5)[0]
+    assert said["action"] == expected
+    (own,) = action_log_likelihoods(idm, [source], [target], [expected])
+    assert said["score"] == pytest.approx(own.total, abs=1e-3)
+    (given,) = action_log_likelihoods(idm, [source], [target], [ACTIONS[0]])
+    assert said["given"] == pytest.approx(given.total, abs=1e-3)
+    assert said["given_mean"] == pytest.approx(given.mean, abs=1e-4)
+    assert said["given"] < 0
+
+
+@pytest.fixture(scope="module")
+def pipes(tiny_backbones):
+    from transformers import pipeline
+
+    fdm = pipeline("forward-dynamics", model=tiny_backbones("chameleon"), device="cpu")
+    idm = pipeline("inverse-dynamics", model=tiny_backbones("liquid"), device="cpu")
+    return fdm, idm
+
+
+def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_images, monkeypatch):
+    fdm, idm = pipes
+    calls = {"generate": [], "score": []}
+    generate, forward = fdm.model.generate, idm.model.forward
+
+    def counted_generate(*args, **kwargs):
+        calls["generate"].append(kwargs["input_ids"].shape[0])
+        return generate(*args, **kwargs)
+
+    def counted_forward(*args, **kwargs):
+        calls["score"].append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(fdm.model, "generate", counted_generate)
+    monkeypatch.setattr(idm.model, "forward", counted_forward)
+    sources = [str(world_images / "src0.png"), str(world_images / "src1.png")]
+    results = fdm(sources, ACTIONS[0], num_candidates=2, verifier=idm, seed=0)
+    assert calls == {"generate": [2], "score": [4]}  # 2 prompts x 2 candidates in one call; 4 rows in one forward
+    # Without return_candidates only the winner comes back, with its score.
+    assert [sorted(r) for r in results] == [["candidates", "image", "score", "scores"]] * 2
+    assert all(r["candidates"] == [] and r["scores"] == [] and isinstance(r["score"], float) for r in results)
+
+
+def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
+    fdm, idm = pipes
+    source = str(world_images / "src0.png")
+    with pytest.raises(ValueError, match="either action= .* or actions="):
+        fdm(source, "a", actions=["b"])
+    with pytest.raises(ValueError, match="without verifier"):
+        fdm(source, "a", num_candidates=2)
+    with pytest.raises(FileNotFoundError, match="image 0: .*missing.png"):
+        fdm(str(world_images / "missing.png"), "a")
+    with pytest.raises(ValueError, match="2 actions for 1 images"):
+        fdm([source], ["a", "b"])
+    with pytest.raises(TypeError, match="verifier must be"):
+        fdm(source, "a", num_candidates=2, verifier=3)
+    with pytest.raises(ValueError, match="num_candidates"):
+        fdm(source, "a", num_candidates=0)
+    with pytest.raises(ValueError, match="differ in length"):
+        idm.score(source, [source, source], ["a", "b", "c"])
+
+
+def test_a_bare_transformers_model_is_refused(tiny_backbones):
+    from transformers import pipeline
+
+    with pytest.raises(TypeError, match="wm_hub Backbone"):
+        pipeline("forward-dynamics", model=tiny_backbones("chameleon").model, device="cpu")
+
+
+def test_a_broken_checkpoint_never_falls_back_to_the_stock_chameleon(model_dirs, tmp_path):
+    from transformers import pipeline
+
+    from wm_hub.inference.pipelines import WorldModelLoadError
+
+    broken = tmp_path / "no-vqgan"
+    shutil.copytree(model_dirs["fdm"], broken, ignore=shutil.ignore_patterns("vqgan"))
+    # config.architectures names ChameleonForConditionalGeneration, which would load without the VQGAN.
+    with pytest.raises(WorldModelLoadError, match="No VQGAN"):
+        pipeline("forward-dynamics", model=str(broken), device="cpu")
+
+
+def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
+    source = str(world_images / "src0.png")
+    out = tmp_path / "pred" / "next.png"
+    args = ["--fdm", str(model_dirs["fdm"]), "--image", source, "--seed", "3", "--device", "cpu"]
+    assert main(["generate", *args, "--action", ACTIONS[0], "--idm", str(model_dirs["idm"]), "--num-candidates", "2",
+                 "--out", str(out)]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_candidates"] == 2 and isinstance(summary["score"], float)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.size == (64, 64)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["next.png"]  # no temporary file left
+
+    folder = tmp_path / "rollout"
+    assert main(["rollout", *args, "--actions", *ACTIONS[:2], "--out", str(folder)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in folder.iterdir()) == ["rollout.json", "step_01.png", "step_02.png"]
+    steps = json.loads((folder / "rollout.json").read_text())["steps"]
+    assert [s["action"] for s in steps] == ACTIONS[:2] and [s["image"] for s in steps] == [
+        "step_01.png",
+        "step_02.png",
+    ]
+
+    with pytest.raises(SystemExit, match="--image .*missing.png: no such file"):
+        main(["generate", *args[:2], "--image", str(world_images / "missing.png"), "--action", "a", "--out", str(out)])
+    with pytest.raises(SystemExit, match="--fdm .*nowhere: no such model folder"):
+        main(["generate", "--fdm", str(tmp_path / "nowhere"), "--image", source, "--action", "a", "--out", str(out)])
+    with pytest.raises(SystemExit, match="needs --idm"):
+        main(["generate", *args, "--action", "a", "--num-candidates", "4", "--out", str(out)])

@@ -1,0 +1,164 @@
+"""``forward-dynamics`` and ``inverse-dynamics`` tasks for ``transformers.pipeline``, registered by ``import wm_hub``.
+
+``pipeline(task, model=path_or_id)`` loads a model through the task's ``pt_model`` classes first and only then
+through the names in ``config.architectures``; a Chameleon folder would load as transformers' stock class, which
+sets every image-token logit to ``finfo.min`` and cannot draw an image. Both tasks therefore register
+:class:`WorldModelLoader` as their only ``pt_model``: it loads the checkpoint with :func:`wm_hub.load_backbone`
+(the unsuppressed LM, the VQ image tokenizer and the instruction strings saved in the checkpoint) and hands the
+pipeline the whole :class:`~wm_hub.models.base.Backbone`. A failure inside it is re-raised as
+:class:`WorldModelLoadError`, an exception type ``pipeline()`` does not swallow, so a broken checkpoint (say, a
+missing VQGAN) is reported as such instead of silently falling back to the stock class.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from wm_hub.models.base import Backbone
+
+FORWARD_DYNAMICS_TASK = "forward-dynamics"
+INVERSE_DYNAMICS_TASK = "inverse-dynamics"
+
+# Keyword arguments ``transformers.pipeline`` gives every ``pt_model`` class that a backbone has no use for.
+_PIPELINE_ONLY_KWARGS = ("_from_pipeline", "trust_remote_code", "code_revision", "local_files_only")
+
+
+class WorldModelLoadError(Exception):
+    """A wm-hub checkpoint could not be loaded as a world-model backbone.
+
+    Deliberately not an ``OSError``/``ValueError``/``TypeError``/``RuntimeError``: ``transformers.pipeline`` catches
+    those and tries the next candidate class, which for a Chameleon checkpoint is the stock, image-suppressed one.
+    """
+
+
+class WorldModelLoader:
+    """The ``pt_model`` of the wm-hub pipeline tasks: ``from_pretrained`` returns a :class:`Backbone`."""
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs: Any) -> Backbone:
+        """Load ``name_or_path`` with :func:`wm_hub.load_backbone`.
+
+        Args:
+            name_or_path: Local folder or Hub id of a wm-hub (or stock Chameleon/Liquid/Emu3) checkpoint.
+            **kwargs: What ``transformers.pipeline`` passes: ``revision`` and ``token`` go to ``load_backbone``,
+                ``dtype`` too (``"auto"`` keeps the saved dtype), as do ``pipeline(model_kwargs=...)`` entries such
+                as ``vqgan=`` or ``attn_implementation=``; pipeline bookkeeping arguments are dropped.
+
+        Returns:
+            The backbone, in eval mode.
+
+        Raises:
+            WorldModelLoadError: Whatever went wrong, with the original exception chained.
+        """
+        from wm_hub.models.loading import load_backbone
+
+        for name in _PIPELINE_ONLY_KWARGS:
+            kwargs.pop(name, None)
+        for name in ("revision", "token"):
+            if kwargs.get(name) is None:
+                kwargs.pop(name, None)
+        dtype = kwargs.pop("dtype", None)
+        if dtype == "auto":
+            dtype = None
+        try:
+            return load_backbone(str(name_or_path), dtype=dtype, **kwargs)
+        except Exception as error:
+            raise WorldModelLoadError(f"cannot load {name_or_path} as a wm-hub backbone: {error}") from error
+
+
+def as_backbone(model: Any) -> Backbone:
+    """The backbone behind a pipeline's ``model`` argument.
+
+    Args:
+        model: A :class:`Backbone` (what :class:`WorldModelLoader` returns, or one from ``load_backbone``).
+
+    Raises:
+        TypeError: For anything else (a bare ``PreTrainedModel`` lacks the VQ image tokenizer and the saved prompt),
+            with how to build the pipeline instead.
+    """
+    if isinstance(model, Backbone):
+        return model
+    raise TypeError(
+        f"wm-hub pipelines need a wm_hub Backbone (the LM plus its VQ image tokenizer and saved prompt), got "
+        f"{type(model).__name__}; pass model= a checkpoint folder / Hub id, or a Backbone from wm_hub.load_backbone"
+    )
+
+
+def load_observation(image: Image.Image | str | os.PathLike, what: str = "image") -> Image.Image:
+    """An RGB PIL image from a PIL image, a file path, an ``http(s)://`` URL or a ``data:image/...`` URI.
+
+    Args:
+        image: The observation.
+        what: How error messages name the input (e.g. ``"source 2"``).
+
+    Raises:
+        FileNotFoundError: For a path that is not a file.
+        ValueError: For a file that is not a readable image.
+        TypeError: For any other type.
+    """
+    from transformers.image_utils import load_image
+
+    if isinstance(image, os.PathLike):
+        image = os.fspath(image)
+    if isinstance(image, str) and not image.startswith(("http://", "https://", "data:image/")):
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"{what}: {image}: no such image file")
+        try:
+            return load_image(image)
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{what}: {image}: not a readable image ({error})") from error
+    if not isinstance(image, (str, Image.Image)):
+        raise TypeError(f"{what}: expected a PIL image, a path or a URL, got {type(image).__name__}")
+    return load_image(image)
+
+
+def encode_observations(backbone: Backbone, observations: list[Image.Image | torch.Tensor]) -> list[torch.Tensor]:
+    """LM image ids of every observation, with ONE VQ encoder call for all the PIL images among them.
+
+    Args:
+        backbone: Whose image tokenizer encodes.
+        observations: PIL images, or LongTensors of ``image_seq_len`` LM image ids (kept as they are). The same PIL
+            object listed several times (a source shared by N candidates) is encoded once.
+
+    Returns:
+        One ``(image_seq_len,)`` LongTensor per observation, in order.
+    """
+    unique: dict[int, Image.Image] = {}
+    for item in observations:
+        if isinstance(item, Image.Image):
+            unique.setdefault(id(item), item)
+    encoded = dict(zip(unique, backbone.encode_images(list(unique.values())))) if unique else {}
+    result = []
+    for index, item in enumerate(observations):
+        if isinstance(item, Image.Image):
+            result.append(encoded[id(item)])
+            continue
+        ids = torch.as_tensor(item, dtype=torch.long).reshape(-1)
+        if ids.numel() != backbone.image_seq_len:
+            raise ValueError(
+                f"observation {index}: expected {backbone.image_seq_len} image token ids, got {ids.numel()}"
+            )
+        result.append(ids.cpu())
+    return result
+
+
+def register_pipelines() -> None:
+    """Register ``forward-dynamics`` and ``inverse-dynamics`` with ``transformers.pipelines.PIPELINE_REGISTRY``."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline
+    from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
+
+    for task, pipeline_class in (
+        (FORWARD_DYNAMICS_TASK, ForwardDynamicsPipeline),
+        (INVERSE_DYNAMICS_TASK, InverseDynamicsPipeline),
+    ):
+        registered = PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
+        if registered is not pipeline_class:
+            PIPELINE_REGISTRY.register_pipeline(
+                task, pipeline_class=pipeline_class, pt_model=WorldModelLoader, type="multimodal"
+            )
