@@ -1,11 +1,13 @@
 """Annotate key-frame pairs with an inverse dynamics model, one slice of the pairs per process.
 
     accelerate launch --config_file recipes/accelerate_configs/ddp.yaml recipes/annotate.py \
-        --config recipes/tiny/annotate.yaml --idm /models/anole-7b-idm --data ucf101-kf --out ucf101-annotated
+        --idm outputs/anole-7b-idm --data ucf101-kf --out ucf101-annotated --dtype bfloat16 --batch_size 16
+    accelerate launch --config_file recipes/accelerate_configs/cpu2.yaml recipes/annotate.py \
+        --config recipes/tiny/annotate.yaml
 
-Every field of :class:`wm_hub.bootstrap.annotate.AnnotateConfig` can be set in the YAML or overridden on the command
-line (``--batch_size 16``). Rerun the same command to resume: finished shards are kept. The same run in one
-process is ``wm-hub annotate``; see docs/annotation.md.
+Every field of :class:`wm_hub.bootstrap.annotate.AnnotateConfig` can be set in a YAML (``--config``) or on the
+command line, which overrides the YAML (``--batch_size 16``). Rerun the same command to resume: finished shards are
+kept. The same run in one process is ``wm-hub annotate``; see docs/annotation.md.
 """
 
 from trl import TrlParser

@@ -30,7 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {"shard_size": 2, "batch_size": 2, "max_new_tokens": 8}
 NUM_PAIRS, NUM_SHARDS = 12, 6
 # One torch thread here and in the subprocesses: the same arithmetic, so greedy rows compare exactly.
-SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+SUBPROCESS_ENV = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 @pytest.fixture(scope="module")

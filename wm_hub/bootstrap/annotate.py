@@ -170,8 +170,12 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
 
     state = PartialState(cpu=config.device == "cpu" or not torch.accelerator.is_available())
     out = Path(config.out)
-    if out.exists() and not (out / CONFIG_FILE).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"out {out} exists and is not an annotation folder (no {CONFIG_FILE}); choose another")
+    # Only the main process checks (others could see the folder it is creating); a failure there stops the launch.
+    if state.is_main_process and out.exists() and not (out / CONFIG_FILE).is_file():
+        if not out.is_dir() or any(out.iterdir()):
+            raise FileExistsError(
+                f"out {out} exists and is not an annotation folder (no {CONFIG_FILE}); choose another"
+            )
     plan = _Plan(load_pairs(config.data, config.split, config.origin_prefix), config.shard_size)
     if not plan.pairs.pairs:
         raise ValueError(f"{plan.pairs.description}: no pairs to annotate")
