@@ -364,3 +364,38 @@ def test_report_rejects_a_file_that_is_not_a_result(tmp_path):
     path.write_text(json.dumps({"subsets": {}}))
     with pytest.raises(SystemExit, match=r"other.json: field 'overall'"):
         main(["eval", "report", str(path), "--out", str(tmp_path / "out")])
+
+
+def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_path):
+    from transformers import pipeline
+
+    from wm_hub.inference.pipelines import FORWARD_DYNAMICS_TASK, register_pipelines
+
+    model = tiny_model_dirs("chameleon")
+    out = tmp_path / "k2" / "R.json"
+    extra = ["--predictions", str(model), "--idm", str(model), "--num-candidates", "2", "--seed", "3", "--limit", "1"]
+    results = _run(_small_args(small_root, out, *extra, "--batch-size", "4", "--device", "cpu", "--name", "C-FT"))
+    assert results["config"]["kind"] == "model" and results["config"]["label"] == "C-FT"
+    assert results["config"]["model"]["num_candidates"] == 2 and results["config"]["model"]["idm"] == str(model)
+
+    # The saved predictions are the pipeline's own best-of-2 picks for the same batch and seed.
+    register_pipelines()
+    fdm = pipeline(FORWARD_DYNAMICS_TASK, model=str(model), device="cpu")
+    rows = json.loads((small_root / "test.json").read_text())
+    first = {"ag/0": rows[0], "whatsup/2": rows[2]}  # --limit 1: the first row of each subset, one batch
+    sources = [Image.open(small_root / row["input"]).convert("RGB") for row in first.values()]
+    actions = [row["instruction"] for row in first.values()]
+    expected = fdm(sources, actions, num_candidates=2, verifier=str(model), seed=3)
+    assert sorted(
+        p.relative_to(out.parent / "predictions").as_posix() for p in out.parent.glob("predictions/*/*")
+    ) == [
+        "ag/0.png",
+        "whatsup/2.png",
+    ]
+    for row_id, result in zip(first, expected):
+        with Image.open(out.parent / "predictions" / f"{row_id}.png") as saved:
+            assert saved.size == result["image"].size
+            assert np.array_equal(np.asarray(saved), np.asarray(result["image"].convert("RGB")))
+
+    with pytest.raises(SystemExit, match="needs a forward-dynamics model"):
+        main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "copy", "--idm", "m")])

@@ -141,8 +141,10 @@ class AuroraEvalConfig:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
         if self.model.num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {self.model.num_candidates}")
-        if self.model.num_candidates > 1 and self.kind != "model":
-            raise ValueError("num_candidates > 1 needs a forward-dynamics model as predictions")
+        if self.model.num_candidates > 1 and (self.kind != "model" or not self.model.idm):
+            raise ValueError(
+                "num_candidates > 1 needs a forward-dynamics model as predictions and an idm to pick the best one"
+            )
         if self.model.idm and self.kind != "model":
             raise ValueError("idm (best-of-N verification) needs a forward-dynamics model as predictions")
 
@@ -380,8 +382,36 @@ def _predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], list[st
 
 
 def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], list[str], int], list[Image.Image]]:
-    """Predictions of a forward-dynamics model through the ``forward-dynamics`` pipeline."""
-    raise NotImplementedError("forward-dynamics model predictions")
+    """Predictions of a forward-dynamics model through ``pipeline("forward-dynamics")``, best-of-N with the IDM.
+
+    Each batch is one pipeline call (all rows and their candidates in one ``generate``), seeded ``seed + position of
+    the batch's first row`` so that a resumed run samples the rows it still lacks as the full run would have.
+    """
+    from transformers import pipeline
+
+    from wm_hub.inference.pipelines import FORWARD_DYNAMICS_TASK, register_pipelines
+
+    register_pipelines()
+    options = config.model
+    load: dict[str, Any] = {}
+    if config.device:
+        load["device"] = config.device
+    if options.dtype:
+        load["dtype"] = options.dtype
+    fdm = pipeline(FORWARD_DYNAMICS_TASK, model=config.predictions, **load)
+    sampling: dict[str, Any] = {"num_candidates": options.num_candidates, "temperature": options.temperature}
+    if options.top_k is not None:
+        sampling["top_k"] = options.top_k
+    if options.top_p is not None:
+        sampling["top_p"] = options.top_p
+    if options.idm:
+        sampling["verifier"] = options.idm
+
+    def predict(sources: list[Image.Image], actions: list[str], offset: int) -> list[Image.Image]:
+        results = fdm(list(sources), list(actions), seed=options.seed + offset, **sampling)
+        return [result["image"] for result in results]
+
+    return predict
 
 
 def generate_predictions(config: AuroraEvalConfig, bench: Bench) -> dict[str, Path]:
