@@ -385,7 +385,8 @@ def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], l
     """Predictions of a forward-dynamics model through ``pipeline("forward-dynamics")``, best-of-N with the IDM.
 
     Each batch is one pipeline call (all rows and their candidates in one ``generate``), seeded ``seed + position of
-    the batch's first row`` so that a resumed run samples the rows it still lacks as the full run would have.
+    the batch's first row``: a run is reproducible, and a resumed run draws its own seeds for the rows it lacks
+    (samples also depend on which rows share a batch, so they match the uninterrupted run's only batch for batch).
     """
     from transformers import pipeline
 
