@@ -263,8 +263,7 @@ def load_bench(
     no_target = [
         f"{name} ({counts.without_target} rows without 'output')"
         for name in subsets
-        if (counts := report.origins.get(f"aurora/{name}")) is not None and counts.examples == 0 and counts.rows
-        if counts.without_target == counts.rows
+        if (counts := report.origins.get(f"aurora/{name}")) is not None and 0 < counts.rows == counts.without_target
     ]
     if no_target:
         raise ValueError(

@@ -271,7 +271,7 @@ def plot_subset_bars(runs: Sequence[RunResults], metric: str, path: str | Path) 
     axis.set_xticks(positions, names)
     axis.set_ylabel(METRIC_NAMES.get(metric, metric))
     axis.set_title(f"AURORA-BENCH {METRIC_NAMES.get(metric, metric)} per subset")
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: bars stay visible
     return _save_figure(figure, Path(path))
 
 
