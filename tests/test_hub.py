@@ -53,19 +53,19 @@ def _lora_run(base_dir: Path, out: Path, task: str, prompt: dict, seed: int) -> 
 
     The adapter is random (``init_lora_weights=False``), so the merged model differs from its base.
     """
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     from wm_hub import load_backbone
     from wm_hub.models.base import PromptFormat
     from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS
 
     torch.manual_seed(seed)
-    trained = load_backbone(str(base_dir), prompt=PromptFormat(**prompt))
+    backbone = load_backbone(str(base_dir), prompt=PromptFormat(**prompt))
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=TEXT_ATTENTION_TARGETS, init_lora_weights=False)
-    get_peft_model(trained.model, lora).save_pretrained(out / "adapter")
-    merged = load_backbone(str(base_dir), prompt=PromptFormat(**prompt))
-    merged.model = PeftModel.from_pretrained(merged.model, out / "adapter").merge_and_unload()
-    merged.save_pretrained(out)
+    trained = get_peft_model(backbone.model, lora)
+    trained.save_pretrained(out / "adapter")
+    backbone.model = trained.merge_and_unload()
+    backbone.save_pretrained(out)
     (out / "training_run.json").write_text(json.dumps(_run_summary(task, str(base_dir), prompt)))
     (out / "training_args.bin").write_bytes(b"pickled arguments that may hold hub_token")  # never published
     (out / "checkpoint-3").mkdir()
@@ -82,11 +82,15 @@ def _fdm_ids(folder: Path, source) -> list[int]:
     return generate_images(backbone, [prompt], num_candidates=2, seed=SEED, decode=False).image_ids.tolist()
 
 
-def _idm_actions(folder: Path, pair) -> list[str]:
-    from wm_hub import load_backbone
-    from wm_hub.inference.actions import generate_actions
+def _pipelines(fdm: Path, idm: Path, source, target) -> dict:
+    """What ``pipeline("forward-dynamics" / "inverse-dynamics")`` gives for the local folders (see LOAD_SCRIPT)."""
+    from transformers import pipeline
 
-    return generate_actions(load_backbone(str(folder)), [pair], max_new_tokens=6)
+    result = pipeline("forward-dynamics", model=str(fdm))(source, ACTION, seed=SEED, return_image_ids=True)
+    action = pipeline("inverse-dynamics", model=str(idm))(source, target, max_new_tokens=6)["action"]
+    return {"ids": result["image_ids"].tolist(), "pixels": hashlib.sha256(result["image"].tobytes()).hexdigest()} | {
+        "action": action
+    }
 
 
 def _rows(folder: Path, split: str) -> list[dict]:
@@ -154,7 +158,7 @@ def local(tmp_path_factory, tiny_model_dirs):
         "fdm_ids": _fdm_ids(fdm, source),
         "fdm2_ids": _fdm_ids(fdm2, source),
         "base_ids": _fdm_ids(base, source),
-        "idm_actions": _idm_actions(idm, (source, target)),
+        "pipelines": _pipelines(fdm, idm, source, target),
         "shapes_rows": {split: _rows(shapes, split) for split in ("train", "test")},
     }
 
@@ -268,6 +272,7 @@ def test_cards_carry_the_metadata(hub, pushed):  # noqa: F811
     assert "note" not in card.text  # not a number: not a result
     assert "| shapes_world/triplets | 14 | 12 | 2 |" in card.text and "| learning_rate | 0.0002 |" in card.text
     assert "holds the LoRA adapter alone" in card.text and "Qiu" in card.text
+    assert 'pipeline("forward-dynamics", model="org/fdm")' in card.text
     assert "holds the LoRA adapter alone" not in ModelCard(hub.files("org/fdm-merged")["README.md"].decode()).text
 
     files = hub.files("org/data", "dataset")
@@ -292,8 +297,8 @@ LOAD_SCRIPT = r"""
 import hashlib, json, sys
 import datasets
 from huggingface_hub import DatasetCard, ModelCard
+from transformers import pipeline
 from wm_hub import load_backbone
-from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.generation import generate_images
 from PIL import Image
 
@@ -313,20 +318,26 @@ def rows(dataset):
     return [{**row, "source": digest(row["source"]), "target": digest(row["target"]),
              "score": None if row["score"] is None else round(row["score"], 4)} for row in dataset]
 
-results["fdm"] = fdm_ids("org/fdm")
-results["fdm_merged"] = fdm_ids("org/fdm-merged")
+def fdm_pipeline(repo_id, revision=None):
+    result = pipeline("forward-dynamics", model=repo_id, revision=revision)(source, ACTION, seed=SEED,
+                                                                          return_image_ids=True)
+    return {"ids": result["image_ids"].tolist(), "pixels": hashlib.sha256(result["image"].tobytes()).hexdigest()}
+
+results["pipeline_fdm"] = fdm_pipeline("org/fdm")  # adapter: base model from the Hub, adapter merged
 results["fdm_round_2"] = fdm_ids("org/fdm-merged", revision="round-2")
+shapes = datasets.load_dataset("org/data", "shapes_world")
+shapes = shapes.cast_column("source", datasets.Image(decode=False)).cast_column("target", datasets.Image(decode=False))
+results["shapes"] = {split: rows(shapes[split]) for split in shapes}
 if %(online)r:
-    results["idm"] = generate_actions(load_backbone("org/idm"), [(source, target)], max_new_tokens=6)
+    results["pipeline_fdm_merged"] = fdm_pipeline("org/fdm-merged")
+    results["pipeline_idm"] = pipeline("inverse-dynamics", model="org/idm")(source, target, max_new_tokens=6)
+    results["fdm"] = fdm_ids("org/fdm")
     results["model_card"] = ModelCard.load("org/fdm").data.to_dict()
     results["dataset_card"] = DatasetCard.load("org/data", repo_type="dataset").data.to_dict()
     results["ucf"] = len(datasets.load_dataset("org/data", "ucf101", split="train"))
     stream = datasets.load_dataset("org/data", "shapes_world", split="train", streaming=True)
     results["stream"] = rows(stream.cast_column("source", datasets.Image(decode=False))
                              .cast_column("target", datasets.Image(decode=False)))
-shapes = datasets.load_dataset("org/data", "shapes_world")
-shapes = shapes.cast_column("source", datasets.Image(decode=False)).cast_column("target", datasets.Image(decode=False))
-results["shapes"] = {split: rows(shapes[split]) for split in shapes}
 json.dump(results, open(out, "w"))
 """
 
@@ -339,14 +350,19 @@ def loaded(hub_env, local, pushed):  # noqa: F811
     return run_client(hub_env, script, str(local["root"]))
 
 
+def test_published_models_work_in_pipelines_as_the_local_folders_do(local, loaded):
+    expected = local["pipelines"]
+    for name in ("pipeline_fdm", "pipeline_fdm_merged"):  # adapter and merged: the same image for the same seed
+        assert loaded[name] == {"ids": expected["ids"], "pixels": expected["pixels"]}, name
+    assert loaded["pipeline_idm"]["action"] == expected["action"] and loaded["pipeline_idm"]["score"] < 0
+
+
 def test_published_models_generate_what_the_local_folders_generate(local, loaded):
     assert loaded["fdm"]["ids"] == local["fdm_ids"]  # adapter: base from the Hub + merged adapter
-    assert loaded["fdm_merged"]["ids"] == local["fdm_ids"]
-    assert loaded["fdm"]["prompt"] == loaded["fdm_merged"]["prompt"] == FDM_PROMPT["fdm_instruction"]
-    assert loaded["fdm_round_2"]["ids"] == local["fdm2_ids"] != local["fdm_ids"]
-    assert loaded["fdm_round_2"]["prompt"] == FDM2_PROMPT["fdm_instruction"]
+    assert loaded["fdm"]["prompt"] == FDM_PROMPT["fdm_instruction"]  # the wm-hub settings travel with the adapter
     assert local["fdm_ids"] != local["base_ids"]  # the adapter changes the model
-    assert loaded["idm"] == local["idm_actions"]
+    assert loaded["fdm_round_2"]["ids"] == local["fdm2_ids"] != local["fdm_ids"]  # revision="round-2"
+    assert loaded["fdm_round_2"]["prompt"] == FDM2_PROMPT["fdm_instruction"]
     assert loaded["model_card"]["base_model"] == "org/tiny-chameleon"
     assert [config["config_name"] for config in loaded["dataset_card"]["configs"]] == ["shapes_world", "ucf101"]
 
@@ -362,7 +378,7 @@ def test_offline_loads_come_from_the_cache_without_a_request(hub, hub_env, local
     script = LOAD_SCRIPT % {"action": ACTION, "seed": SEED, "online": False}
     offline = run_client({**hub_env, "HF_HUB_OFFLINE": "1"}, script, str(local["root"]))
     assert len(hub.state.requests) == before
-    assert offline["fdm"]["ids"] == offline["fdm_merged"]["ids"] == local["fdm_ids"]
+    assert offline["pipeline_fdm"]["ids"] == local["pipelines"]["ids"]
     assert offline["fdm_round_2"]["ids"] == local["fdm2_ids"]
     assert offline["shapes"] == local["shapes_rows"]
 

@@ -460,12 +460,13 @@ def _model_card(run: dict[str, Any] | None, manifest: dict[str, Any], repo_id: s
 # ----------------------------------------------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------------------------------------------
-def resolve_model_folder(name_or_path: str | Path, revision: str | None = None) -> str:
+def resolve_model_folder(name_or_path: str | Path, revision: str | None = None, token: str | None = None) -> str:
     """A local folder for a model folder or Hub id (downloaded once, at one commit, then read from the cache).
 
     Args:
         name_or_path: A local folder (returned as is) or a Hub model id.
         revision: Branch, tag or commit of a Hub id.
+        token: A token; ``None`` uses ``HF_TOKEN`` or the login cache.
 
     Returns:
         The folder.
@@ -477,7 +478,7 @@ def resolve_model_folder(name_or_path: str | Path, revision: str | None = None) 
         if revision is not None:
             logger.warning("revision=%r is ignored for the local folder %s", revision, name_or_path)
         return str(name_or_path)
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import ResolvedRevision, snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
         LocalEntryNotFoundError,
@@ -485,8 +486,12 @@ def resolve_model_folder(name_or_path: str | Path, revision: str | None = None) 
         RevisionNotFoundError,
     )
 
+    if isinstance(revision, ResolvedRevision) and getattr(revision, "_repo_id", None) not in (None, name_or_path):
+        # A commit resolved for another repository (transformers' pipeline() resolves an adapter's base model and
+        # passes that revision on): only the revision asked for means something here.
+        revision = revision.initial
     try:
-        return snapshot_download(str(name_or_path), revision=revision, ignore_patterns=SNAPSHOT_IGNORE)
+        return snapshot_download(str(name_or_path), revision=revision, token=token, ignore_patterns=SNAPSHOT_IGNORE)
     except RevisionNotFoundError as error:
         raise FileNotFoundError(f"{name_or_path}: no revision {revision!r} on the Hub") from error
     except (HFValidationError, RepositoryNotFoundError) as error:

@@ -62,14 +62,14 @@ def load_backbone(
         **kwargs: Backend options, e.g. ``vqgan="vqgan.ckpt"``, ``vqgan_config="vqgan.yaml"`` for Chameleon and
             Liquid, ``image_size=`` or ``prompt=`` overrides, and LM ``from_pretrained`` options
             (``attn_implementation``...).
-        revision: Branch, tag or commit of a Hub id.
+        revision: Branch, tag or commit of a Hub id (``token=`` in ``kwargs`` authenticates the download).
 
     Returns:
         The backbone, in eval mode.
     """
     from wm_hub.hub import is_adapter_folder, load_adapter_backbone, resolve_model_folder
 
-    name_or_path = resolve_model_folder(name_or_path, revision)
+    name_or_path = resolve_model_folder(name_or_path, revision, token=kwargs.pop("token", None))
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
     config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
