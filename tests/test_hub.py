@@ -82,15 +82,18 @@ def _fdm_ids(folder: Path, source) -> list[int]:
     return generate_images(backbone, [prompt], num_candidates=2, seed=SEED, decode=False).image_ids.tolist()
 
 
-def _pipelines(fdm: Path, idm: Path, source, target) -> dict:
-    """What ``pipeline("forward-dynamics" / "inverse-dynamics")`` gives for the local folders (see LOAD_SCRIPT)."""
+def _fdm_pipeline(folder: Path, source) -> dict:
+    """What ``pipeline("forward-dynamics")`` gives for a local folder (LOAD_SCRIPT does the same from the Hub)."""
     from transformers import pipeline
 
-    result = pipeline("forward-dynamics", model=str(fdm))(source, ACTION, seed=SEED, return_image_ids=True)
-    action = pipeline("inverse-dynamics", model=str(idm))(source, target, max_new_tokens=6)["action"]
-    return {"ids": result["image_ids"].tolist(), "pixels": hashlib.sha256(result["image"].tobytes()).hexdigest()} | {
-        "action": action
-    }
+    result = pipeline("forward-dynamics", model=str(folder))(source, ACTION, seed=SEED, return_image_ids=True)
+    return {"ids": result["image_ids"].tolist(), "pixels": hashlib.sha256(result["image"].tobytes()).hexdigest()}
+
+
+def _idm_action(folder: Path, source, target) -> str:
+    from transformers import pipeline
+
+    return pipeline("inverse-dynamics", model=str(folder))(source, target, max_new_tokens=6)["action"]
 
 
 def _rows(folder: Path, split: str) -> list[dict]:
@@ -158,7 +161,9 @@ def local(tmp_path_factory, tiny_model_dirs):
         "fdm_ids": _fdm_ids(fdm, source),
         "fdm2_ids": _fdm_ids(fdm2, source),
         "base_ids": _fdm_ids(base, source),
-        "pipelines": _pipelines(fdm, idm, source, target),
+        "pipeline_fdm": _fdm_pipeline(fdm, source),
+        "pipeline_fdm2": _fdm_pipeline(fdm2, source),
+        "idm_action": _idm_action(idm, source, target),
         "shapes_rows": {split: _rows(shapes, split) for split in ("train", "test")},
     }
 
@@ -302,7 +307,7 @@ from wm_hub import load_backbone
 from wm_hub.inference.generation import generate_images
 from PIL import Image
 
-root, out = sys.argv[1], sys.argv[2]
+root, shapes_commit, out = sys.argv[1], sys.argv[2], sys.argv[3]
 source, target = Image.open(f"{root}/source.png"), Image.open(f"{root}/target.png")
 ACTION, SEED = %(action)r, %(seed)d
 results = {}
@@ -330,7 +335,15 @@ shapes = shapes.cast_column("source", datasets.Image(decode=False)).cast_column(
 results["shapes"] = {split: rows(shapes[split]) for split in shapes}
 if %(online)r:
     results["pipeline_fdm_merged"] = fdm_pipeline("org/fdm-merged")
+    results["pipeline_round_2"] = fdm_pipeline("org/fdm-merged", revision="round-2")
     results["pipeline_idm"] = pipeline("inverse-dynamics", model="org/idm")(source, target, max_new_tokens=6)
+    from wm_hub.data.mixture import SourceConfig, build_mixture
+    mixture = build_mixture([SourceConfig(path="org/data", config="shapes_world", revision=shapes_commit)])
+    results["mixture"] = sorted(mixture.train["id"])
+    try:  # the ucf101 config came one commit later
+        build_mixture([SourceConfig(path="org/data", config="ucf101", revision=shapes_commit)])
+    except ValueError as error:
+        results["mixture_error"] = str(error)
     results["fdm"] = fdm_ids("org/fdm")
     results["model_card"] = ModelCard.load("org/fdm").data.to_dict()
     results["dataset_card"] = DatasetCard.load("org/data", repo_type="dataset").data.to_dict()
@@ -347,14 +360,14 @@ def loaded(hub_env, local, pushed):  # noqa: F811
     local["source"].save(local["root"] / "source.png")
     local["target"].save(local["root"] / "target.png")
     script = LOAD_SCRIPT % {"action": ACTION, "seed": SEED, "online": True}
-    return run_client(hub_env, script, str(local["root"]))
+    return run_client(hub_env, script, str(local["root"]), pushed["shapes"]["commit"])
 
 
 def test_published_models_work_in_pipelines_as_the_local_folders_do(local, loaded):
-    expected = local["pipelines"]
     for name in ("pipeline_fdm", "pipeline_fdm_merged"):  # adapter and merged: the same image for the same seed
-        assert loaded[name] == {"ids": expected["ids"], "pixels": expected["pixels"]}, name
-    assert loaded["pipeline_idm"]["action"] == expected["action"] and loaded["pipeline_idm"]["score"] < 0
+        assert loaded[name] == local["pipeline_fdm"], name
+    assert loaded["pipeline_round_2"] == local["pipeline_fdm2"] != local["pipeline_fdm"]  # revision="round-2"
+    assert loaded["pipeline_idm"]["action"] == local["idm_action"] and loaded["pipeline_idm"]["score"] < 0
 
 
 def test_published_models_generate_what_the_local_folders_generate(local, loaded):
@@ -371,14 +384,16 @@ def test_published_datasets_load_with_the_same_rows_and_image_bytes(local, loade
     assert loaded["shapes"] == local["shapes_rows"]
     assert loaded["stream"] == local["shapes_rows"]["train"]
     assert loaded["ucf"] == 5
+    assert loaded["mixture"] == sorted(row["id"] for row in local["shapes_rows"]["train"])  # a pinned revision
+    assert "ucf101" in loaded["mixture_error"]
 
 
-def test_offline_loads_come_from_the_cache_without_a_request(hub, hub_env, local, loaded):  # noqa: F811
+def test_offline_loads_come_from_the_cache_without_a_request(hub, hub_env, local, pushed, loaded):  # noqa: F811
     before = len(hub.state.requests)
     script = LOAD_SCRIPT % {"action": ACTION, "seed": SEED, "online": False}
-    offline = run_client({**hub_env, "HF_HUB_OFFLINE": "1"}, script, str(local["root"]))
+    offline = run_client({**hub_env, "HF_HUB_OFFLINE": "1"}, script, str(local["root"]), "main")
     assert len(hub.state.requests) == before
-    assert offline["pipeline_fdm"]["ids"] == local["pipelines"]["ids"]
+    assert offline["pipeline_fdm"] == local["pipeline_fdm"]
     assert offline["fdm_round_2"]["ids"] == local["fdm2_ids"]
     assert offline["shapes"] == local["shapes_rows"]
 

@@ -46,6 +46,7 @@ class SourceConfig:
         data_dir: The folder the builder reads (``load_dataset``'s ``data_dir`` for ``path`` sources); a relative
             path is resolved against the mixture's ``data_root``.
         split: The split to use.
+        revision: Branch, tag or commit of a Hub dataset (``path`` sources only), e.g. one bootstrap round.
         builder_kwargs: Builder config options, e.g. ``{"skip_missing": true}`` or ``{"min_score": -5.0}``.
         max_samples: Keep a seeded random subset of at most this many rows (the paper keeps 10K Kubric rows).
         weight: Multiplies the (capped) number of rows: below 1 subsamples, above 1 repeats rows.
@@ -58,6 +59,7 @@ class SourceConfig:
     config: str | None = None
     data_dir: str | None = None
     split: str = "train"
+    revision: str | None = None
     builder_kwargs: dict[str, Any] = field(default_factory=dict)
     max_samples: int | None = None
     weight: float = 1.0
@@ -73,6 +75,8 @@ class SourceConfig:
             raise ValueError(f"Unknown dataset builder {self.builder!r}; choose one of {sorted(BUILDERS)}")
         if self.path is not None and self.builder_kwargs:
             raise ValueError(f"source {self.label}: builder_kwargs apply to 'builder' sources only")
+        if self.builder is not None and self.revision is not None:
+            raise ValueError(f"source {self.label}: revision applies to 'path' sources (Hub datasets) only")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"source {self.label}: max_samples must be at least 1, got {self.max_samples}")
         if not self.weight > 0:
@@ -210,7 +214,12 @@ def _load_source(source: SourceConfig, data_root: str | Path | None, cache_dir: 
         dataset = builder.as_dataset(split=source.split)
     else:
         dataset = datasets.load_dataset(
-            source.path, name=source.config, data_dir=data_dir, split=source.split, cache_dir=cache_dir
+            source.path,
+            name=source.config,
+            data_dir=data_dir,
+            split=source.split,
+            cache_dir=cache_dir,
+            revision=source.revision,
         )
     missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
     if missing:
