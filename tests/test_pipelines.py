@@ -8,10 +8,12 @@ against the primitives it must equal: ``generate_images`` with the same seed for
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,6 +26,7 @@ from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.generation import generate_images
 from wm_hub.inference.scoring import action_log_likelihoods
 
+ROOT = Path(__file__).resolve().parents[1]
 ACTIONS = ["move the red square left by 2 cells", "remove the blue circle", "add a green triangle"]
 
 FRESH_PROCESS_SCRIPT = textwrap.dedent(
@@ -312,3 +315,20 @@ def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
         main(["generate", "--fdm", str(tmp_path / "nowhere"), "--image", source, "--action", "a", "--out", str(out)])
     with pytest.raises(SystemExit, match="needs --idm"):
         main(["generate", *args, "--action", "a", "--num-candidates", "4", "--out", str(out)])
+
+
+@pytest.mark.slow
+def test_gpu_verification_benchmark_runs_in_tiny_mode(tmp_path):
+    out = tmp_path / "verification_tiny.json"
+    command = [sys.executable, str(ROOT / "benchmarks/gpu/verification.py"), "--tiny", "--candidates", "2"]
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    completed = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["shape"]["image_seq_len"] == 64 and result["settings"]["cache"] == "static"
+    timings = result["results"]
+    for name in ("one_sample_s", "best_of_2_s", "generation_2_s", "vq_decode_2_s", "scoring_2_s"):
+        assert timings[name] > 0, name
+    assert result["ratios"]["best_of_2_over_one_sample"] == pytest.approx(
+        timings["best_of_2_s"] / timings["one_sample_s"]
+    )

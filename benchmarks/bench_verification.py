@@ -1,0 +1,180 @@
+"""CPU benchmark of best-of-N verification through ``pipeline("forward-dynamics")`` with tiny random backbones.
+
+For each requested tiny family, the FDM is the tiny preset and the IDM verifier a second tiny model of the same
+family with other random weights (the paper's FDM and IDM share their backbone). Measured, all through the real
+pipeline path (VQ encoding of the source, prompt building, ``generate_images``, VQ decoding, IDM scoring), each case
+timed round-robin after a warm-up (median of ``--repeats``):
+
+- ``one_sample``: ``pipe(image, action)``, one candidate, no verifier;
+- ``best_of_N``: ``pipe(image, action, num_candidates=N, verifier=idm)``: ONE batched generation of the N candidates
+  sharing the prompt, then ONE batched IDM forward scoring all N;
+- ``N_sequential_samples``: N calls of ``one_sample`` (what a loop over single samples costs, without scoring);
+- ``sequential_best_of_N``: N single-sample calls, each followed by its own IDM score (best-of-N done one at a time);
+- the parts of best-of-N: ``generation_N`` (``generate_images`` with N candidates, no decoding), ``vq_decode_N``
+  (the FDM's VQ decoding the N candidates), ``idm_vq_encode_N`` (the IDM's VQ encoding them), ``scoring_N``
+  (``idm.score`` of N candidates: encoding + one forward) and ``scoring_N_sequential`` (one call per candidate).
+
+Only the ratios within one run mean anything: tiny models on a shared CPU are dominated by per-step overhead, which
+is exactly the regime where batching the N candidates pays. Usage::
+
+    .venv/bin/python benchmarks/bench_verification.py [--archs chameleon liquid emu3] [--candidates 8] [--repeats 3]
+        [--out benchmarks/results/verification_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+# Before torch loads OpenMP (see bench_backbone.py: spinning OpenMP threads on a shared 2-core machine cost 30-70x).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from bench_backbone import interleaved_timings, write_json  # noqa: E402
+from transformers import pipeline  # noqa: E402
+
+import wm_hub  # noqa: E402, F401  (registers the pipeline tasks)
+from wm_hub.data.shapes_world import ShapesWorld, WorldConfig  # noqa: E402
+from wm_hub.inference.generation import generate_images  # noqa: E402
+from wm_hub.models.tiny import TINY_PRESETS, TinySpec, build_tiny_backbone  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "verification_cpu.json"
+SEED = 0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", nargs="+", default=["chameleon", "liquid", "emu3"], help="Tiny families to run.")
+    parser.add_argument("--candidates", type=int, default=8, help="N of best-of-N.")
+    parser.add_argument("--repeats", type=int, default=3, help="Timed rounds (medians are reported).")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file.")
+    return parser.parse_args()
+
+
+def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
+    """All cases for one tiny family; times in seconds, ratios against ``one_sample`` and ``best_of_N``."""
+    fdm_backbone = build_tiny_backbone(arch, TinySpec(seed=0))
+    idm_backbone = build_tiny_backbone(arch, TinySpec(seed=1))
+    fdm = pipeline("forward-dynamics", model=fdm_backbone, device="cpu")
+    idm = pipeline("inverse-dynamics", model=idm_backbone, device="cpu")
+    example = ShapesWorld(WorldConfig(image_size=fdm_backbone.config.image_size)).triplet("test", 0)
+    source, action = example.source, example.action.text
+    prompt = fdm_backbone.build_fdm_sequence(source, action).input_ids
+    n = candidates
+    sample_ids = generate_images(fdm_backbone, [prompt], n, seed=SEED, decode=False).image_ids[0]
+    samples = fdm_backbone.decode_images(sample_ids)
+
+    def sequential_samples() -> None:
+        for index in range(n):
+            fdm(source, action, seed=SEED + index)
+
+    def sequential_best_of_n() -> None:
+        for index in range(n):
+            result = fdm(source, action, seed=SEED + index)
+            idm.score(source, result["image"], action)
+
+    def sequential_scoring() -> None:
+        for candidate in samples:
+            idm.score(source, candidate, action)
+
+    cases = {
+        "one_sample": lambda: fdm(source, action, seed=SEED),
+        f"best_of_{n}": lambda: fdm(source, action, num_candidates=n, verifier=idm, seed=SEED),
+        f"{n}_sequential_samples": sequential_samples,
+        f"sequential_best_of_{n}": sequential_best_of_n,
+        f"generation_{n}": lambda: generate_images(fdm_backbone, [prompt], n, seed=SEED, decode=False),
+        f"vq_decode_{n}": lambda: fdm_backbone.decode_images(sample_ids),
+        f"idm_vq_encode_{n}": lambda: idm_backbone.encode_images(samples),
+        f"scoring_{n}": lambda: idm.score(source, samples, action),
+        f"scoring_{n}_sequential": sequential_scoring,
+    }
+    timings = interleaved_timings(cases, repeats)
+    median = {name: timing["median_s"] for name, timing in timings.items()}
+    best = median[f"best_of_{n}"]
+    ratios = {
+        f"best_of_{n}_over_one_sample": best / median["one_sample"],
+        f"{n}_sequential_samples_over_one_sample": median[f"{n}_sequential_samples"] / median["one_sample"],
+        f"{n}_sequential_samples_over_best_of_{n}": median[f"{n}_sequential_samples"] / best,
+        f"sequential_best_of_{n}_over_best_of_{n}": median[f"sequential_best_of_{n}"] / best,
+        f"generation_{n}_share_of_best_of_{n}": median[f"generation_{n}"] / best,
+        f"vq_decode_{n}_share_of_best_of_{n}": median[f"vq_decode_{n}"] / best,
+        f"idm_vq_encode_{n}_share_of_best_of_{n}": median[f"idm_vq_encode_{n}"] / best,
+        f"scoring_share_of_best_of_{n}": median[f"scoring_{n}"] / best,
+        f"scoring_{n}_sequential_over_batched": median[f"scoring_{n}_sequential"] / median[f"scoring_{n}"],
+    }
+    return {
+        "image_size": fdm_backbone.config.image_size,
+        "image_seq_len": fdm_backbone.image_seq_len,
+        "generated_tokens_per_image": len(fdm_backbone.generation_layout()),
+        "fdm_prompt_len": len(prompt),
+        "timings": timings,
+        "ratios": ratios,
+    }
+
+
+def print_report(results: dict[str, Any], candidates: int) -> None:
+    n = candidates
+    for arch, result in results.items():
+        print(f"\n{arch} (image {result['image_seq_len']} tokens, FDM prompt {result['fdm_prompt_len']} tokens)")
+        for name, timing in result["timings"].items():
+            spread = timing["max_s"] / timing["min_s"]
+            print(f"  {name:<28} {timing['median_s'] * 1000:9.1f} ms   (spread {spread:.2f})")
+        for name, value in result["ratios"].items():
+            print(f"  {name:<44} {value:6.2f}")
+    print(f"\nbest_of_{n}: one generate call of {n} candidates + one IDM forward of {n} rows.")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    results, skipped = {}, []
+    for arch in args.archs:
+        if arch not in TINY_PRESETS:
+            print(f"note: no tiny preset for {arch!r} (have {sorted(TINY_PRESETS)}); skipped")
+            skipped.append(arch)
+            continue
+        print(f"running {arch}...", flush=True)
+        results[arch] = bench_arch(arch, args.candidates, args.repeats)
+    print_report(results, args.candidates)
+    runtime = time.perf_counter() - started
+    write_json(
+        args.out,
+        {
+            "note": "CPU figures with random tiny FDM and IDM: compare ratios within this run only.",
+            "machine": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "python": platform.python_version(),
+                "cpu_count": os.cpu_count(),
+                "torch_threads": args.threads,
+                "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+                "load_average_at_start": load_start,
+                "load_average_at_end": os.getloadavg(),
+            },
+            "settings": {
+                "candidates": args.candidates,
+                "repeats": args.repeats,
+                "seed": SEED,
+                "fdm": "tiny preset, seed 0",
+                "idm": "tiny preset of the same family, seed 1",
+                "data": "shapes world test triplet 0",
+            },
+            "skipped_archs": skipped,
+            "results": results,
+            "runtime_s": runtime,
+        },
+    )
+    print(f"\ntotal runtime {runtime:.1f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
