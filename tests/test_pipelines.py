@@ -249,6 +249,18 @@ def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_ima
     assert all(r["candidates"] == [] and r["scores"] == [] and isinstance(r["score"], float) for r in results)
 
 
+def test_save_pretrained_writes_a_folder_the_pipeline_reloads(pipes, world_images, tmp_path):
+    from transformers import pipeline
+
+    fdm, _ = pipes
+    fdm.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "vqgan" / "config.json").is_file()  # the image tokenizer travels with the LM
+    reloaded = pipeline("forward-dynamics", model=str(tmp_path / "saved"), device="cpu")
+    source = str(world_images / "src0.png")
+    original = fdm(source, ACTIONS[1], seed=2, return_image_ids=True)["image_ids"]
+    assert torch.equal(reloaded(source, ACTIONS[1], seed=2, return_image_ids=True)["image_ids"], original)
+
+
 def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
     fdm, idm = pipes
     source = str(world_images / "src0.png")

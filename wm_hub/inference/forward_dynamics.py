@@ -128,6 +128,13 @@ class ForwardDynamicsPipeline(Pipeline):
         per_image = [[history[step][row] for step in range(len(steps))] for row in range(len(images))]
         return per_image if batched else per_image[0]
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the backbone (LM, tokenizer, VQ model, wm-hub settings): ``pipeline(task, model=dir)`` reloads it.
+
+        transformers' generic version would save the LM and tokenizer only, a folder without image tokenizer.
+        """
+        self.backbone.save_pretrained(save_directory, **kwargs)
+
     def _sanitize_parameters(
         self,
         num_candidates: int | None = None,

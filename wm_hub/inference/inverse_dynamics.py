@@ -73,6 +73,13 @@ class InverseDynamicsPipeline(Pipeline):
         outputs = super().__call__({"sources": sources, "targets": targets}, **kwargs)
         return outputs if batched else outputs[0]
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the backbone (LM, tokenizer, VQ model, wm-hub settings): ``pipeline(task, model=dir)`` reloads it.
+
+        transformers' generic version would save the LM and tokenizer only, a folder without image tokenizer.
+        """
+        self.backbone.save_pretrained(save_directory, **kwargs)
+
     def _sanitize_parameters(
         self,
         max_new_tokens: int | None = None,
