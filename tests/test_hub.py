@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -430,3 +431,53 @@ def test_an_interrupted_push_leaves_the_previous_commit_and_a_rerun_completes_it
     after = hub.files("org/fdm")
     assert after["adapter_model.safetensors"] != before["adapter_model.safetensors"]
     assert json.loads(after["wm_hub.json"])["backbone"]["prompt"] == FDM2_PROMPT
+
+
+def test_bad_pushes_stop_before_any_upload_with_one_clear_error(hub, local, tmp_path, monkeypatch):  # noqa: F811
+    from huggingface_hub import constants
+
+    from wm_hub.cli import main
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # bad input is found before the Hub is needed
+    before = len(hub.state.requests)
+    cases = [
+        (["model", str(tmp_path / "missing"), "--repo-id", "org/x"], "no such folder"),
+        (["model", str(local["shapes"]), "--repo-id", "org/x"], "not a model folder (no config.json"),
+        (["model", str(local["fdm"]), "--repo-id", "org/x"], "names the local base model"),
+        (["dataset", str(local["fdm"]), "--repo-id", "org/x"], "expected a folder written by `wm-hub data build`"),
+        (["dataset", str(local["shapes"]), "--repo-id", "org/x", "--config-name", "data"], "config name 'data'"),
+        (["dataset", str(local["shapes"]), "--repo-id", "org/x"], "HF_HUB_OFFLINE is set: a push needs the Hub"),
+    ]
+    for index, (args, message) in enumerate(cases):
+        if index == len(cases) - 1:
+            monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # as tests/conftest.py sets it
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            main(["push", *args])
+    assert len(hub.state.requests) == before
+
+
+def test_the_test_hub_answers_like_the_hub(hub, pushed):  # noqa: F811
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    def call(path: str, **headers: str):
+        try:
+            with urlopen(Request(hub.url + path, headers=headers)) as response:
+                return response.status, dict(response.headers), response.read()
+        except HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    status, headers, body = call("/org/fdm/resolve/main/wm_hub.json", Range="bytes=2-9")
+    assert status == 206 and headers["Content-Range"].startswith("bytes 2-9/") and len(body) == 8
+    assert headers["X-Repo-Commit"] == hub.head("org/fdm") and headers["ETag"].strip('"')
+    assert call("/org/fdm/resolve/main/nope.json")[1]["X-Error-Code"] == "EntryNotFound"
+    assert call("/org/fdm/resolve/round-9/wm_hub.json")[1]["X-Error-Code"] == "RevisionNotFound"
+    assert call("/org/nope/resolve/main/config.json")[1]["X-Error-Code"] == "RepoNotFound"
+    private = "/api/models/org/fdm-merged"
+    assert call(private)[0] == 404 and call(private, Authorization=f"Bearer {hub.token}")[0] == 200
+    status, _, body = call("/api/datasets/org/data/tree/main/ucf101")
+    assert status == 200 and {item["path"] for item in json.loads(body)} == {
+        "ucf101/build_report.json",
+        "ucf101/provenance.json",
+        "ucf101/train-00000-of-00001.parquet",
+    }

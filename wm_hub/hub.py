@@ -253,6 +253,15 @@ def _wm_hub_version() -> str:
     return version("wm-hub")
 
 
+def _require_online() -> None:
+    """A push needs the Hub: fail before any work when ``HF_HUB_OFFLINE`` is set."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set: a push needs the Hub (unset HF_HUB_OFFLINE to push)")
+
+
 def _is_local(name_or_path: str | Path) -> bool:
     return Path(name_or_path).expanduser().exists()
 
@@ -301,11 +310,13 @@ def push_model(folder: str | Path, repo_id: str, config: ModelPushConfig | None 
     Raises:
         FileNotFoundError: ``folder`` is not a model folder.
         ValueError: An adapter whose base model is only a local folder, or unreadable metadata.
+        huggingface_hub.errors.OfflineModeIsEnabled: ``HF_HUB_OFFLINE`` is set.
     """
     config = config or ModelPushConfig()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
+    _require_online()
     adapter_only = (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
     if not adapter_only and not (folder / "config.json").is_file():
         raise FileNotFoundError(
@@ -590,11 +601,13 @@ def push_dataset(folder: str | Path, repo_id: str, config: DatasetPushConfig | N
     Raises:
         FileNotFoundError: ``folder`` is neither layout.
         ValueError: Bad config name, rows of several origins without ``config_name``, unreadable metadata.
+        huggingface_hub.errors.OfflineModeIsEnabled: ``HF_HUB_OFFLINE`` is set.
     """
     config = config or DatasetPushConfig()
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
+    _require_online()
     with tempfile.TemporaryDirectory(prefix=".wm-hub-push-") as tmp:
         tmp = Path(tmp)
         provenance: dict[str, Any] = {}

@@ -43,11 +43,11 @@ def _push_dataset(args: argparse.Namespace) -> int:
 
 
 def _report(push) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     try:
         result = push()
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OfflineModeIsEnabled) as error:
         raise SystemExit(f"error: {error}") from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else "?"
