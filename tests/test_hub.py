@@ -481,3 +481,12 @@ def test_the_test_hub_answers_like_the_hub(hub, pushed):  # noqa: F811
         "ucf101/provenance.json",
         "ucf101/train-00000-of-00001.parquet",
     }
+
+
+def test_loading_an_unknown_id_or_an_uncached_revision_offline_names_the_problem():
+    from wm_hub import load_backbone
+
+    with pytest.raises(FileNotFoundError, match=re.escape("org/absent@round-2 is not in the Hugging Face cache")):
+        load_backbone("org/absent", revision="round-2")  # tests/conftest.py sets HF_HUB_OFFLINE=1
+    with pytest.raises(FileNotFoundError, match="is neither a local folder nor a model on the Hub"):
+        load_backbone("no/such/folder or id")
