@@ -270,6 +270,10 @@ def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
         fdm(source, "a", num_candidates=2)
     with pytest.raises(FileNotFoundError, match="image 0: .*missing.png"):
         fdm(str(world_images / "missing.png"), "a")
+    corrupt = world_images / "corrupt.png"
+    corrupt.write_text("not a picture")
+    with pytest.raises(ValueError, match="image 0: .*corrupt.png: not a readable image"):
+        fdm(str(corrupt), "a")
     with pytest.raises(ValueError, match="2 actions for 1 images"):
         fdm([source], ["a", "b"])
     with pytest.raises(TypeError, match="verifier must be"):
