@@ -204,7 +204,17 @@ def pushed(hub, hub_env, local):  # noqa: F811
     """Every push of this module, made by one fresh ``wm-hub push`` process."""
     root = local["root"]
     shutil.copytree(local["base"], root / "base")
-    return run_client(hub_env, PUSH_SCRIPT, str(root))
+    (root / "base" / "wm_hub.json").write_text('{"stale": true}')  # staged as a link: must be replaced, not written
+    before = _digests(root)
+    results = run_client(hub_env, PUSH_SCRIPT, str(root))
+    assert _digests(root) == before, "a push changed the folders it published"
+    return results
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushed):  # noqa: F811
@@ -235,6 +245,7 @@ def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushe
     assert {"adapter/adapter_config.json", "preprocessor_config.json", "wm_hub.json"} <= set(merged)
     assert not [name for name in merged if "checkpoint" in name or name.endswith(".bin")]
     assert json.loads(merged["config.json"])["wm_hub"]["prompt"] == FDM_PROMPT
+    assert json.loads(hub.files("org/tiny-chameleon")["wm_hub.json"])["layout"] == "merged"
     assert hub.state.repos[("model", "org/fdm-merged")].private
 
     for repo_id, repo_type, commits in (("org/fdm", "model", 2), ("org/data", "dataset", 3)):

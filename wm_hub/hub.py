@@ -42,6 +42,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -228,12 +229,25 @@ def commit_folder(
     )
 
 
+def _stage_file(source: str | Path, target: str | Path) -> None:
+    """Put ``source`` at ``target`` in a staging folder without copying its bytes (weights can be many GB): a hard
+    link, or a symlink across file systems. The upload reads the original file."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(Path(source).resolve(), target)
+
+
 def _copy_tree(source: Path, target: Path, ignore: Sequence[str] = ()) -> None:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*ignore), dirs_exist_ok=True)
+    shutil.copytree(
+        source, target, ignore=shutil.ignore_patterns(*ignore), dirs_exist_ok=True, copy_function=_stage_file
+    )
 
 
 def _write_json(path: Path, value: Any) -> None:
+    """Write a staged JSON file; a staged link to the user's file is replaced, never written through."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -338,6 +352,7 @@ def push_model(folder: str | Path, repo_id: str, config: ModelPushConfig | None 
         if run is not None:
             _write_json(staging / RUN_SUMMARY, run)
         card = _model_card(run, manifest, repo_id, results, config)
+        (staging / CARD).unlink(missing_ok=True)
         card.save(staging / CARD)
         message = config.commit_message or f"wm-hub push: {manifest.get('task') or 'backbone'} ({layout})"
         return commit_folder(
@@ -417,13 +432,13 @@ def _stage_adapter(folder: Path, staging: Path, base_model: str | None, adapter_
     staging.mkdir(parents=True)
     for path in adapter_dir.iterdir():
         if path.is_file() and path.name.startswith("adapter_model"):
-            shutil.copy2(path, staging / path.name)
+            _stage_file(path, staging / path.name)
     if not any(staging.glob("adapter_model*")):
         raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors")
     _write_json(staging / ADAPTER_CONFIG, adapter)
     for name in TOKENIZER_FILES:
         if (folder / name).is_file():
-            shutil.copy2(folder / name, staging / name)
+            _stage_file(folder / name, staging / name)
     return {
         "wm_hub_version": _wm_hub_version(),
         "layout": "adapter",
@@ -633,9 +648,9 @@ def push_dataset(folder: str | Path, repo_id: str, config: DatasetPushConfig | N
         (staging / name).mkdir(parents=True)
         for split, paths in shards.items():
             for index, path in enumerate(paths):
-                shutil.copy2(path, staging / name / f"{split}-{index:05d}-of-{len(paths):05d}.parquet")
+                _stage_file(path, staging / name / f"{split}-{index:05d}-of-{len(paths):05d}.parquet")
         if (built / BUILD_REPORT).is_file():
-            shutil.copy2(built / BUILD_REPORT, staging / name / BUILD_REPORT)
+            _stage_file(built / BUILD_REPORT, staging / name / BUILD_REPORT)
         provenance = _complete_provenance(name, provenance, shards)
         _write_json(staging / name / PROVENANCE, provenance)
         _write_dataset_card(built, staging, repo_id, name, config, token)
