@@ -1,0 +1,179 @@
+"""The one commit of a push: staging, comparison with the remote, ``create_commit`` (see :mod:`wm_hub.hub`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PushResult:
+    """What a push did.
+
+    Attributes:
+        repo_id: The repository.
+        repo_type: ``model`` or ``dataset``.
+        revision: The branch pushed to.
+        commit: The branch head after the push (the new commit, or the unchanged head).
+        created_commit: ``False`` when the remote already held exactly this content.
+        url: The commit's URL (``None`` when no commit was made).
+        uploaded: Paths added or changed by the commit.
+        deleted: Paths removed by the commit.
+    """
+
+    repo_id: str
+    repo_type: str
+    revision: str
+    commit: str
+    created_commit: bool
+    url: str | None = None
+    uploaded: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def git_blob_oid(data: bytes) -> str:
+    """git's object id of a file's content (what the Hub reports for regular, non-LFS files)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unchanged(remote: Any, path: Path) -> bool:
+    """Whether a remote ``RepoFile`` holds exactly the content of the local file ``path``."""
+    if remote is None or remote.size != path.stat().st_size:
+        return False
+    if remote.lfs is not None:
+        return remote.lfs.sha256 == _sha256(path)
+    return remote.blob_id == git_blob_oid(path.read_bytes())
+
+
+def commit_folder(
+    staging: Path,
+    repo_id: str,
+    *,
+    repo_type: str,
+    revision: str | None = None,
+    private: bool = False,
+    commit_message: str,
+    owns: Callable[[str], bool] = lambda path: path != ".gitattributes",
+    token: str | None = None,
+) -> PushResult:
+    """Make the remote branch hold ``staging``'s files, in one commit, or in none if it already does.
+
+    Args:
+        staging: The files to publish, laid out as in the repository.
+        repo_id: ``org/name``; created (``private`` as asked) if missing.
+        repo_type: ``model`` or ``dataset``.
+        revision: Branch to push to (created from ``main`` if missing); ``None`` is ``main``.
+        private: Visibility of a repository this push creates (an existing one keeps its visibility).
+        commit_message: The commit's title.
+        owns: Which remote paths this push is responsible for: those missing from ``staging`` are deleted.
+        token: A token; ``None`` uses ``HF_TOKEN`` or the login cache.
+
+    Returns:
+        The push's outcome.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi(token=token)
+    branch = revision or "main"
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if branch != "main":
+        api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True)
+    head = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
+    remote = {
+        item.path: item
+        for item in api.list_repo_tree(repo_id, repo_type=repo_type, revision=head, recursive=True)
+        if isinstance(item, RepoFile)
+    }
+    local = {path.relative_to(staging).as_posix(): path for path in sorted(staging.rglob("*")) if path.is_file()}
+    additions = [name for name, path in local.items() if not _unchanged(remote.get(name), path)]
+    deletions = [name for name in remote if name not in local and owns(name)]
+    result = PushResult(repo_id, repo_type, branch, head, created_commit=False)
+    if not additions and not deletions:
+        logger.info("%s@%s already holds this content: no commit", repo_id, branch)
+        return result
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(local[name])) for name in additions]
+    operations += [CommitOperationDelete(path_in_repo=name) for name in deletions]
+    info = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message,
+        repo_type=repo_type,
+        revision=branch,
+        parent_commit=head,
+    )
+    return dataclasses.replace(
+        result, commit=info.oid, created_commit=True, url=info.commit_url, uploaded=additions, deleted=deletions
+    )
+
+
+def stage_file(source: str | Path, target: str | Path) -> None:
+    """Put ``source`` at ``target`` in a staging folder without copying its bytes (weights can be many GB): a hard
+    link, or a symlink across file systems. The upload reads the original file."""
+    try:
+        os.link(source, target)
+    except OSError:
+        os.symlink(Path(source).resolve(), target)
+
+
+def copy_tree(source: Path, target: Path, ignore: Sequence[str] = ()) -> None:
+    shutil.copytree(
+        source, target, ignore=shutil.ignore_patterns(*ignore), dirs_exist_ok=True, copy_function=stage_file
+    )
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write a staged JSON file; a staged link to the user's file is replaced, never written through."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def wm_hub_version() -> str:
+    from importlib.metadata import version
+
+    return version("wm-hub")
+
+
+def require_online() -> None:
+    """A push needs the Hub: fail before any work when ``HF_HUB_OFFLINE`` is set."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set: a push needs the Hub (unset HF_HUB_OFFLINE to push)")
+
+
+def is_local(name_or_path: str | Path) -> bool:
+    return Path(name_or_path).expanduser().exists()
