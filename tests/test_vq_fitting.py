@@ -14,7 +14,16 @@ from wm_hub.cli import main
 from wm_hub.data.shapes_world import WorldConfig
 from wm_hub.models.chameleon_vqgan import encode_codes
 from wm_hub.models.tiny import TinySpec, build_tiny_backbone, chameleon_vq_config, save_tiny_model
-from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan, images_to_pixels, psnr, shapes_world_images
+from wm_hub.models.vq_fitting import (
+    VQFitConfig,
+    evaluate,
+    fit_tiny_vqgan,
+    images_to_pixels,
+    psnr,
+    reconstruct,
+    shapes_world_images,
+    unchanged_cells,
+)
 
 SPEC = TinySpec(num_image_codes=128)
 
@@ -49,7 +58,24 @@ def test_a_short_fit_learns_and_uses_the_codebook(fitted):
     assert metrics.steps == 40 and metrics.num_codes == 128
     assert metrics.heldout_psnr > metrics.initial_psnr + 5, metrics
     assert metrics.codes_used > 8, metrics
+    assert 0.0 <= metrics.code_stability <= 1.0
     assert not any(parameter.requires_grad for parameter in vqgan.parameters())
+
+
+def test_unchanged_cells_marks_cells_with_identical_pixels():
+    before = torch.zeros(1, 3, 16, 16, dtype=torch.uint8)
+    after = before.clone()
+    after[0, 2, 9, 3] = 255  # one pixel of cell (row 1, column 0) of a 2x2 grid of 8 px cells
+    assert unchanged_cells(before, after, (2, 2)).tolist() == [[[True, True], [False, True]]]
+
+
+def test_stability_counts_code_agreement_on_unchanged_cells_of_pairs():
+    pixels = images_to_pixels(shapes_world_images("test", 8, WorldConfig()))
+    vqgan, _ = short_fit(1)
+    _, _, stability = evaluate(vqgan, pixels)
+    codes = torch.stack([reconstruct(vqgan, (image[None].float() / 127.5 - 1))[1].flatten() for image in pixels])
+    same = unchanged_cells(pixels[0::2], pixels[1::2], (8, 8)).reshape(4, -1)
+    assert stability == pytest.approx(float((codes[0::2] == codes[1::2])[same].float().mean()))
 
 
 def test_fitting_is_deterministic_by_seed():

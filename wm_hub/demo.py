@@ -33,6 +33,9 @@ from wm_hub.models.base import Backbone
 from wm_hub.models.loading import load_backbone
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+# Shapes-world cells hold one of 7 colours x 4 shapes or nothing (29 patterns): 64 codes cover them with a few
+# spares, where 512 split the background into many near-identical codes that a change anywhere reshuffles.
+DEMO_IMAGE_CODES = 64
 
 
 @dataclass
@@ -58,7 +61,7 @@ def _build_backbone(model_dir: Path, config: DemoConfig) -> dict[str, Any]:
     from wm_hub.models.tiny import TinySpec, save_tiny_model
     from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan
 
-    spec = TinySpec(seed=config.seed)
+    spec = TinySpec(num_image_codes=DEMO_IMAGE_CODES, seed=config.seed)
     fit_config = VQFitConfig(seed=config.seed, **({"steps": config.fit_steps} if config.fit_steps else {}))
     vqgan, metrics = fit_tiny_vqgan(spec, fit_config)
     save_tiny_model("chameleon", model_dir, spec, vqgan)
