@@ -62,9 +62,13 @@ class SyntheticTripletsConfig(TripletBuilderConfig):
 
     Attributes:
         min_score: Keep only rows with a ``score`` >= it (unscored rows are dropped too); ``None`` keeps every row.
+        annotation_files: Read only these JSONL files (names relative to the data folder), e.g. the output of
+            ``wm-hub sample --out annotated/sampled.jsonl``; ``None`` reads ``annotations.jsonl`` and the
+            ``annotations-*.jsonl`` shards that ``wm-hub annotate`` writes.
     """
 
     min_score: float | None = None
+    annotation_files: list[str] | None = None
 
 
 class SyntheticTripletsBuilder(ReportingBuilder):
@@ -79,7 +83,7 @@ class SyntheticTripletsBuilder(ReportingBuilder):
     def _split_generators(self, dl_manager) -> list[datasets.SplitGenerator]:
         data_dir = self._data_dir()
         config: SyntheticTripletsConfig = self.config
-        paths = _annotation_files(data_dir)
+        paths = _annotation_files(data_dir, config.annotation_files)
         rows = _read_rows(paths)
         report = SplitReport(annotation_file=", ".join(path.name for path in paths), rows=len(rows))
         kept = []
@@ -117,8 +121,13 @@ class SyntheticTripletsBuilder(ReportingBuilder):
             )
 
 
-def _annotation_files(data_dir: Path) -> list[Path]:
-    """``annotations.jsonl`` (if present) then the ``annotations-*.jsonl`` shards by name."""
+def _annotation_files(data_dir: Path, names: list[str] | None = None) -> list[Path]:
+    """``names`` if given, else ``annotations.jsonl`` (if present) then the ``annotations-*.jsonl`` shards by name."""
+    if names is not None:
+        missing = [name for name in names if not (data_dir / name).is_file()]
+        if missing or not names:
+            raise FileNotFoundError(f"{data_dir}: annotation files not found: {missing or 'none given'}")
+        return [data_dir / name for name in names]
     paths = [data_dir / "annotations.jsonl"] if (data_dir / "annotations.jsonl").is_file() else []
     paths += sorted(data_dir.glob("annotations-*.jsonl"))
     if not paths:

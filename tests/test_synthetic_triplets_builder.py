@@ -129,3 +129,22 @@ def test_data_build_writes_a_folder_that_loads_without_wm_hub(folder, tmp_path, 
     assert json.loads(capsys.readouterr().out)["examples"] == {"train": 5}
     dataset = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf-cache"))["train"]
     assert dataset.features == TRIPLET_FEATURES and dataset["score"][:2] == [0.0, -1.0]
+
+
+def test_annotation_files_reads_only_the_files_named(folder, tmp_path):
+    """A `wm-hub sample` output written into the annotation folder is built alone, not added to the shards."""
+    write_jsonl(folder / "sampled.jsonl", [annotation(3), annotation(1)])
+    dataset, _ = build(folder, tmp_path / "cache", annotation_files=["sampled.jsonl"])
+    assert dataset["id"] == ["pair-3", "pair-1"]
+    with pytest.raises(FileNotFoundError, match=r"not found: \['nope.jsonl'\]"):
+        build(folder, tmp_path / "cache2", annotation_files=["nope.jsonl"])
+
+
+def test_data_build_annotations_option(folder, tmp_path, capsys):
+    write_jsonl(folder / "sampled.jsonl", [annotation(2)])
+    out = tmp_path / "sampled-data"
+    args = ["data", "build", "synthetic_triplets", "--data-dir", str(folder), "--out", str(out)]
+    assert main([*args, "--annotations", "sampled.jsonl"]) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == {"train": 1}
+    with pytest.raises(SystemExit, match="--annotations is an option of the synthetic_triplets builder"):
+        main(["data", "build", "shapes_world", "--out", str(tmp_path / "x"), "--annotations", "a.jsonl"])

@@ -233,6 +233,10 @@ def _data_build(args: argparse.Namespace) -> int:
     from wm_hub.data.hub_layout import build_hub_dataset
 
     config_kwargs = {"skip_missing": True} if args.skip_missing else {}
+    if args.annotations:
+        if args.name != "synthetic_triplets":
+            raise SystemExit("error: --annotations is an option of the synthetic_triplets builder")
+        config_kwargs["annotation_files"] = args.annotations
     try:
         build = build_hub_dataset(
             args.name,
@@ -284,6 +288,13 @@ def _add_data_build(tasks) -> None:
         help="skip rows with missing or unreadable files, and list them in build_report.json",
     )
     parser.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard (default: 500MB)")
+    parser.add_argument(
+        "--annotations",
+        nargs="+",
+        metavar="FILE",
+        help="synthetic_triplets: read only these JSONL files of --data-dir, e.g. the output of wm-hub sample "
+        "written into the annotation folder (default: the annotations-*.jsonl shards of wm-hub annotate)",
+    )
     parser.set_defaults(func=_data_build)
 
 
