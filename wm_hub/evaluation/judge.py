@@ -73,6 +73,7 @@ Editing instruction: {instruction}"""
 CACHE_VERSION = 1
 API_KEY_ENV = "OPENAI_API_KEY"
 SCORE_RANGE = (0.0, 10.0)
+PNG_COMPRESS_LEVEL = 1
 
 
 @dataclass
@@ -204,21 +205,28 @@ def image_hash(image: Image.Image) -> str:
 
 
 def image_data_url(image: Image.Image) -> str:
-    """The image as an RGB PNG ``data:`` URL (the ``image_url`` form of the chat API)."""
+    """The image as an RGB PNG ``data:`` URL (the ``image_url`` form of the chat API).
+
+    PNG is lossless at any compression level; level 1 encodes a 1280x960 photo about 2.5x faster than Pillow's
+    default 6 for about 14% more bytes (benchmarks/bench_judge.py), a good trade for an upload.
+    """
     buffer = io.BytesIO()
-    _rgb(image).save(buffer, format="PNG")
+    _rgb(image).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def build_messages(request: JudgeRequest) -> list[dict[str, Any]]:
     """One user message: the prompt text, then the source and the predicted image."""
+    source = image_data_url(request.source)
+    identical = request.prediction is request.source or image_hash(request.prediction) == image_hash(request.source)
+    prediction = source if identical else image_data_url(request.prediction)
     return [
         {
             "role": "user",
             "content": [
                 {"type": "text", "text": render_prompt(request.instruction)},
-                {"type": "image_url", "image_url": {"url": image_data_url(request.source)}},
-                {"type": "image_url", "image_url": {"url": image_data_url(request.prediction)}},
+                {"type": "image_url", "image_url": {"url": source}},
+                {"type": "image_url", "image_url": {"url": prediction}},
             ],
         }
     ]
