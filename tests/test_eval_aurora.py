@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from openai_server import Reply, instruction_of, openai_server_fixture  # noqa: F401
 from PIL import Image
 
 from wm_hub.cli import main
@@ -399,3 +400,44 @@ def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_p
 
     with pytest.raises(SystemExit, match="needs a forward-dynamics model"):
         main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "copy", "--idm", "m")])
+
+
+def test_judge_metric_through_a_local_openai_server(small_root, openai_server, tmp_path):
+    replies = {
+        "make it 0": '{"score": [6, 8], "reasoning": "fine"}',
+        "make it 1": "I cannot judge this.",
+        "make it 2": 'Verdict: {"score": [3, 9], "reasoning": "weak edit"}',
+        "make it 3": '```json\n{"score": [10, 2], "reasoning": "over-edited"}\n```',
+    }
+    openai_server.responder = lambda body: Reply(content=replies[instruction_of(body)])
+    openai_server.script(Reply.failure(429, retry_after="0"), Reply.failure(500))
+    out = tmp_path / "run" / "R.json"
+    judge = ["--predictions", "copy", "--metrics", "l1,judge", "--judge-base-url", openai_server.base_url]
+    args = _small_args(
+        small_root, out, *judge, "--judge-model", "gpt-4o-2024-11-20", "--report", str(tmp_path / "r.md")
+    )
+    results = _run(args)
+
+    ag, whatsup = results["subsets"]["ag"], results["subsets"]["whatsup"]
+    assert (ag["judge"], ag["judge_es"], ag["judge_me"], ag["judge_unparsable"]) == (6, 6, 8, 1)
+    assert (whatsup["judge"], whatsup["judge_es"], whatsup["judge_me"]) == (2.5, 6.5, 5.5)
+    assert whatsup["judge_parsed"] == 2 and whatsup["judge_unparsable"] == 0
+    assert results["overall"]["judge"] == pytest.approx(4.25) and results["overall"]["judge_unparsable"] == 1
+    assert results["overall"]["judge_usage"]["total_tokens"] == 4 * 1125
+    sent = openai_server.chat_requests()
+    assert len(sent) == 6 and sorted(request.status for request in sent)[-2:] == [429, 500]
+    assert {request.body["model"] for request in sent} == {"gpt-4o-2024-11-20"}
+    records = {r["id"]: r for r in map(json.loads, out.with_name("R.rows.jsonl").read_text().splitlines())}
+    assert records["ag/1"]["judge"]["raw"] == "I cannot judge this." and records["ag/1"]["judge"]["score"] is None
+    assert records["whatsup/3"]["judge"]["score"] == 2
+    assert "| AG | 6.00 |" in (tmp_path / "r.md").read_text()
+
+    # A rerun is served from the reply cache beside the results: the server sees no request.
+    openai_server.reset()
+    rerun = _run(args)
+    assert openai_server.chat_requests() == []
+    assert rerun["subsets"]["ag"]["judge"] == 6 and rerun["overall"]["judge_cached"] == 4
+    assert (out.parent / "judge_cache").is_dir()
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert openai_server.api_key.encode() not in path.read_bytes(), path

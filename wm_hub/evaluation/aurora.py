@@ -35,6 +35,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from wm_hub.evaluation import judge
 from wm_hub.evaluation.baselines import InstructPix2PixConfig
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
 
@@ -459,25 +460,42 @@ def _sum_usage(usages: Sequence[dict[str, Any] | None]) -> dict[str, int]:
     return total
 
 
-def _judge_scorer(config: AuroraEvalConfig) -> Callable[[list[BenchRow], list[Image.Image], list[Image.Image]], list]:
-    from wm_hub.evaluation.judge import JudgeConfig, JudgeRequest, judge_rows
+def judge_records(
+    config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None, records: list[dict[str, Any]]
+) -> None:
+    """Add the judge's verdict (``record["judge"]``) to every row's record, through :mod:`wm_hub.evaluation.judge`.
 
-    cache_dir = config.judge.cache_dir or str(Path(config.out).parent / "judge_cache")
-    judge_config = JudgeConfig(
+    Rows go to :func:`~wm_hub.evaluation.judge.judge_rows` in chunks of at least four times the concurrency (so
+    ``--batch-size`` does not cap the requests in flight); cached replies are reused, so a rerun sends nothing.
+    """
+    judge_config = judge.JudgeConfig(
         model=config.judge.model,
         base_url=config.judge.base_url,
-        cache_dir=cache_dir,
+        cache_dir=config.judge.cache_dir or str(Path(config.out).parent / "judge_cache"),
         max_concurrency=config.judge.max_concurrency,
     )
-
-    def score(rows: list[BenchRow], sources: list[Image.Image], predictions: list[Image.Image]) -> list:
-        requests = [
-            JudgeRequest(row_id=row.id, instruction=row.action, source=source, prediction=prediction)
-            for row, source, prediction in zip(rows, sources, predictions)
-        ]
-        return judge_rows(requests, judge_config)
-
-    return score
+    by_id = {record["id"]: record for record in records}
+    chunk = max(config.batch_size, 4 * config.judge.max_concurrency)
+    with tqdm(total=len(bench.rows), desc="Judge", unit=" rows") as bar:
+        for rows in _chunks(bench.rows, chunk):
+            requests = []
+            for row in rows:
+                source = bench.images(row)[0].convert("RGB")
+                prediction = source if predictions is None else _open_image(predictions[row.id])
+                requests.append(judge.JudgeRequest(row.id, row.action, source, prediction))
+            for result in judge.judge_rows(requests, judge_config, progress=False):
+                by_id[result.row_id]["judge"] = {
+                    "score": result.score,
+                    "editing_success": result.editing_success,
+                    "minimal_editing": result.minimal_editing,
+                    "parsed": result.parsed,
+                    "raw": result.raw,
+                    "reasoning": result.reasoning,
+                    "parse_error": result.parse_error,
+                    "usage": result.usage,
+                    "cached": result.cached,
+                }
+            bar.update(len(rows))
 
 
 def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None) -> list[dict[str, Any]]:
@@ -485,13 +503,11 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
     from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, EmbeddingConfig, l1_distance
 
     metrics = set(config.metrics)
-    clip = dino = judge = None
+    clip = dino = None
     if metrics & {"clip_i", "clip_t"}:
         clip = ClipScorer(EmbeddingConfig(config.clip_model, config.device, config.batch_size))
     if "dino" in metrics:
         dino = DinoScorer(EmbeddingConfig(config.dino_model, config.device, config.batch_size))
-    if "judge" in metrics:
-        judge = _judge_scorer(config)
     records = []
     with tqdm(total=len(bench.rows), desc="Metrics", unit=" rows") as bar:
         for batch in _chunks(bench.rows, config.batch_size):
@@ -525,18 +541,10 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
             if "dino" in metrics:
                 for record, value in zip(batch_records, dino.image_similarity(images, targets)):
                     record["dino"] = value
-            if judge is not None:
-                for record, result in zip(batch_records, judge(list(batch), sources, images)):
-                    record["judge"] = {
-                        "score": result.score,
-                        "editing_success": result.editing_success,
-                        "minimal_editing": result.minimal_editing,
-                        "parsed": result.parsed,
-                        "raw": result.raw,
-                        "usage": result.usage,
-                    }
             records.extend(batch_records)
             bar.update(len(batch))
+    if "judge" in metrics:
+        judge_records(config, bench, predictions, records)
     return records
 
 
@@ -545,13 +553,18 @@ def _summary(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[
     summary: dict[str, Any] = {}
     for metric in metrics:
         if metric == "judge":
-            parsed = [record["judge"] for record in records if record["judge"]["parsed"]]
-            summary["judge"] = _mean([result["score"] for result in parsed])
-            summary["judge_es"] = _mean([result["editing_success"] for result in parsed])
-            summary["judge_me"] = _mean([result["minimal_editing"] for result in parsed])
-            summary["judge_parsed"] = len(parsed)
-            summary["judge_unparsable"] = len(records) - len(parsed)
-            summary["judge_usage"] = _sum_usage([record["judge"]["usage"] for record in records])
+            fields = ("score", "editing_success", "minimal_editing", "parsed", "raw", "usage", "cached")
+            judged = judge.summarize(
+                [judge.JudgeResult(record["id"], **{k: record["judge"][k] for k in fields}) for record in records]
+            )
+            summary["judge"] = judged["score"]
+            summary["judge_es"] = judged["editing_success"]
+            summary["judge_me"] = judged["minimal_editing"]
+            summary["judge_parsed"] = judged["n_parsed"]
+            summary["judge_unparsable"] = judged["n_unparsable"]
+            summary["judge_cached"] = judged["n_cached"]
+            summary["judge_usage"] = judged["usage"]
+            summary["judge_usage_sent"] = judged["usage_sent"]
         else:
             summary[metric] = _mean([record[metric] for record in records])
     return summary
@@ -570,9 +583,9 @@ def summarize(config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str
     }
     for key in _summary([], config.metrics):
         values = [summary[key] for summary in evaluated]
-        if key == "judge_usage":
+        if key in ("judge_usage", "judge_usage_sent"):
             overall[key] = _sum_usage(values)
-        elif key in ("judge_parsed", "judge_unparsable"):
+        elif key in ("judge_parsed", "judge_unparsable", "judge_cached"):
             overall[key] = sum(values)
         else:
             overall[key] = _mean(values)

@@ -19,6 +19,7 @@ def _names(value: str) -> list[str]:
 def _aurora(args: argparse.Namespace) -> int:
     from wm_hub.evaluation.aurora import AuroraEvalConfig, JudgeOptions, ModelOptions, evaluate_aurora
     from wm_hub.evaluation.baselines import InstructPix2PixConfig
+    from wm_hub.evaluation.judge import JudgeRequestError
     from wm_hub.evaluation.reports import load_results, write_markdown_report
 
     try:
@@ -66,14 +67,18 @@ def _aurora(args: argparse.Namespace) -> int:
         results = evaluate_aurora(config)
         if args.report:
             write_markdown_report(load_results([args.out]), args.report)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, JudgeRequestError) as error:
+        raise SystemExit(f"error: {error}") from None
+    except RuntimeError as error:
+        if "API key" not in str(error):  # the judge's missing-key error; anything else is a bug to show in full
+            raise
         raise SystemExit(f"error: {error}") from None
     summary = {
         "results": args.out,
         "rows": str(config.rows_path),
         "report": args.report,
         "subsets": {
-            name: {key: value for key, value in subset.items() if key != "judge_usage"}
+            name: {key: value for key, value in subset.items() if not key.startswith("judge_usage")}
             for name, subset in results["subsets"].items()
         },
         "overall": results["overall"],
