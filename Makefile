@@ -19,7 +19,9 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/wm-hub demo --out demo_out
 
+# Debian's chromium + chromium-driver (browser test) are installed by .ci/install-chromium when missing.
 test: $(STAMP)
+	bash .ci/install-chromium
 	$(BIN)/ruff check wm_hub dataset_builders model_cards recipes tests benchmarks
 	$(BIN)/ruff format --check wm_hub dataset_builders model_cards recipes tests benchmarks
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q --durations=15
