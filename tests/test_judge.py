@@ -221,6 +221,12 @@ def test_rerun_is_served_from_the_cache(openai_server, requests, tmp_path, monke
     judge_rows(requests[:2], other_model)
     assert len(openai_server.chat_requests()) == 11
 
+    # The same question under two row ids is asked once, even without a cache.
+    twin = JudgeRequest("twin", requests[0].instruction, requests[0].source.copy(), requests[0].prediction.copy())
+    pair = judge_rows([requests[0], twin], config(openai_server, None))
+    assert len(openai_server.chat_requests()) == 12
+    assert [result.row_id for result in pair] == [requests[0].row_id, "twin"] and pair[0].raw == pair[1].raw
+
 
 def test_retries_on_429_and_500_then_success(openai_server, requests, tmp_path):
     openai_server.script(Reply.failure(429, retry_after="0.9", message="Rate limit reached"), Reply.failure(500))

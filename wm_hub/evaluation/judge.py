@@ -518,22 +518,19 @@ def judge_rows(requests: Sequence[JudgeRequest], config: JudgeConfig, progress: 
     """
     cache_dir = Path(config.cache_dir) if config.cache_dir else None
     results: list[JudgeResult | None] = [None] * len(requests)
-    pending: list[tuple[int, str]] = []
+    pending: dict[str, list[int]] = {}  # key -> rows asking exactly the same (one request for all of them)
     for index, request in enumerate(requests):
         key = cache_key(config, request)
-        entry = _read_cache(_cache_path(cache_dir, key)) if cache_dir else None
+        entry = None if key in pending or cache_dir is None else _read_cache(_cache_path(cache_dir, key))
         if entry is None:
-            pending.append((index, key))
+            pending.setdefault(key, []).append(index)
         else:
             results[index] = _result(request, entry, cached=True)
+    waiting = sum(len(indices) for indices in pending.values())
     with contextlib.ExitStack() as stack:
         bar = stack.enter_context(
             tqdm(
-                total=len(requests),
-                initial=len(requests) - len(pending),
-                desc="Judge",
-                unit=" rows",
-                disable=not progress,
+                total=len(requests), initial=len(requests) - waiting, desc="Judge", unit=" rows", disable=not progress
             )
         )
         if pending:
@@ -541,28 +538,33 @@ def judge_rows(requests: Sequence[JudgeRequest], config: JudgeConfig, progress: 
             lock = threading.Lock()
             stop = threading.Event()
 
-            def run(index: int, key: str) -> None:
-                if stop.is_set():  # another request failed: send no new one
+            def run(key: str, indices: list[int]) -> None:
+                if stop.is_set():  # another request failed or the run was interrupted: send no new one
                     return
                 try:
-                    entry = _ask(client, config, requests[index])
+                    entry = _ask(client, config, requests[indices[0]])
                     if cache_dir:
                         _write_cache(_cache_path(cache_dir, key), entry)
                 except BaseException:
                     stop.set()
                     raise
-                results[index] = _result(requests[index], entry, cached=False)
+                for index in indices:
+                    results[index] = _result(requests[index], entry, cached=False)
                 with lock:
-                    bar.update(1)
+                    bar.update(len(indices))
 
-            with ThreadPoolExecutor(max_workers=min(config.max_concurrency, len(pending))) as pool:
-                futures: list[Future] = [pool.submit(run, index, key) for index, key in pending]
+            pool = ThreadPoolExecutor(max_workers=min(config.max_concurrency, len(pending)))
+            try:
+                futures: list[Future] = [pool.submit(run, key, indices) for key, indices in pending.items()]
                 wait(futures, return_when=FIRST_EXCEPTION)
                 failed = [future for future in futures if future.done() and future.exception() is not None]
                 if failed:
-                    # Let the requests in flight finish (their replies are cached), start no new one.
-                    pool.shutdown(wait=True, cancel_futures=True)
                     raise failed[0].exception()
+            finally:
+                # On a failure or an interrupt, the requests in flight finish (their replies are cached) and no new
+                # one starts; after a normal end this changes nothing.
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
     return results  # type: ignore[return-value]
 
 
