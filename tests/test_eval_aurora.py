@@ -398,6 +398,8 @@ def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_p
             assert saved.size == result["image"].size
             assert np.array_equal(np.asarray(saved), np.asarray(result["image"].convert("RGB")))
 
+    with pytest.raises(SystemExit, match="'./no-such-preds': not copy or ip2p, no such folder"):
+        main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "./no-such-preds")])
     with pytest.raises(SystemExit, match="needs a forward-dynamics model"):
         main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "copy", "--idm", "m")])
 

@@ -146,6 +146,15 @@ class AuroraEvalConfig:
             raise ValueError(
                 "num_candidates > 1 needs a forward-dynamics model as predictions and an idm to pick the best one"
             )
+        if self.kind == "model" and not Path(self.predictions).exists():
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(self.predictions)
+            except HFValidationError:
+                raise ValueError(
+                    f"predictions {self.predictions!r}: not copy or ip2p, no such folder, and not a Hub model id"
+                ) from None
         if self.model.idm and self.kind != "model":
             raise ValueError("idm (best-of-N verification) needs a forward-dynamics model as predictions")
 

@@ -21,6 +21,7 @@ def _aurora(args: argparse.Namespace) -> int:
     from wm_hub.evaluation.baselines import InstructPix2PixConfig
     from wm_hub.evaluation.judge import JudgeRequestError
     from wm_hub.evaluation.reports import load_results, write_markdown_report
+    from wm_hub.inference.pipelines import WorldModelLoadError
 
     try:
         config = AuroraEvalConfig(
@@ -67,7 +68,7 @@ def _aurora(args: argparse.Namespace) -> int:
         results = evaluate_aurora(config)
         if args.report:
             write_markdown_report(load_results([args.out]), args.report)
-    except (FileNotFoundError, ValueError, JudgeRequestError) as error:
+    except (FileNotFoundError, ValueError, JudgeRequestError, WorldModelLoadError) as error:
         raise SystemExit(f"error: {error}") from None
     except RuntimeError as error:
         if "API key" not in str(error):  # the judge's missing-key error; anything else is a bug to show in full
