@@ -175,7 +175,6 @@ def test_two_annotators_restart_and_score_in_chromium(tmp_path):
             driver.find_element(By.ID, "start").click()
             WebDriverWait(driver, WAIT_S).until(expected_conditions.url_to_be(f"{base}/a/{name}"))
             if name == "ann":  # the refusal, on screen: keep a screenshot of it
-                _annotate(driver, name, base, key, 0, submitted[name], refuse_first=False)
                 row = driver.find_element(By.ID, "answer").get_attribute("action").rsplit("/", 1)[1]
                 driver.find_element(By.ID, "best-1").click()
                 driver.find_element(By.ID, "worst-1").click()
