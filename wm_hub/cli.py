@@ -223,7 +223,9 @@ def _add_demo(subparsers) -> None:
         epilog="example: wm-hub demo --out demo_out",
     )
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--num-eval", type=int, default=8, help="held-out triplets to predict (default: 8)")
+    parser.add_argument(
+        "--num-eval", type=int, default=32, help="held-out triplets to predict (default: 32; the grid shows 8)"
+    )
     parser.add_argument("--fit-steps", type=int, help="VQGAN fitting steps (default: the fitting config's)")
     parser.add_argument("--train-steps", type=int, help="IDM/FDM optimizer steps (default: the demo recipes')")
     parser.set_defaults(func=_demo)

@@ -36,6 +36,7 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 # Shapes-world cells hold one of 7 colours x 4 shapes or nothing (29 patterns): 64 codes cover them with a few
 # spares, where 512 split the background into many near-identical codes that a change anywhere reshuffles.
 DEMO_IMAGE_CODES = 64
+GRID_ROWS = 8
 
 
 @dataclass
@@ -44,14 +45,14 @@ class DemoConfig:
 
     Args:
         out: Output folder (model, idm, fdm, demo_grid.png, summary.json).
-        num_eval: Held-out shapes-world triplets to predict.
+        num_eval: Held-out shapes-world triplets to predict (the grid shows the first :data:`GRID_ROWS`).
         fit_steps: VQGAN fitting steps (default: the fitting config's).
         train_steps: IDM/FDM optimizer steps (default: the demo recipes' ``max_steps``).
         seed: Seed of the VQGAN fit and of sampling.
     """
 
     out: Path = Path("demo_out")
-    num_eval: int = 8
+    num_eval: int = 32
     fit_steps: int | None = None
     train_steps: int | None = None
     seed: int = 0
@@ -133,7 +134,7 @@ def evaluate_demo(idm: Backbone, fdm: Backbone, num_eval: int, seed: int) -> tup
         (t.source, image_row[0], t.target, f"{t.action.text} | IDM: {label}")
         for t, image_row, label in zip(triplets, generated.images, labels)
     ]
-    return summary, _grid(rows)
+    return summary, _grid(rows[:GRID_ROWS])
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
