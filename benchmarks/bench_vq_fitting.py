@@ -1,7 +1,8 @@
 """CPU benchmark of fitting the tiny VQGAN on shapes-world pictures (``wm-hub tiny-model --fit-vq shapes_world``).
 
-Runs :func:`wm_hub.models.vq_fitting.fit_tiny_vqgan` with the default :class:`TinySpec` and :class:`VQFitConfig` and
-reports wall time (data generation and training), steps/s, the held-out PSNR before and after, and codebook use.
+Runs :func:`wm_hub.models.vq_fitting.fit_tiny_vqgan` with the demo's codebook size (``--codes``, default 64) and the
+default :class:`VQFitConfig`, and reports wall time (data generation and training), steps/s, the held-out PSNR
+before and after, codebook use and code stability (unchanged cells of held-out pairs that keep their code).
 PSNR is dominated by the dark background, so it also reports whether the objects survive tokenization: each
 object cell of the held-out scenes is decoded and matched to the nearest of the 28 possible cell pictures (every
 colour x shape) and the empty cell; ``object_cell_accuracy`` is the share matched to the right one. Writes a strip
@@ -26,6 +27,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from wm_hub.data.shapes_world import PALETTE, Scene, ShapeObject, ShapesWorld, WorldConfig  # noqa: E402
+from wm_hub.demo import DEMO_IMAGE_CODES  # noqa: E402
 from wm_hub.models.tiny import TinySpec  # noqa: E402
 from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan, images_to_pixels, reconstruct  # noqa: E402
 
@@ -37,6 +39,7 @@ NUM_SCENES = 64
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="training steps (default: VQFitConfig's)")
+    parser.add_argument("--codes", type=int, default=DEMO_IMAGE_CODES, help="codebook size (default: the demo's)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file (a PNG strip beside it)")
     return parser.parse_args()
 
@@ -75,7 +78,7 @@ def write_strip(vqgan, world: ShapesWorld, path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    spec = TinySpec()
+    spec = TinySpec(num_image_codes=args.codes)
     config = VQFitConfig(**({"steps": args.steps} if args.steps else {}))
     load_before = os.getloadavg()
     start = time.perf_counter()
