@@ -81,7 +81,7 @@ def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys):
     assert summary["copy_baseline_token_accuracy"]["changed"] == 0.0
     assert 0 <= summary["fdm_token_accuracy"]["all"] <= 1
     assert {"fit_vqgan_s", "train_idm_s", "train_fdm_s", "evaluate_s", "total_s"} <= set(summary["wall_times"])
-    assert Image.open(out / "demo_grid.png").size == (384, 2 * (128 + 28))
+    assert Image.open(out / "demo_grid.png").size == (4 * 128, 2 * (128 + 28))
     for task in ("idm", "fdm"):
         run = json.loads((out / task / "training_run.json").read_text())
         assert run["task"] == task

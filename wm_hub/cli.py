@@ -217,9 +217,9 @@ def _add_demo(subparsers) -> None:
         description="The paper's pipeline at laptop scale, nothing downloaded: fits a tiny Chameleon-layout VQGAN on "
         "shapes-world pictures (OUT/model), trains an IDM and an FDM with `accelerate launch recipes/{idm,fdm}.py "
         "--config recipes/tiny/demo-{idm,fdm}.yaml` (OUT/idm, OUT/fdm), labels and predicts held-out triplets and "
-        "writes OUT/demo_grid.png (source | prediction | target) and OUT/summary.json (IDM exact match, FDM token "
-        "accuracy vs copying the source, wall times). Stages whose output exists are skipped. Runs from a source "
-        "checkout (it uses recipes/).",
+        "writes OUT/demo_grid.png (source | prediction | target | target tokens) and OUT/summary.json (IDM exact "
+        "match, FDM token accuracy vs copying the source, wall times). Stages whose output exists are skipped. "
+        "Runs from a source checkout (it uses recipes/).",
         epilog="example: wm-hub demo --out demo_out",
     )
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")

@@ -6,8 +6,9 @@
 2. train an IDM and an FDM with the real recipes (``accelerate launch recipes/{idm,fdm}.py --config
    recipes/tiny/demo-{idm,fdm}.yaml``);
 3. on held-out shapes-world triplets, label actions with the IDM and predict targets with the FDM, then write a PNG
-   grid (source | prediction | target, action as caption) and ``summary.json`` (IDM exact match, FDM token
-   accuracy on all target tokens and on the tokens that change, against the copy-the-source baseline, wall times).
+   grid (source | prediction | target | target through the VQGAN, action as caption) and ``summary.json`` (IDM
+   exact match, FDM token accuracy on all target tokens and on the tokens that change, against the
+   copy-the-source baseline, wall times).
 
 Each stage is skipped when its output exists, so a rerun only redoes what is missing.
 """
@@ -37,6 +38,8 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 # spares, where 512 split the background into many near-identical codes that a change anywhere reshuffles.
 DEMO_IMAGE_CODES = 64
 GRID_ROWS = 8
+# The last column is the target through the VQGAN: what the FDM would draw if it predicted every token right.
+GRID_COLUMNS = ("source", "prediction", "target", "target tokens")
 
 
 @dataclass
@@ -91,16 +94,16 @@ def _accuracy(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     return float((predicted == target)[mask].float().mean()) if mask.any() else None
 
 
-def _grid(rows: list[tuple[Image.Image, Image.Image, Image.Image, str]], tile: int = 128) -> Image.Image:
+def _grid(rows: list[tuple[list[Image.Image], str]], tile: int = 128) -> Image.Image:
     caption = 28
-    grid = Image.new("RGB", (3 * tile, len(rows) * (tile + caption)), (255, 255, 255))
+    grid = Image.new("RGB", (len(GRID_COLUMNS) * tile, len(rows) * (tile + caption)), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
-    for index, (source, prediction, target, text) in enumerate(rows):
+    for index, (images, text) in enumerate(rows):
         top = index * (tile + caption)
-        for column, image in enumerate((source, prediction, target)):
+        for column, image in enumerate(images):
             grid.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST), (column * tile, top))
         draw.text((4, top + tile + 2), text, fill=(0, 0, 0))
-    draw.text((4, 0), "source | prediction | target", fill=(255, 255, 255))
+    draw.text((4, 0), " | ".join(GRID_COLUMNS), fill=(255, 255, 255))
     return grid
 
 
@@ -130,11 +133,13 @@ def evaluate_demo(idm: Backbone, fdm: Backbone, num_eval: int, seed: int) -> tup
         },
         "examples": [{"action": a, "idm_label": b} for a, b in zip(actions, labels)],
     }
+    shown = min(GRID_ROWS, num_eval)
+    target_tokens = fdm.decode_images(target_ids[:shown])
     rows = [
-        (t.source, image_row[0], t.target, f"{t.action.text} | IDM: {label}")
-        for t, image_row, label in zip(triplets, generated.images, labels)
+        ([t.source, image_row[0], t.target, tokens], f"{t.action.text} | IDM: {label}")
+        for t, image_row, tokens, label in zip(triplets, generated.images, target_tokens, labels)
     ]
-    return summary, _grid(rows[:GRID_ROWS])
+    return summary, _grid(rows)
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
