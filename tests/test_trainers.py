@@ -244,3 +244,24 @@ def test_compute_metrics_gets_the_logits(tmp_path):
     )
     metrics = trainer.evaluate()
     assert metrics["eval_vocab"] == vocab and "eval_loss_image" in metrics
+
+
+def test_stopping_and_resuming_ends_with_the_parameters_of_an_uninterrupted_run(tmp_path):
+    """Adam + cosine schedule, 6 steps over 4 rows (the data order of a second epoch too), checkpoint at step 3."""
+    adam = dict(optim="adamw_torch", lr_scheduler_type="cosine", warmup_steps=1, weight_decay=0.01, max_steps=6)
+
+    def run(output_dir, resume_from=None, **overrides):
+        backbone = build_tiny_backbone("chameleon")
+        args = sgd_args(str(output_dir), 1, 1, **{**adam, **overrides})
+        FDMTrainer(backbone=backbone, args=args, train_dataset=fdm_rows(backbone)).train(
+            resume_from_checkpoint=resume_from
+        )
+        return dict(backbone.model.named_parameters())
+
+    uninterrupted = run(tmp_path / "whole")
+    run(tmp_path / "stopped", save_strategy="steps", save_steps=3)  # checkpoint-3 is what a stop at step 3 leaves
+    resumed = run(tmp_path / "resumed", resume_from=str(tmp_path / "stopped" / "checkpoint-3"))
+    fresh = dict(build_tiny_backbone("chameleon").model.named_parameters())
+    for name, weight in uninterrupted.items():
+        assert torch.allclose(resumed[name], weight, atol=1e-6, rtol=0), name
+    assert any(not torch.equal(fresh[name], weight) for name, weight in uninterrupted.items())
