@@ -327,3 +327,14 @@ def test_zero3_loads_the_backbone_whole_and_merges_on_the_main_process(tmp_path,
     summary = json.loads((tmp_path / "out" / RUN_SUMMARY).read_text())
     assert summary["training"]["world_size"] == 2 and summary["arch"] == "emu3"
     _assert_loads_as_trained(tmp_path / "out", "fdm")
+
+
+def test_model_revision_reaches_load_backbone_for_hub_ids_only(tmp_path):
+    recipe = str(RECIPES / "anole-7b" / "fdm.yaml")
+    _, _, hub = parse("--config", recipe, "--model_name_or_path", "org/anole-fdm", "--model_revision", "round-2")
+    assert hub.backbone_kwargs()["revision"] == "round-2"
+    _, _, default = parse("--config", recipe, "--model_name_or_path", "org/anole-fdm")
+    assert "revision" not in default.backbone_kwargs()
+    _, _, local = parse("--config", recipe, "--model_name_or_path", str(tmp_path), "--model_revision", "round-2")
+    with pytest.raises(ValueError, match="applies to Hub ids"):
+        local.backbone_kwargs()

@@ -127,17 +127,13 @@ class ModelArguments(ModelConfig):
         super().__post_init__()
         if self.load_in_4bit or self.load_in_8bit:
             raise ValueError("load_backbone does not load quantised models: drop load_in_4bit/load_in_8bit")
-        if self.model_revision != "main":
-            raise ValueError(
-                "model_revision is not supported: download the revision (`hf download ID --revision R --local-dir D`) "
-                "and set model_name_or_path to that folder"
-            )
 
     def backbone_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`wm_hub.load_backbone` (a local model folder as an absolute path).
+        """Keyword arguments of :func:`wm_hub.load_backbone` (a local model folder as an absolute path; a Hub id at
+        ``model_revision``).
 
         Raises:
-            ValueError: ``model_name_or_path`` is not set.
+            ValueError: ``model_name_or_path`` is not set, or a revision is asked of a local folder.
         """
         if not self.model_name_or_path:
             raise ValueError("model_name_or_path is not set: give the backbone's folder or Hub id")
@@ -154,6 +150,12 @@ class ModelArguments(ModelConfig):
             "attn_implementation": self.attn_implementation,
         }
         kwargs.update({name: value for name, value in options.items() if value is not None})
+        if self.model_revision != "main":
+            if path.is_dir():
+                raise ValueError(
+                    f"model_revision={self.model_revision!r} applies to Hub ids; {path} is a local folder"
+                )
+            kwargs["revision"] = self.model_revision  # one bootstrap round's checkpoint, by branch, tag or commit
         return kwargs
 
 
