@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,6 +264,19 @@ def test_output_inside_the_input_folder_is_not_read_back(shards):
     again = sample_annotations(folder, folder / "sampled.jsonl", SamplingConfig(k=5))  # no duplicate-id error
     assert first.rows_read == again.rows_read == 60
     assert str(folder / "sampled.jsonl") not in again.inputs
+
+
+def test_an_annotation_folder_is_read_as_its_shards_only(shards, tmp_path):
+    """Two samples written into the annotation folder: the second reads the 60 annotated rows, not the first sample."""
+    folder, _ = shards
+    sample_annotations(folder, folder / "top5.jsonl", SamplingConfig(k=5))
+    report = sample_annotations(folder, folder / "top9.jsonl", SamplingConfig(k=9))
+    assert report.rows_read == 60 and report.rows_selected == 9
+    assert sorted(Path(name).name for name in report.inputs) == ["annotations-00000.jsonl", "annotations-00001.jsonl"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _write_jsonl(plain / "rows.jsonl", [{"id": "a", "score": 1.0, "action_class": "x"}])
+    assert sample_annotations(plain, tmp_path / "out.jsonl", SamplingConfig(k=1)).rows_selected == 1
 
 
 def _bad_folder(tmp_path, bad_line: str):

@@ -294,7 +294,11 @@ def stratified_top_k(
 
 
 def input_files(path: str | Path, exclude: Iterable[str | Path] = ()) -> list[Path]:
-    """The JSONL files to read: ``path`` itself, or a folder's ``*.jsonl`` files in name order.
+    """The JSONL files to read: ``path`` itself, or a folder's shards in name order.
+
+    A folder written by ``wm-hub annotate`` is read as its ``annotations-*.jsonl`` shards only, so samples written
+    into it (``--out annotated/top7k.jsonl``, built with ``data build --annotations``) are never read back as input;
+    any other folder as all of its ``*.jsonl`` files.
 
     Args:
         path: A JSONL file or a folder of JSONL shards.
@@ -309,7 +313,8 @@ def input_files(path: str | Path, exclude: Iterable[str | Path] = ()) -> list[Pa
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    files = [item for item in sorted(path.glob("*.jsonl")) if item.is_file() and item.resolve() not in excluded]
+    pattern = "annotations-*.jsonl" if any(path.glob("annotations-*.jsonl")) else "*.jsonl"
+    files = [item for item in sorted(path.glob(pattern)) if item.is_file() and item.resolve() not in excluded]
     if not files:
         raise FileNotFoundError(f"{path}: no *.jsonl file in this folder")
     return files

@@ -57,7 +57,8 @@ def register(subparsers) -> None:
         "--input",
         required=True,
         metavar="FILE_OR_DIR",
-        help="a JSONL file, or a folder whose *.jsonl shards are read in name order",
+        help="a JSONL file, or a folder: its annotations-*.jsonl shards if it has any (wm-hub annotate output), "
+        "else all its *.jsonl files, in name order",
     )
     parser.add_argument("--k", type=int, required=True, help="number of rows to keep (all when there are fewer)")
     parser.add_argument("--out", required=True, help="output JSONL file (report and plot are written next to it)")
