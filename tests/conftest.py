@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from shared_data import require
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,8 +21,7 @@ def real_images():
     """Two real AURORA-BENCH images of different sizes and modes: an RGBA PNG (CLEVR) and an RGB JPEG (EPIC)."""
     from PIL import Image
 
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real samples not present at {BENCH_MINI} (../shared/data is only beside CI and dev clones)")
+    require(BENCH_MINI)
     paths = [sorted((BENCH_MINI / "data/clevr/images").glob("*.png"))[0]]
     paths.append(sorted((BENCH_MINI / "data/epic/images").glob("*.jpg"))[0])
     images = []

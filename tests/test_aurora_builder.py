@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 from PIL import Image
+from shared_data import require
 
 from dataset_builders import builder_class
 from dataset_builders.aurora import PAPER_SUBSETS
@@ -41,8 +42,7 @@ def _aurora_root(root: Path, name: str, rows: list[dict]) -> Path:
 
 def _real_rows(name: str) -> list[dict]:
     path = TRAIN_ANNOTATIONS / name / "train.json"
-    if not path.is_file():
-        pytest.skip(f"real AURORA annotations not present at {path}")
+    require(path)
     return json.loads(path.read_text())[:NUM_ROWS]
 
 
@@ -109,8 +109,7 @@ def test_missing_and_unreadable_images_are_all_named_or_skipped_and_reported(tmp
 
 
 def _bench_rows() -> list[dict]:
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     return json.loads((BENCH_MINI / "test.json").read_text())
 
 

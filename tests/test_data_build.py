@@ -11,6 +11,7 @@ from pathlib import Path
 import datasets
 import pytest
 from PIL import Image
+from shared_data import require
 
 from dataset_builders.aurora import PAPER_SUBSETS, AuroraBuilder
 from wm_hub.cli import build_parser, main
@@ -24,8 +25,7 @@ MISSING = "data/something/images/214831/last.jpg"
 
 @pytest.fixture
 def bench_rows() -> list[dict]:
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     return json.loads((BENCH_MINI / "test.json").read_text())
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from shared_data import require
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import IGNORE_INDEX
@@ -33,8 +34,7 @@ def backbone(checkpoint) -> Emu3Backbone:
 
 @pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
-    if not (PNG_500.is_file() and JPEG_456.is_file()):
-        pytest.skip(f"real sample images not found under {DATA} (../shared is absent)")
+    require(PNG_500, JPEG_456)
     loaded = [Image.open(PNG_500), Image.open(JPEG_456)]
     assert [(image.format, image.size) for image in loaded] == [("PNG", (500, 500)), ("JPEG", (456, 256))]
     return loaded

@@ -11,6 +11,7 @@ import pytest
 import torch
 from openai_server import Reply, instruction_of, openai_server_fixture  # noqa: F401
 from PIL import Image
+from shared_data import require
 
 from wm_hub.cli import main
 
@@ -36,8 +37,7 @@ def _run(args: list[str]) -> dict:
 @pytest.fixture(scope="module")
 def copy_run(tmp_path_factory):
     """The acceptance command on the real sample: copy predictions, L1, skip the row with a missing image."""
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     out = tmp_path_factory.mktemp("copy") / "R.json"
     args = ["--data-dir", str(BENCH_MINI), "--predictions", "copy", "--metrics", "l1", "--out", str(out)]
     return _run([*args, "--skip-missing"]), out
@@ -70,8 +70,7 @@ def test_copy_l1_equals_numpy_on_the_real_sample(copy_run):
 
 
 def test_missing_image_without_skip_names_the_row(tmp_path):
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     out = tmp_path / "R.json"
     with pytest.raises(SystemExit) as error:
         main(
@@ -83,8 +82,7 @@ def test_missing_image_without_skip_names_the_row(tmp_path):
 
 
 def test_subset_without_targets_is_refused(tmp_path):
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real AURORA-BENCH sample not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     with pytest.raises(SystemExit, match="clevr"):
         main(
             ["eval", "aurora", "--data-dir", str(BENCH_MINI), "--subsets", "ag,clevr", "--predictions", "copy"]

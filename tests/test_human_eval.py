@@ -14,6 +14,7 @@ from conftest import BENCH_MINI
 from human_eval_study import MODELS, SUBSETS, build_args, write_aurora_checkout, write_predictions
 from PIL import Image
 from scipy.stats import wilcoxon
+from shared_data import require
 
 from wm_hub.cli import main
 from wm_hub.human_eval.app import create_app
@@ -95,8 +96,7 @@ def test_build_names_missing_predictions_and_refuses_a_used_folder(study, checko
 
 
 def test_build_on_real_aurora_bench(tmp_path):
-    if not BENCH_MINI.is_dir():
-        pytest.skip(f"real samples not present at {BENCH_MINI}")
+    require(BENCH_MINI)
     rows = json.loads((BENCH_MINI / "test.json").read_text())
     predictions = {}
     for model, size in (("one", 96), ("two", 64)):

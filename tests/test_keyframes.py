@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import require
 
 from wm_hub.bootstrap.keyframes import (
     KeyframeConfig,
@@ -205,8 +206,8 @@ def test_cli_help_explains_keyframes(capsys):
     assert "usage: wm-hub keyframes" in text and "--min-interval" in text and "wm-hub keyframes UCF-101/" in text
 
 
-@pytest.mark.skipif(not VIDEOS.is_dir(), reason=f"sample videos not present at {VIDEOS} (../shared/data)")
 def test_real_videos_get_six_keyframes_and_full_resolution_images(tmp_path, capsys):
+    require(VIDEOS)
     truncated = tmp_path / "bikes_truncated.mp4"
     data = (VIDEOS / "bikes.mp4").read_bytes()
     truncated.write_bytes(data[: int(len(data) * 0.3)])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from shared_data import require
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
@@ -163,8 +164,7 @@ def test_counterfactuals_from_disc_edit_data(tmp_path):
     from wm_hub.evaluation.probe import load_counterfactuals, match_counterfactuals
     from wm_hub.evaluation.triplet_sources import load_eval_triplets
 
-    if not DISC_DATA.is_dir() or not BENCH_MINI.is_dir():
-        pytest.skip("real AURORA samples not present beside this checkout")
+    require(DISC_DATA, BENCH_MINI)
     triplets = load_eval_triplets(str(BENCH_MINI), subsets=["ag", "something", "whatsup"], skip_missing=True)
     ids, actions = triplets.dataset["id"], triplets.dataset["action"]
     disc = load_counterfactuals(DISC_DATA, ["ag", "something", "whatsup"])
@@ -186,8 +186,7 @@ def test_counterfactuals_from_disc_edit_data(tmp_path):
 def test_probe_cli_on_aurora_bench_mini(tiny_model_dirs, tmp_path, capsys):
     from wm_hub.cli import main
 
-    if not BENCH_MINI.is_dir():
-        pytest.skip("real AURORA samples not present beside this checkout")
+    require(BENCH_MINI)
     out = tmp_path / "probe"
     args = ["probe", "--model", str(tiny_model_dirs("emu3")), "--data", str(BENCH_MINI), "--subsets", "something"]
     with pytest.raises(SystemExit, match=r"something/17\), field 'output': data/something/images/214831/last.jpg"):

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from PIL import Image
+from shared_data import require
 from trl import TrlParser
 
 from wm_hub import load_backbone
@@ -176,8 +177,7 @@ def _synthetic_folder(folder: Path, count: int) -> None:
 
 
 def test_the_anole_fdm_recipe_builds_its_mixture_once_paths_point_at_the_data(tmp_path, capsys):
-    if not (TRAIN_ANNOTATIONS / "ag" / "train.json").is_file() or not (BENCH_MINI / "test.json").is_file():
-        pytest.skip(f"real AURORA annotations not present under {SHARED_DATA}")
+    require(TRAIN_ANNOTATIONS / "ag" / "train.json", BENCH_MINI / "test.json")
     data_root = tmp_path / "data"
     _aurora_checkout(data_root / "AURORA")
     for name, count in (("moments_in_time", 4), ("ucf101", 3), ("kinetics700", 2)):
