@@ -16,11 +16,15 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import Pipeline
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-from wm_hub.inference.pipelines import INVERSE_DYNAMICS_TASK, as_backbone, encode_observations, load_observation
+from wm_hub.inference.pipelines import (
+    INVERSE_DYNAMICS_TASK,
+    BackbonePipeline,
+    encode_observations,
+    load_observation,
+)
 from wm_hub.models.base import Backbone
 
 ImageInput = Image.Image | str | os.PathLike
@@ -38,7 +42,7 @@ class _Observation:
     ids: torch.Tensor | None = None
 
 
-class ForwardDynamicsPipeline(Pipeline):
+class ForwardDynamicsPipeline(BackbonePipeline):
     """Forward dynamics: ``pipe(image, action) -> {"image", "score", "candidates", "scores"}``.
 
     Built by ``transformers.pipeline("forward-dynamics", model=DIR_OR_HUB_ID)`` after ``import wm_hub`` (or directly
@@ -62,18 +66,9 @@ class ForwardDynamicsPipeline(Pipeline):
     without verifier).
     """
 
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = False
-
     def __init__(self, model: Any, **kwargs: Any):
-        self.backbone: Backbone = as_backbone(model)
+        super().__init__(model, **kwargs)
         self._verifiers: dict[str, InverseDynamicsPipeline] = {}
-        kwargs.setdefault("tokenizer", self.backbone.tokenizer)
-        super().__init__(model=self.backbone.model, **kwargs)
-        self.backbone.image_tokenizer.to(self.device)
 
     def __call__(
         self,
@@ -127,13 +122,6 @@ class ForwardDynamicsPipeline(Pipeline):
             return history[0] if batched else history[0][0]
         per_image = [[history[step][row] for step in range(len(steps))] for row in range(len(images))]
         return per_image if batched else per_image[0]
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the backbone (LM, tokenizer, VQ model, wm-hub settings): ``pipeline(task, model=dir)`` reloads it.
-
-        transformers' generic version would save the LM and tokenizer only, a folder without image tokenizer.
-        """
-        self.backbone.save_pretrained(save_directory, **kwargs)
 
     def _sanitize_parameters(
         self,

@@ -8,17 +8,16 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import Pipeline
 
 from wm_hub.inference.actions import generate_actions
-from wm_hub.inference.pipelines import as_backbone, encode_observations, load_observation
+from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods
 
 Observation = Image.Image | str | os.PathLike | torch.Tensor
 REDUCTIONS = ("sum", "mean")
 
 
-class InverseDynamicsPipeline(Pipeline):
+class InverseDynamicsPipeline(BackbonePipeline):
     """Inverse dynamics: ``pipe(source, target) -> {"action": str, "score": float}``.
 
     Built by ``transformers.pipeline("inverse-dynamics", model=DIR_OR_HUB_ID)`` after ``import wm_hub`` (or directly
@@ -36,18 +35,6 @@ class InverseDynamicsPipeline(Pipeline):
         seed: Seeds torch's RNG (with ``do_sample``).
         reduction: ``"sum"`` (default) or ``"mean"``: the score is the total or per-token log-probability.
     """
-
-    _load_processor = False
-    _load_image_processor = False
-    _load_video_processor = False
-    _load_feature_extractor = False
-    _load_tokenizer = False
-
-    def __init__(self, model: Any, **kwargs: Any):
-        self.backbone = as_backbone(model)
-        kwargs.setdefault("tokenizer", self.backbone.tokenizer)
-        super().__init__(model=self.backbone.model, **kwargs)
-        self.backbone.image_tokenizer.to(self.device)
 
     def __call__(
         self, source: Observation | Sequence[Observation], target: Observation | Sequence[Observation], **kwargs: Any
@@ -72,13 +59,6 @@ class InverseDynamicsPipeline(Pipeline):
             return []
         outputs = super().__call__({"sources": sources, "targets": targets}, **kwargs)
         return outputs if batched else outputs[0]
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save the backbone (LM, tokenizer, VQ model, wm-hub settings): ``pipeline(task, model=dir)`` reloads it.
-
-        transformers' generic version would save the LM and tokenizer only, a folder without image tokenizer.
-        """
-        self.backbone.save_pretrained(save_directory, **kwargs)
 
     def _sanitize_parameters(
         self,

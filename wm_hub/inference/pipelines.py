@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
+from transformers import Pipeline
 
 from wm_hub.models.base import Backbone
 
@@ -86,6 +87,34 @@ def as_backbone(model: Any) -> Backbone:
         f"wm-hub pipelines need a wm_hub Backbone (the LM plus its VQ image tokenizer and saved prompt), got "
         f"{type(model).__name__}; pass model= a checkpoint folder / Hub id, or a Backbone from wm_hub.load_backbone"
     )
+
+
+class BackbonePipeline(Pipeline):
+    """What both wm-hub pipelines share: a whole :class:`Backbone` behind transformers' ``Pipeline``.
+
+    The pipeline holds the backbone (LM, tokenizer, VQ image tokenizer, saved prompt format), runs the LM through
+    ``Pipeline`` (device placement, batching) with the image tokenizer on the same device, loads no processor of its
+    own, and saves the whole backbone.
+    """
+
+    _load_processor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _load_feature_extractor = False
+    _load_tokenizer = False
+
+    def __init__(self, model: Any, **kwargs: Any):
+        self.backbone: Backbone = as_backbone(model)
+        kwargs.setdefault("tokenizer", self.backbone.tokenizer)
+        super().__init__(model=self.backbone.model, **kwargs)
+        self.backbone.image_tokenizer.to(self.device)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save the backbone (LM, tokenizer, VQ model, wm-hub settings): ``pipeline(task, model=dir)`` reloads it.
+
+        transformers' generic version would save the LM and tokenizer only, a folder without image tokenizer.
+        """
+        self.backbone.save_pretrained(save_directory, **kwargs)
 
 
 def load_observation(image: Image.Image | str | os.PathLike, what: str = "image") -> Image.Image:
