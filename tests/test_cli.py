@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -71,21 +72,31 @@ def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_pipeline_offline(tmp_path, capsys):
-    """A short `wm-hub demo`: fitted VQGAN, IDM and FDM trained by accelerate launch, grid and summary written."""
+def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
+    """A short `wm-hub demo` on a random sandbox base: every stage through the real commands, report written."""
+    from wm_hub.sandbox.pretrain import SandboxPretrainConfig, build_sandbox_base
+
+    base = tmp_path / "base"
+    tokenizer = Path(__file__).resolve().parents[1] / "sandbox" / "tokenizer"
+    build_sandbox_base(SandboxPretrainConfig(vqgan=str(tokenizer), hidden_size=32, num_layers=1)).save_pretrained(base)
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--fit-steps", "5", "--train-steps", "2", "--num-eval", "2"]
+    args = ["demo", "--out", str(out), "--base", str(base), "--train-steps", "2", "--num-eval", "3",
+            "--num-videos", "2", "--k", "4"]  # fmt: skip
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["num_eval"] == 2 and 0 <= summary["idm_exact_match"] <= 1
-    assert summary["copy_baseline_token_accuracy"]["changed"] == 0.0
-    assert 0 <= summary["fdm_token_accuracy"]["all"] <= 1
-    assert {"fit_vqgan_s", "train_idm_s", "train_fdm_s", "evaluate_s", "total_s"} <= set(summary["wall_times"])
-    assert Image.open(out / "demo_grid.png").size == (4 * 128, 2 * (128 + 28))
-    for task in ("idm", "fdm"):
-        run = json.loads((out / task / "training_run.json").read_text())
-        assert run["task"] == task
-    # a rerun skips every finished stage
+    assert summary["num_eval"] == 3 and (summary["world"]["image_size"], summary["world"]["grid"]) == (32, 4)
+    assert summary["video_label_accuracy"]["pairs"] == 10 and summary["video_label_accuracy"]["sampled"] == 4
+    for key in ("fdm", "best_of_8", "copy"):
+        assert {"whole_image", "changed_cells", "all_cells"} == set(summary[key])
+    assert summary["copy"]["changed_cells"] == 0.0 and 0 < summary["copy"]["all_cells"] < 1
+    stages = {"train_idm_s", "videos_s", "keyframes_s", "annotate_s", "sample_s", "train_fdm_s", "evaluate_s"}
+    assert stages | {"total_s"} <= set(summary["wall_times"])
+    assert Image.open(out / "demo_grid.png").height > 3 * 96 and "| best_of_8 |" in (out / "report.md").read_text()
+    fdm_run = json.loads((out / "fdm" / "training_run.json").read_text())
+    assert fdm_run["task"] == "fdm" and json.loads((out / "idm" / "training_run.json").read_text())["task"] == "idm"
+    # a rerun skips every finished training and sampling stage
     capsys.readouterr()
     assert main(args) == 0
-    assert set(json.loads((out / "summary.json").read_text())["wall_times"]) == {"evaluate_s", "total_s"}
+    assert not {"train_idm_s", "videos_s", "sample_s", "train_fdm_s"} & set(
+        json.loads((out / "summary.json").read_text())["wall_times"]
+    )

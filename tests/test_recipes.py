@@ -29,11 +29,14 @@ ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
-# Training recipes; tiny/annotate.yaml configures recipes/annotate.py and is tested in tests/test_annotate.py.
+# Training recipes; tiny/annotate.yaml configures recipes/annotate.py and is tested in tests/test_annotate.py,
+# sandbox/pretrain.yaml configures `wm-hub sandbox pretrain` (tests/test_sandbox.py).
 RECIPE_FILES = sorted(
-    path for path in RECIPES.glob("*/*.yaml") if path.parent.name != "accelerate_configs" and path.stem != "annotate"
+    path
+    for path in RECIPES.glob("*/*.yaml")
+    if path.parent.name != "accelerate_configs" and path.stem not in ("annotate", "pretrain")
 )
-# `wm-hub demo`'s recipes (tiny/demo-*.yaml) train the random tiny LM fully; they have their own test below.
+# `wm-hub demo`'s recipes (sandbox/demo-*.yaml) fine-tune the sandbox base fully; they have their own test below.
 DEMO_RECIPES = [path for path in RECIPE_FILES if path.stem.startswith("demo-")]
 PAPER_RECIPES = [path for path in RECIPE_FILES if path not in DEMO_RECIPES]
 AURORA_TRAINING = ["aurora/ag", "aurora/magicbrush", "aurora/something", "aurora/kubric"]
@@ -90,19 +93,28 @@ def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
     for model in ("anole-7b", "liquid-7b"):
         assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == set(PAPER_SETTINGS)
     assert {"idm", "fdm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
-    tiny = {"idm", "fdm", "demo-idm", "demo-fdm", "annotate"}
+    tiny = {"idm", "fdm", "annotate"}
     assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == tiny
 
 
 @pytest.mark.parametrize("recipe", DEMO_RECIPES, ids=lambda path: path.stem)
-def test_demo_recipes_train_the_tiny_model_fully_on_the_shapes_world(recipe):
+def test_demo_recipes_fine_tune_the_sandbox_base_fully_on_the_sandbox_world(recipe):
     data_args, training_args, model_args = parse("--config", str(recipe))
     task = recipe.stem.removeprefix("demo-")
     assert data_args.task == task and training_args.output_dir == f"demo_out/{task}"
+    assert model_args.model_name_or_path == "sandbox/base"
     assert not model_args.use_peft and model_args.dtype == "float32" and not training_args.bf16
-    # The random tiny LM must learn to copy first: the demo trains with the standard loss (see demo-fdm.yaml).
-    assert training_args.loss_weighting == "none"
-    assert [source.builder for source in data_args.sources] == ["shapes_world"]
+    labelled = data_args.sources[0]
+    assert labelled.builder == "shapes_world" and (
+        labelled.builder_kwargs["image_size"],
+        labelled.builder_kwargs["grid"],
+    ) == (32, 4)
+    if task == "fdm":  # the paper's C-FDM: labelled + IDM-labelled video pairs (top-K), recognition-weighted
+        assert training_args.loss_weighting == "l2"
+        assert data_args.sources[1].builder == "synthetic_triplets"
+        assert data_args.sources[1].builder_kwargs == {"annotation_files": ["sampled.jsonl"]}
+    else:
+        assert training_args.loss_weighting == "none" and len(data_args.sources) == 1
     assert training_args.max_steps > 0 and training_args.save_strategy.value == "no"
 
 

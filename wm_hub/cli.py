@@ -129,12 +129,15 @@ def _demo(args: argparse.Namespace) -> int:
     from wm_hub.demo import DemoConfig, run_demo
 
     config = DemoConfig(
-        out=Path(args.out), num_eval=args.num_eval, fit_steps=args.fit_steps, train_steps=args.train_steps
+        out=Path(args.out), num_eval=args.num_eval, num_videos=args.num_videos, k=args.k, train_steps=args.train_steps
     )
+    if args.base:
+        config.base = Path(args.base)
     summary = run_demo(config)
     shown = {key: value for key, value in summary.items() if key != "examples"}
     print(json.dumps(shown, indent=2))
-    print(f"Wrote {Path(args.out) / 'demo_grid.png'} and {Path(args.out) / 'summary.json'}")
+    out = Path(args.out)
+    print(f"Wrote {out / 'demo_grid.png'}, {out / 'summary.json'} and {out / 'report.md'}")
     return 0
 
 
@@ -213,20 +216,24 @@ def _add_predict(subparsers) -> None:
 def _add_demo(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="offline end-to-end demo on the shapes world: fit a tiny VQGAN, train a tiny IDM and FDM, predict",
-        description="The paper's pipeline at laptop scale, nothing downloaded: fits a tiny Chameleon-layout VQGAN on "
-        "shapes-world pictures (OUT/model), trains an IDM and an FDM with `accelerate launch recipes/{idm,fdm}.py "
-        "--config recipes/tiny/demo-{idm,fdm}.yaml` (OUT/idm, OUT/fdm), labels and predicts held-out triplets and "
-        "writes OUT/demo_grid.png (source | prediction | target | target tokens) and OUT/summary.json (IDM exact "
-        "match, FDM token accuracy vs copying the source, wall times). Stages whose output exists are skipped. "
-        "Runs from a source checkout (it uses recipes/).",
+        help="offline end-to-end demo: the paper's whole loop on the pretrained sandbox base",
+        description="The paper's loop at laptop scale, nothing downloaded, from the shipped sandbox base "
+        "(sandbox/base): fine-tunes the IDM (`accelerate launch recipes/idm.py --config "
+        "recipes/sandbox/demo-idm.yaml`), writes unlabelled sandbox videos, cuts their key frames (`wm-hub "
+        "keyframes`), labels key-frame pairs with the IDM (`wm-hub annotate`), keeps the stratified top K (`wm-hub "
+        "sample`), fine-tunes the FDM on labelled + IDM-labelled pairs with the recognition-weighted loss "
+        "(recipes/sandbox/demo-fdm.yaml), and scores held-out triplets through pipeline('forward-dynamics') with "
+        "best-of-8 IDM verification. Writes OUT/demo_grid.png, OUT/summary.json and OUT/report.md. Stages whose "
+        "output exists are skipped. Runs from a source checkout (it uses recipes/).",
         epilog="example: wm-hub demo --out demo_out",
     )
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument(
-        "--num-eval", type=int, default=32, help="held-out triplets to predict (default: 32; the grid shows 8)"
+        "--num-eval", type=int, default=200, help="held-out triplets to score (default: 200; the grid shows 8)"
     )
-    parser.add_argument("--fit-steps", type=int, help="VQGAN fitting steps (default: the fitting config's)")
+    parser.add_argument("--base", help="the pretrained sandbox base (default: sandbox/base of the checkout)")
+    parser.add_argument("--num-videos", type=int, default=400, help="unlabelled videos, 5 pairs each (default: 400)")
+    parser.add_argument("--k", type=int, default=1500, help="pairs kept by stratified top-K (default: 1500)")
     parser.add_argument("--train-steps", type=int, help="IDM/FDM optimizer steps (default: the demo recipes')")
     parser.set_defaults(func=_demo)
 

@@ -1,20 +1,26 @@
-"""The embedded default, end to end: shapes world -> fitted tiny VQGAN -> tiny IDM and FDM -> held-out predictions.
+"""The embedded default, end to end: the paper's whole loop on the pretrained sandbox base, offline.
 
-``wm-hub demo`` (``make demo``) runs the paper's pipeline at laptop scale with nothing downloaded:
+``wm-hub demo`` (``make demo``) runs, each stage skipped when its output exists (a rerun only redoes what is
+missing), through the real commands and recipes:
 
-1. fit a tiny Chameleon-layout VQGAN on shapes-world images and build a tiny backbone around it;
-2. train an IDM and an FDM with the real recipes (``accelerate launch recipes/{idm,fdm}.py --config
-   recipes/tiny/demo-{idm,fdm}.yaml``);
-3. on held-out shapes-world triplets, label actions with the IDM and predict targets with the FDM, then write a PNG
-   grid (source | prediction | target | target through the VQGAN, action as caption) and ``summary.json`` (IDM
-   exact match, FDM token accuracy on all target tokens and on the tokens that change, against the
-   copy-the-source baseline, wall times).
+1. fine-tune the IDM from the shipped sandbox base on labelled triplets
+   (``accelerate launch recipes/idm.py --config recipes/sandbox/demo-idm.yaml``);
+2. write unlabelled sandbox videos (:mod:`wm_hub.sandbox.videos`) and cut their key frames (``wm-hub keyframes``);
+3. label consecutive key-frame pairs with the IDM (``wm-hub annotate``) and keep the stratified top K
+   (``wm-hub sample``, Algorithm 1);
+4. fine-tune the FDM from the base on labelled triplets plus the kept pairs, recognition-weighted
+   (``accelerate launch recipes/fdm.py --config recipes/sandbox/demo-fdm.yaml``);
+5. on held-out triplets: IDM exact match, the IDM's video labels against the hidden truth, FDM predictions through
+   ``pipeline("forward-dynamics")`` (greedy, one sample, best-of-8 with the IDM verifier), each read back cell by
+   cell (:class:`~wm_hub.sandbox.cells.CellReader`) against the copy-the-source baseline.
 
-Each stage is skipped when its output exists, so a rerun only redoes what is missing.
+It writes ``demo_grid.png`` (source | best-of-8 prediction | target, with the action and the IDM's label),
+``summary.json`` and ``report.md``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,19 +33,15 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
-from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
-from wm_hub.inference.actions import generate_actions
-from wm_hub.inference.generation import generate_images
-from wm_hub.models.base import Backbone
-from wm_hub.models.loading import load_backbone
+from wm_hub.sandbox.cells import CellReader, scene_contents
+from wm_hub.sandbox.videos import TRUTH_FILE, true_action, write_sandbox_videos
+from wm_hub.sandbox.world import SANDBOX_WORLD
 
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
-# Shapes-world cells hold one of 7 colours x 4 shapes or nothing (29 patterns): 64 codes cover them with a few
-# spares, where 512 split the background into many near-identical codes that a change anywhere reshuffles.
-DEMO_IMAGE_CODES = 64
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES_DIR = ROOT / "recipes"
+SANDBOX_BASE = ROOT / "sandbox" / "base"
 GRID_ROWS = 8
-# The last column is the target through the VQGAN: what the FDM would draw if it predicted every token right.
-GRID_COLUMNS = ("source", "prediction", "target", "target tokens")
+GRID_COLUMNS = ("source", "best-of-8", "target")
 
 
 @dataclass
@@ -47,125 +49,258 @@ class DemoConfig:
     """What ``wm-hub demo`` builds.
 
     Args:
-        out: Output folder (model, idm, fdm, demo_grid.png, summary.json).
-        num_eval: Held-out shapes-world triplets to predict (the grid shows the first :data:`GRID_ROWS`).
-        fit_steps: VQGAN fitting steps (default: the fitting config's).
+        out: Output folder (idm, videos, keyframes, annotated, fdm, demo_grid.png, summary.json, report.md).
+        base: The pretrained sandbox base (a ``load_backbone`` folder).
+        num_eval: Held-out triplets to score (the grid shows the first :data:`GRID_ROWS`).
+        num_videos: Unlabelled videos to cut into key-frame pairs (5 pairs each).
+        k: Pairs kept by stratified top-K sampling for the FDM.
+        num_candidates: Candidates of best-of-N verification.
         train_steps: IDM/FDM optimizer steps (default: the demo recipes' ``max_steps``).
-        seed: Seed of the VQGAN fit and of sampling.
+        seed: Seed of sampling.
     """
 
     out: Path = Path("demo_out")
-    num_eval: int = 32
-    fit_steps: int | None = None
+    base: Path = SANDBOX_BASE
+    num_eval: int = 200
+    num_videos: int = 400
+    k: int = 1500
+    num_candidates: int = 8
     train_steps: int | None = None
     seed: int = 0
 
 
-def _build_backbone(model_dir: Path, config: DemoConfig) -> dict[str, Any]:
-    from wm_hub.models.tiny import TinySpec, save_tiny_model
-    from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan
-
-    spec = TinySpec(num_image_codes=DEMO_IMAGE_CODES, seed=config.seed)
-    fit_config = VQFitConfig(seed=config.seed, **({"steps": config.fit_steps} if config.fit_steps else {}))
-    vqgan, metrics = fit_tiny_vqgan(spec, fit_config)
-    save_tiny_model("chameleon", model_dir, spec, vqgan)
-    report = metrics.to_dict()
-    (model_dir / "vq_fit.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def _train(task: str, model_dir: Path, output_dir: Path, steps: int | None) -> None:
-    """``accelerate launch recipes/<task>.py --config recipes/tiny/demo-<task>.yaml`` in a subprocess."""
-    script, recipe = RECIPES_DIR / f"{task}.py", RECIPES_DIR / "tiny" / f"demo-{task}.yaml"
-    if not script.is_file():
-        raise FileNotFoundError(f"{script} not found: wm-hub demo runs from a wm-hub source checkout (make demo)")
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(script), "--config", str(recipe), "--model_name_or_path", str(model_dir), "--output_dir", str(output_dir),
-    ]  # fmt: skip
-    if steps is not None:
-        command += ["--max_steps", str(steps)]
+def _run(command: list[str]) -> None:
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     subprocess.run(command, check=True, env=env)
 
 
-def _accuracy(predicted: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float | None:
-    return float((predicted == target)[mask].float().mean()) if mask.any() else None
+def _wm_hub(*args: str) -> None:
+    _run([sys.executable, "-m", "wm_hub.cli", *args])
 
 
-def _grid(rows: list[tuple[list[Image.Image], str]], tile: int = 128) -> Image.Image:
-    caption = 28
-    grid = Image.new("RGB", (len(GRID_COLUMNS) * tile, len(rows) * (tile + caption)), (255, 255, 255))
+def _train(task: str, config: DemoConfig) -> None:
+    """``accelerate launch recipes/<task>.py --config recipes/sandbox/demo-<task>.yaml`` in a subprocess."""
+    script, recipe = RECIPES_DIR / f"{task}.py", RECIPES_DIR / "sandbox" / f"demo-{task}.yaml"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script} not found: wm-hub demo runs from a wm-hub source checkout (make demo)")
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+        "--config",
+        str(recipe),
+        "--model_name_or_path",
+        str(config.base),
+        "--output_dir",
+        str(config.out / task),
+        "--data_root",
+        str(config.out),
+    ]
+    if config.train_steps is not None:
+        command += ["--max_steps", str(config.train_steps)]
+    _run(command)
+
+
+def _cells(reader: CellReader, images: list[Image.Image], truth: torch.Tensor, changed: torch.Tensor) -> dict:
+    right = reader.read(images) == truth
+    return {
+        "whole_image": float(right.all(dim=1).float().mean()),
+        "changed_cells": float(right[changed].float().mean()),
+        "all_cells": float(right.float().mean()),
+    }
+
+
+def _video_label_accuracy(out: Path) -> dict[str, Any]:
+    truth = {row["video"]: row for row in map(json.loads, (out / "videos" / TRUTH_FILE).read_text().splitlines())}
+    rows = [
+        json.loads(line)
+        for path in sorted((out / "annotated").glob("annotations-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    right = sum(row["action"] == true_action(truth[row["video"]], *row["frames"]) for row in rows)
+    sampled = [json.loads(line) for line in (out / "annotated" / "sampled.jsonl").read_text().splitlines()]
+    right_sampled = sum(row["action"] == true_action(truth[row["video"]], *row["frames"]) for row in sampled)
+    return {
+        "pairs": len(rows),
+        "accuracy": right / len(rows),
+        "sampled": len(sampled),
+        "sampled_accuracy": right_sampled / len(sampled),
+    }
+
+
+def _grid(rows: list[tuple[list[Image.Image], str]], tile: int = 96) -> Image.Image:
+    caption = 30
+    grid = Image.new("RGB", (max(len(GRID_COLUMNS) * tile, 420), len(rows) * (tile + caption) + 14), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
+    draw.text((4, 1), " | ".join(GRID_COLUMNS), fill=(0, 0, 0))
     for index, (images, text) in enumerate(rows):
-        top = index * (tile + caption)
+        top = 14 + index * (tile + caption)
         for column, image in enumerate(images):
             grid.paste(image.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST), (column * tile, top))
         draw.text((4, top + tile + 2), text, fill=(0, 0, 0))
-    draw.text((4, 0), " | ".join(GRID_COLUMNS), fill=(255, 255, 255))
     return grid
 
 
-def evaluate_demo(idm: Backbone, fdm: Backbone, num_eval: int, seed: int) -> tuple[dict[str, Any], Image.Image]:
-    """IDM exact match and FDM token accuracy (vs copying the source) on held-out shapes-world triplets."""
-    world = ShapesWorld(WorldConfig())
-    triplets = [world.triplet("test", index) for index in range(num_eval)]
-    actions = [triplet.action.text for triplet in triplets]
-    labels = generate_actions(idm, [(triplet.source, triplet.target) for triplet in triplets])
-    prompts = [fdm.build_fdm_sequence(t.source, t.action.text).input_ids for t in triplets]
-    generated = generate_images(fdm, prompts, num_candidates=1, top_k=1, seed=seed)
-    predicted = generated.image_ids[:, 0]
-    source_ids = fdm.encode_images([t.source for t in triplets])
-    target_ids = fdm.encode_images([t.target for t in triplets])
-    changed = source_ids != target_ids
-    everywhere = torch.ones_like(changed)
+def evaluate_demo(out: Path, config: DemoConfig) -> tuple[dict[str, Any], Image.Image]:
+    """Every figure of ``summary.json`` on the first ``num_eval`` triplets of the sandbox world's test split."""
+    from transformers import pipeline
+
+    from wm_hub.data.shapes_world import ShapesWorld
+    from wm_hub.inference.actions import generate_actions
+
+    world, reader = ShapesWorld(SANDBOX_WORLD), CellReader(SANDBOX_WORLD)
+    triplets = [world.triplet("test", index) for index in range(config.num_eval)]
+    sources, actions = [t.source for t in triplets], [t.action.text for t in triplets]
+    truth = torch.stack([scene_contents(t.target_scene, SANDBOX_WORLD) for t in triplets])
+    source_truth = torch.stack([scene_contents(t.source_scene, SANDBOX_WORLD) for t in triplets])
+    changed = truth != source_truth
+    idm = pipeline("inverse-dynamics", model=str(out / "idm"))
+    fdm = pipeline("forward-dynamics", model=str(out / "fdm"))
+    labels = generate_actions(idm.backbone, [(t.source, t.target) for t in triplets], max_new_tokens=24)
+    greedy = fdm(sources, actions, num_candidates=1, top_k=1, seed=config.seed)
+    single = fdm(sources, actions, num_candidates=1, seed=config.seed)
+    best = fdm(
+        sources, actions, num_candidates=config.num_candidates, verifier=idm, seed=config.seed, return_candidates=True
+    )
+    candidates = [row["candidates"] for row in best]
+    oracle = [
+        max(row, key=lambda image, i=i: int((reader.read([image])[0] == truth[i]).sum()))
+        for i, row in enumerate(candidates)
+    ]
+    copy = source_truth == truth
     summary = {
-        "num_eval": num_eval,
-        "idm_exact_match": sum(a == b for a, b in zip(labels, actions)) / num_eval,
-        "fdm_token_accuracy": {
-            "all": _accuracy(predicted, target_ids, everywhere),
-            "changed": _accuracy(predicted, target_ids, changed),
+        "num_eval": config.num_eval,
+        "world": dataclasses.asdict(SANDBOX_WORLD),
+        "idm_exact_match": sum(a == b for a, b in zip(labels, actions)) / config.num_eval,
+        "video_label_accuracy": None,
+        "fdm": _cells(reader, [row["image"] for row in greedy], truth, changed),
+        "fdm_sampled_n1": _cells(reader, [row["image"] for row in single], truth, changed),
+        f"best_of_{config.num_candidates}": _cells(reader, [row["image"] for row in best], truth, changed),
+        f"oracle_best_of_{config.num_candidates}": _cells(reader, oracle, truth, changed),
+        "copy": {
+            "whole_image": float(copy.all(dim=1).float().mean()),
+            "changed_cells": 0.0,
+            "all_cells": float(copy.float().mean()),
         },
-        "copy_baseline_token_accuracy": {
-            "all": _accuracy(source_ids, target_ids, everywhere),
-            "changed": _accuracy(source_ids, target_ids, changed),
-        },
-        "examples": [{"action": a, "idm_label": b} for a, b in zip(actions, labels)],
+        "examples": [{"action": a, "idm_label": b} for a, b in zip(actions[:20], labels[:20])],
     }
-    shown = min(GRID_ROWS, num_eval)
-    target_tokens = fdm.decode_images(target_ids[:shown])
     rows = [
-        ([t.source, image_row[0], t.target, tokens], f"{t.action.text} | IDM: {label}")
-        for t, image_row, tokens, label in zip(triplets, generated.images, target_tokens, labels)
+        ([t.source, row["image"], t.target], f"{t.action.text}\nIDM: {label}")
+        for t, row, label in zip(triplets[:GRID_ROWS], best, labels)
     ]
     return summary, _grid(rows)
 
 
+def _report(summary: dict[str, Any]) -> str:
+    n = summary["num_eval"]
+    best = next(key for key in summary if key.startswith("best_of_"))
+    lines = [
+        "# wm-hub demo: the paper's loop in the sandbox",
+        "",
+        f"Held-out triplets: {n} (sandbox world {summary['world']['image_size']} px, "
+        f"{summary['world']['grid']} x {summary['world']['grid']} cells).",
+        "",
+        f"- IDM exact match: {summary['idm_exact_match']:.3f}",
+        f"- IDM labels of video key-frame pairs right: {summary['video_label_accuracy']['accuracy']:.3f} "
+        f"({summary['video_label_accuracy']['pairs']} pairs; the {summary['video_label_accuracy']['sampled']} kept "
+        f"by top-K: {summary['video_label_accuracy']['sampled_accuracy']:.3f})",
+        "",
+        "| prediction | whole image | changed cells | all cells |",
+        "|---|---|---|---|",
+    ]
+    for key in ("copy", "fdm", "fdm_sampled_n1", best, f"oracle_{best}"):
+        row = summary[key]
+        lines.append(f"| {key} | {row['whole_image']:.3f} | {row['changed_cells']:.3f} | {row['all_cells']:.3f} |")
+    if summary["tokenizer"]:
+        lines += [
+            "",
+            f"Tokenizer: stability {summary['tokenizer']['stability']:.4f}, cell exactness "
+            f"{summary['tokenizer']['cell_exactness']:.4f}.",
+        ]
+    lines += ["", f"Wall time: {summary['wall_times']['total_s']:.0f} s.", "", "![grid](demo_grid.png)", ""]
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def run_demo(config: DemoConfig) -> dict[str, Any]:
-    """Run every stage whose output is missing and write ``demo_grid.png`` and ``summary.json``."""
-    out = Path(config.out)
+    """Run every stage whose output is missing and write ``demo_grid.png``, ``summary.json`` and ``report.md``."""
+    out = config.out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    if not (Path(config.base) / "config.json").is_file():
+        raise FileNotFoundError(f"no sandbox base at {config.base}: run `wm-hub sandbox pretrain` or pass --base")
     times: dict[str, float] = {}
-    model_dir = out / "model"
-    vq_report_path = model_dir / "vq_fit.json"
     start = time.perf_counter()
-    if not vq_report_path.is_file():
-        _build_backbone(model_dir, config)
-        times["fit_vqgan_s"] = time.perf_counter() - start
-    for task in ("idm", "fdm"):
-        if not (out / task / "config.json").is_file():
-            stage = time.perf_counter()
-            _train(task, model_dir, out / task, config.train_steps)
-            times[f"train_{task}_s"] = time.perf_counter() - stage
-    stage = time.perf_counter()
-    summary, grid = evaluate_demo(load_backbone(str(out / "idm")), load_backbone(str(out / "fdm")), config.num_eval,
-                                  config.seed)  # fmt: skip
-    times["evaluate_s"] = time.perf_counter() - stage
+
+    def stage(name: str, done: bool, work) -> None:
+        if not done:
+            begin = time.perf_counter()
+            work()
+            times[f"{name}_s"] = time.perf_counter() - begin
+
+    stage("train_idm", (out / "idm" / "config.json").is_file(), lambda: _train("idm", config))
+    stage(
+        "videos",
+        (out / "videos" / TRUTH_FILE).is_file(),
+        lambda: write_sandbox_videos(out / "videos", config.num_videos),
+    )
+    stage("keyframes", False, lambda: _wm_hub("keyframes", str(out / "videos"), "--out", str(out / "keyframes")))
+    stage(
+        "annotate",
+        False,
+        lambda: _wm_hub(
+            "annotate",
+            "--idm",
+            str(out / "idm"),
+            "--data",
+            str(out / "keyframes"),
+            "--out",
+            str(out / "annotated"),
+            "--batch-size",
+            "64",
+            "--max-new-tokens",
+            "24",
+            "--class-source",
+            "verb",
+        ),
+    )
+    stage(
+        "sample",
+        (out / "annotated" / "sampled.jsonl").is_file(),
+        lambda: _wm_hub(
+            "sample",
+            "--input",
+            str(out / "annotated"),
+            "--k",
+            str(config.k),
+            "--out",
+            str(out / "annotated" / "sampled.jsonl"),
+        ),
+    )
+    stage("train_fdm", (out / "fdm" / "config.json").is_file(), lambda: _train("fdm", config))
+    begin = time.perf_counter()
+    summary, grid = evaluate_demo(out, config)
+    times["evaluate_s"] = time.perf_counter() - begin
     times["total_s"] = time.perf_counter() - start
-    summary = {"vqgan": json.loads(vq_report_path.read_text()), **summary, "wall_times": times}
+    summary["video_label_accuracy"] = _video_label_accuracy(out)
+    tokenizer = Path(config.base) / "tokenizer_report.json"
+    summary["tokenizer"] = json.loads(tokenizer.read_text()) if tokenizer.is_file() else None
+    summary["wall_times"] = times
     grid.save(out / "demo_grid.png")
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "summary.json")
+    _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write(out / "report.md", _report(summary))
     return summary

@@ -75,6 +75,9 @@ class WorldConfig:
         actions_per_video: Actions in a row per video.
         frames_per_cell: Video frames a sliding object takes to cross one cell.
         hold_frames: Still frames before each action of a video.
+        slide: Whether objects of ``move`` and ``swap`` slide over ``frames_per_cell`` frames per cell in videos;
+            ``False``: every action happens in one frame (objects jump), so that every frame shows a scene of the
+            world and each burst of motion is one action (the sandbox's videos).
     """
 
     image_size: int = 64
@@ -91,6 +94,7 @@ class WorldConfig:
     actions_per_video: int = 4
     frames_per_cell: int = 4
     hold_frames: int = 2
+    slide: bool = True
 
     def __post_init__(self) -> None:
         self.shapes, self.colours, self.background = tuple(self.shapes), tuple(self.colours), tuple(self.background)
@@ -439,7 +443,7 @@ class ShapesWorld:
     def _play(self, before: Scene, action: Action, after: Scene) -> list[Image.Image]:
         """Frames after ``before`` up to ``after``: sliding objects move in straight lines, other changes jump."""
         destinations = action.destinations()
-        if not destinations:
+        if not destinations or not self.config.slide:
             return [self.render(after)]
         size = self.config.cell_size
         span = max(max(abs(a - b) for a, b in zip(obj.cell, cell)) for obj, cell in destinations.items())

@@ -69,11 +69,13 @@ def build_byte_tokenizer(
     pad: str,
     unk: str,
     trailing_tokens: list[str] = (),
+    merges: list[tuple[str, str]] = (),
 ) -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (every UTF-8 text encodes, no training) with fixed ids for special tokens.
+    """A byte-level tokenizer (every UTF-8 text encodes) with fixed ids for special tokens.
 
-    Ids: ``leading_tokens`` first (in order), then the 256 byte symbols, then ``trailing_tokens``. Every token of
-    ``leading_tokens``, ``trailing_tokens`` and ``special_tokens`` is atomic (never split).
+    Ids: ``leading_tokens`` first (in order), then the 256 byte symbols, then ``trailing_tokens``, then the tokens
+    made by ``merges`` (byte-level BPE merges, in rank order). Every token of ``leading_tokens``,
+    ``trailing_tokens`` and ``special_tokens`` is atomic (never split).
 
     Args:
         leading_tokens: Tokens at ids ``0..n-1`` (e.g. ``<s> <pad> </s> <unk>`` and image tokens).
@@ -83,15 +85,16 @@ def build_byte_tokenizer(
         pad: Padding token.
         unk: Unknown token.
         trailing_tokens: Tokens after the byte symbols.
+        merges: BPE merges over the byte symbols (none: one token per byte).
     """
     byte_symbols = list(pre_tokenizers.ByteLevel.alphabet())
     byte_symbols.sort()
     vocab: dict[str, int] = {}
-    for token in [*leading_tokens, *byte_symbols, *trailing_tokens]:
+    for token in [*leading_tokens, *byte_symbols, *trailing_tokens, *(left + right for left, right in merges)]:
         if token in vocab:
             raise ValueError(f"duplicate token {token!r}")
         vocab[token] = len(vocab)
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=unk))
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=list(merges), unk_token=unk))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     atomic = [*leading_tokens, *trailing_tokens]
@@ -212,7 +215,9 @@ def _check_vqgan(spec: TinySpec, vqgan: VQModel) -> None:
         )
 
 
-def build_tiny_chameleon(spec: TinySpec, vqgan: VQModel | None = None) -> ChameleonBackbone:
+def build_tiny_chameleon(
+    spec: TinySpec, vqgan: VQModel | None = None, tokenizer: PreTrainedTokenizerFast | None = None
+) -> ChameleonBackbone:
     """A random tiny Chameleon: HF Chameleon vocabulary layout, ``ChameleonVQVAE`` encoder, VQGAN decoder.
 
     Args:
@@ -220,13 +225,15 @@ def build_tiny_chameleon(spec: TinySpec, vqgan: VQModel | None = None) -> Chamel
         vqgan: A fitted Chameleon-layout VQGAN to use instead of a random one; its encoder, ``quant_conv`` and
             codebook are also copied into the LM's ``ChameleonVQVAE``, so that the stock
             ``get_image_tokens`` gives the same codes as the backbone.
+        tokenizer: A tokenizer of the tiny Chameleon layout (special tokens, one ``IMGIMG...Z`` token per code)
+            instead of the byte-level one, e.g. the sandbox's (:mod:`wm_hub.sandbox.text`).
     """
     if vqgan is not None:
         _check_vqgan(spec, vqgan)
     torch.manual_seed(spec.seed)
     image_tokens = [chameleon_image_token(code) for code in range(spec.num_image_codes)]
     specials = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
-    tokenizer = build_byte_tokenizer(
+    tokenizer = tokenizer or build_byte_tokenizer(
         ["<s>", "<pad>", "</s>", "<unk>", *image_tokens, EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"],
         specials,
         bos="<s>",

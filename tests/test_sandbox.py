@@ -1,0 +1,114 @@
+"""The sandbox: the shipped tokenizer's stability and exactness, the cell reader, the text tokenizer, pretraining
+rows, videos whose key frames are the actions' frames."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import VQModel
+
+from wm_hub.bootstrap.keyframes import find_keyframes
+from wm_hub.data.shapes_world import ShapesWorld
+from wm_hub.models.base import IGNORE_INDEX
+from wm_hub.models.tiny import chameleon_image_token
+from wm_hub.sandbox.cells import CellReader, cell_patterns, scene_contents
+from wm_hub.sandbox.pretrain import PRETRAIN_TASKS, SandboxPretrainConfig, build_sandbox_base, pretraining_row
+from wm_hub.sandbox.text import build_sandbox_text_tokenizer, describe_scene
+from wm_hub.sandbox.tokenizer import measure_tokenizer
+from wm_hub.sandbox.videos import TRUTH_FILE, true_action, write_sandbox_videos
+from wm_hub.sandbox.world import SANDBOX_VIDEO_WORLD, SANDBOX_WORLD
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_TOKENIZER = REPO / "sandbox" / "tokenizer"
+
+
+def test_the_cell_reader_reads_rendered_scenes_exactly_and_tells_a_changed_cell():
+    world, reader = ShapesWorld(SANDBOX_WORLD), CellReader(SANDBOX_WORLD)
+    triplets = [world.triplet("test", index) for index in range(50)]
+    read = reader.read([t.target for t in triplets])
+    truth = torch.stack([scene_contents(t.target_scene, SANDBOX_WORLD) for t in triplets])
+    assert torch.equal(read, truth)
+    assert len(cell_patterns(SANDBOX_WORLD)) == 29 and reader.describe(0) == "empty"
+    # the source differs from the target exactly in the changed cells
+    source = reader.read([t.source for t in triplets])
+    for row, triplet in enumerate(triplets):
+        differing = {(i % 4, i // 4) for i in torch.nonzero(source[row] != read[row]).flatten().tolist()}
+        assert differing == set(triplet.changed_cells)
+
+
+def test_the_shipped_tokenizer_is_stable_and_exact_on_held_out_pairs():
+    vqgan = VQModel.from_pretrained(SHIPPED_TOKENIZER).eval()
+    report = measure_tokenizer(vqgan, SANDBOX_WORLD, num_pairs=300)
+    assert report["stability"] >= 0.995 and report["cell_exactness"] >= 0.995
+    assert report["code_accuracy"] >= 0.995
+    recorded = json.loads((SHIPPED_TOKENIZER / "fit_log.json").read_text())["heldout"]
+    assert recorded["num_pairs"] >= 1000 and recorded["stability"] >= 0.995 and recorded["cell_exactness"] >= 0.995
+
+
+def test_the_text_tokenizer_makes_world_words_single_tokens_and_still_encodes_any_text():
+    tokenizer = build_sandbox_text_tokenizer(SANDBOX_WORLD, 29)
+    ids = tokenizer("move the red square left by 2 cells", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 8
+    for text in ("paint the cyan cross orange", "héllo wörld ✓"):
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+    assert tokenizer.convert_tokens_to_ids(chameleon_image_token(28)) != tokenizer.unk_token_id  # the last code
+
+
+def test_scene_descriptions_list_objects_in_reading_order():
+    world = ShapesWorld(SANDBOX_WORLD)
+    scene = world.triplet("train", 3).source_scene
+    text = describe_scene(scene)
+    objects = sorted(scene.objects, key=lambda obj: (obj.cell[1], obj.cell[0]))
+    assert (
+        text.split("; ")[0]
+        == f"{objects[0].colour} {objects[0].shape} at row {objects[0].cell[1] + 1}, column {objects[0].cell[0] + 1}"
+    )
+    assert len(text.split("; ")) == len(objects)
+
+
+@pytest.fixture(scope="module")
+def random_base():
+    return build_sandbox_base(SandboxPretrainConfig(vqgan=str(SHIPPED_TOKENIZER), hidden_size=32, num_layers=1))
+
+
+@pytest.mark.parametrize("task", PRETRAIN_TASKS)
+def test_pretraining_rows_supervise_only_the_completion_and_hold_no_action(random_base, task):
+    world, rng = ShapesWorld(SANDBOX_WORLD), random.Random(0)
+    row = pretraining_row(random_base, world, task, rng)
+    ids, labels = row["input_ids"], row["labels"]
+    assert len(ids) == len(labels)
+    first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+    assert all(label == IGNORE_INDEX for label in labels[:first]) and labels[first:] == ids[first:]
+    assert labels[-1] == random_base.eos_token_id
+    text = random_base.tokenizer.decode(ids, skip_special_tokens=True)
+    for verb in ("move", "swap", "paint", "turn", "remove", "add"):
+        assert f"{verb} " not in text
+    images = sum(token in set(random_base.image_token_ids.tolist()) for token in labels[first:])
+    assert images == (16 if task in ("draw", "redraw") else 0)
+
+
+def test_the_base_tokenizes_pictures_into_their_cell_contents(random_base):
+    world = ShapesWorld(SANDBOX_WORLD)
+    triplet = world.triplet("test", 7)
+    codes = random_base.ids_to_codes(random_base.encode_images([triplet.source]))[0]
+    assert torch.equal(codes, scene_contents(triplet.source_scene, SANDBOX_WORLD))
+
+
+def test_sandbox_video_key_frames_are_the_action_frames_and_pairs_hold_one_action(tmp_path):
+    paths = write_sandbox_videos(tmp_path, 2)
+    truth = [json.loads(line) for line in (tmp_path / TRUTH_FILE).read_text().splitlines()]
+    for path, record in zip(paths, truth):
+        keyframes = find_keyframes(path)
+        assert keyframes.frames == [action["end"] for action in record["actions"]]
+        for (i, j), action in zip(zip(keyframes.frames, keyframes.frames[1:]), record["actions"][1:]):
+            assert true_action(record, i, j) == action["text"]
+    video = ShapesWorld(SANDBOX_VIDEO_WORLD).video("unlabelled", 0)
+    assert [t.end - t.start for t in video.actions] == [1] * SANDBOX_VIDEO_WORLD.actions_per_video
+    # a rerun keeps the finished files
+    mtime = paths[0].stat().st_mtime_ns
+    write_sandbox_videos(tmp_path, 2)
+    assert paths[0].stat().st_mtime_ns == mtime

@@ -1,0 +1,84 @@
+"""The sandbox's text: scene descriptions, the pretraining instructions and a byte-level BPE fitted to them.
+
+A scene is described object by object in reading order (rows from the top, then columns from the left), e.g.
+``"red square at row 2, column 3; blue circle at row 5, column 1"``: the caption the base model learns to read and
+write. The text tokenizer is the tiny Chameleon layout (special and image tokens first, then the 256 byte symbols)
+plus byte-level BPE merges learnt from the sandbox's own texts, so that a world word (``" square"``) is one token
+and an action is about 8 tokens instead of 35 bytes; any other text still encodes byte by byte.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapesWorld, WorldConfig
+from wm_hub.models.base import PromptFormat
+from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN
+from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
+
+CAPTION_INSTRUCTION = "Describe the picture."
+SECOND_CAPTION_INSTRUCTION = "Describe the second picture."
+DRAW_INSTRUCTION = "Draw the picture:"
+COPY_INSTRUCTION = "Repeat the picture."
+EMPTY_SCENE = "nothing"
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
+
+
+def describe_scene(scene: Scene) -> str:
+    """The scene's caption: objects in reading order as ``"<colour> <shape> at row R, column C"``, ``"; "`` apart."""
+    objects = sorted(scene.objects, key=lambda obj: (obj.cell[1], obj.cell[0]))
+    parts = [f"{obj.colour} {obj.shape} at row {obj.cell[1] + 1}, column {obj.cell[0] + 1}" for obj in objects]
+    return "; ".join(parts) or EMPTY_SCENE
+
+
+def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) -> list[str]:
+    """Texts the BPE is fitted on: captions and actions of random scenes, and every instruction string."""
+    painter, rng = ShapesWorld(world), random.Random(f"sandbox_corpus/{seed}")
+    prompt = PromptFormat()
+    texts = [
+        CAPTION_INSTRUCTION,
+        SECOND_CAPTION_INSTRUCTION,
+        DRAW_INSTRUCTION,
+        COPY_INSTRUCTION,
+        EMPTY_SCENE,
+        prompt.fdm_instruction,
+        prompt.idm_instruction,
+    ]
+    for _ in range(num_scenes):
+        scene = painter.random_scene(rng)
+        texts.append(describe_scene(scene))
+        action = painter.random_action(scene, rng, ACTION_KINDS)
+        if action is not None:
+            texts.append(action.text)
+    return texts
+
+
+def build_sandbox_text_tokenizer(
+    world: WorldConfig, num_image_codes: int, vocab_size: int = 512
+) -> PreTrainedTokenizerFast:
+    """The tiny Chameleon tokenizer layout with byte-level BPE merges fitted on :func:`sandbox_corpus`.
+
+    Args:
+        world: The world whose texts are fitted.
+        num_image_codes: Image tokens (``IMGIMG...Z``), one per VQ code.
+        vocab_size: Size of the fitted byte-level BPE (256 byte symbols plus merges).
+    """
+    fitter = Tokenizer(models.BPE())
+    fitter.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    fitter.train_from_iterator(sandbox_corpus(world), trainer)
+    merges = [
+        tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
+        for merge in json.loads(fitter.to_str())["model"]["merges"]
+    ]
+    image_tokens = [chameleon_image_token(code) for code in range(num_image_codes)]
+    leading = [*SPECIAL_TOKENS[:4], *image_tokens, *SPECIAL_TOKENS[4:]]
+    return build_byte_tokenizer(
+        leading, SPECIAL_TOKENS, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>", merges=merges
+    )
