@@ -27,7 +27,6 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from wm_hub.data.shapes_world import PALETTE, Scene, ShapeObject, ShapesWorld, WorldConfig  # noqa: E402
-from wm_hub.demo import DEMO_IMAGE_CODES  # noqa: E402
 from wm_hub.models.tiny import TinySpec  # noqa: E402
 from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan, images_to_pixels, reconstruct  # noqa: E402
 
@@ -39,7 +38,7 @@ NUM_SCENES = 64
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="training steps (default: VQFitConfig's)")
-    parser.add_argument("--codes", type=int, default=DEMO_IMAGE_CODES, help="codebook size (default: the demo's)")
+    parser.add_argument("--codes", type=int, default=64, help="codebook size (default: 64)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file (a PNG strip beside it)")
     return parser.parse_args()
 
