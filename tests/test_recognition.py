@@ -29,3 +29,17 @@ def test_identical_images_give_all_ones_and_shapes_must_match():
         recognition_weights(features, features[:4])
     with pytest.raises(ValueError, match="unknown weight normalization"):
         recognition_weights(features, features, normalization="max")
+
+
+def test_a_weight_floor_keeps_a_share_for_unchanged_tokens_and_zero_is_the_papers_weights():
+    source = torch.zeros(1, 4, 2)
+    target = torch.tensor([[[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [2.0, 0.0]]])  # one token changes by 4 (squared)
+    paper = recognition_weights(source, target, "mean")
+    assert torch.allclose(paper, torch.tensor([[0.0, 0.0, 0.0, 4.0]]))
+    assert torch.equal(recognition_weights(source, target, "mean", floor=0.0), paper)
+    floored = recognition_weights(source, target, "mean", floor=0.25)
+    assert torch.allclose(floored, torch.tensor([[0.25, 0.25, 0.25, 3.25]])) and torch.isclose(
+        floored.mean(), torch.tensor(1.0)
+    )
+    with pytest.raises(ValueError, match="floor must be in"):
+        recognition_weights(source, target, floor=1.5)

@@ -40,12 +40,15 @@ class PretokenizeConfig:
         loss_weighting: ``l2`` puts recognition weights on the FDM target's image tokens; ``none`` weights every
             supervised token 1. IDM sequences always use ``none``.
         weight_normalization: ``mean`` (weights average 1 over each target image) or ``none`` (raw distances).
+        weight_floor: ``l2`` only: weights ``floor + (1 - floor) * w`` (0: the paper's weights; see
+            :func:`~wm_hub.training.recognition.recognition_weights`).
         batch_size: Triplets per ``map`` batch (one VQ encoder call encodes the batch's sources and targets).
     """
 
     task: Literal["fdm", "idm"] = "fdm"
     loss_weighting: LossWeighting = "l2"
     weight_normalization: WeightNormalization = "mean"
+    weight_floor: float = 0.0
     batch_size: int = 16
 
     def __post_init__(self) -> None:
@@ -90,7 +93,7 @@ def _tokenize_batch(batch: dict[str, list[Any]], backbone: Backbone, config: Pre
         weights = torch.ones(len(example.input_ids))
         if config.loss_weighting == "l2":
             weights[example.target_image_positions] = recognition_weights(
-                features[row], features[count + row], config.weight_normalization
+                features[row], features[count + row], config.weight_normalization, config.weight_floor
             )
         output["input_ids"].append(example.input_ids)
         output["labels"].append(example.labels)

@@ -47,6 +47,8 @@ class WorldModelSFTConfig(SFTConfig):
             is the standard completion loss. IDM training requires ``none``.
         weight_normalization: ``mean`` scales the weights of each target image to average 1, ``none`` keeps the raw
             squared distances.
+        loss_weight_floor: With ``l2``: weights ``floor + (1 - floor) * w`` (a documented deviation; 0 is the
+            paper's).
     """
 
     loss_weighting: Literal["none", "l2"] = field(
@@ -56,6 +58,14 @@ class WorldModelSFTConfig(SFTConfig):
     weight_normalization: Literal["mean", "none"] = field(
         default="mean",
         metadata={"help": "'mean': weights average 1 over each target image; 'none': raw squared distances."},
+    )
+    loss_weight_floor: float = field(
+        default=0.0,
+        metadata={
+            "help": "wm-hub option, not the paper's: with l2, weights floor + (1 - floor) * w, so unchanged tokens "
+            "keep "
+            "a share of the loss (0: the paper's Eq. 2)."
+        },
     )
     remove_unused_columns: bool = field(
         default=False,

@@ -19,6 +19,7 @@ def recognition_weights(
     source_features: torch.Tensor,
     target_features: torch.Tensor,
     normalization: WeightNormalization = "mean",
+    floor: float = 0.0,
 ) -> torch.Tensor:
     """Per-token squared L2 distance between source and target pre-quantisation features.
 
@@ -28,6 +29,10 @@ def recognition_weights(
         normalization: ``"mean"`` divides each image's weights by their mean, so that they average 1 over the
             target image and the loss scale (and learning rates) stay comparable to plain cross-entropy; an image
             whose distances are all equal (e.g. source == target) gets all ones. ``"none"`` keeps raw distances.
+        floor: wm-hub's option, not the paper's (0, the default, is the paper's Eq. 2 exactly): the weights become
+            ``floor + (1 - floor) * w``, so that unchanged tokens keep a share of the loss (with ``"mean"``
+            normalisation they still average 1). An encoder whose features do not move for unchanged content gives
+            them ``w ~ 0``, and a model that has not learnt to copy in this format then never learns it.
 
     Returns:
         Weights of shape ``(B, L)`` (or ``(L,)``), float32.
@@ -35,11 +40,15 @@ def recognition_weights(
     if source_features.shape != target_features.shape:
         raise ValueError(f"feature shapes differ: {tuple(source_features.shape)} vs {tuple(target_features.shape)}")
     distances = (source_features.float() - target_features.float()).pow(2).sum(dim=-1)
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"the weight floor must be in [0, 1], got {floor}")
     if normalization == "none":
-        return distances
-    if normalization != "mean":
+        weights = distances
+    elif normalization == "mean":
+        mean = distances.mean(dim=-1, keepdim=True)
+        spread = distances.amax(dim=-1, keepdim=True) - distances.amin(dim=-1, keepdim=True)
+        uniform = spread <= 1e-12 * mean.clamp_min(1e-30)
+        weights = torch.where(uniform, torch.ones_like(distances), distances / mean.clamp_min(1e-30))
+    else:
         raise ValueError(f"unknown weight normalization {normalization!r}; use 'mean' or 'none'")
-    mean = distances.mean(dim=-1, keepdim=True)
-    spread = distances.amax(dim=-1, keepdim=True) - distances.amin(dim=-1, keepdim=True)
-    uniform = spread <= 1e-12 * mean.clamp_min(1e-30)
-    return torch.where(uniform, torch.ones_like(distances), distances / mean.clamp_min(1e-30))
+    return weights if floor == 0.0 else floor + (1.0 - floor) * weights

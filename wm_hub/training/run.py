@@ -83,6 +83,7 @@ def main(
         task=task,
         loss_weighting=training_args.loss_weighting,
         weight_normalization=training_args.weight_normalization,
+        weight_floor=training_args.loss_weight_floor,
     )
     if data_args.dry_run:
         summary = _build_mixture(data_args).summary()
