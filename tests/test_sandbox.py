@@ -112,3 +112,27 @@ def test_sandbox_video_key_frames_are_the_action_frames_and_pairs_hold_one_actio
     mtime = paths[0].stat().st_mtime_ns
     write_sandbox_videos(tmp_path, 2)
     assert paths[0].stat().st_mtime_ns == mtime
+
+
+SHIPPED_BASE = REPO / "sandbox" / "base"
+
+
+def test_the_shipped_base_loads_in_both_pipelines_and_its_card_states_its_measurements():
+    from transformers import pipeline
+
+    import wm_hub  # noqa: F401  (registers the pipelines)
+
+    triplet = ShapesWorld(SANDBOX_WORLD).triplet("test", 0)
+    fdm = pipeline("forward-dynamics", model=str(SHIPPED_BASE))
+    result = fdm(triplet.source, triplet.action.text, seed=0, return_image_ids=True)
+    assert result["image"].size == (32, 32) and result["image_ids"].shape == (16,)
+    idm = pipeline("inverse-dynamics", model=str(SHIPPED_BASE))
+    assert isinstance(idm(triplet.source, triplet.target)["action"], str)
+    report = json.loads((SHIPPED_BASE / "base_report.json").read_text())
+    card = (SHIPPED_BASE / "README.md").read_text()
+    assert f"{report['caption_exact_match']:.3f}" in card and (SHIPPED_BASE / "loss_curve.png").is_file()
+    # it reads and copies pictures, and knows no actions
+    assert report["caption_exact_match"] >= 0.5 and report["copy"]["whole_image"] >= 0.5
+    assert report["idm_exact_match_before_fine_tuning"] <= 0.05
+    size = sum(path.stat().st_size for path in SHIPPED_BASE.rglob("*") if path.is_file())
+    assert size <= 25 * 2**20 and not (SHIPPED_BASE / "checkpoints").exists()

@@ -211,12 +211,90 @@ def pretrain(config: SandboxPretrainConfig) -> Backbone:
     seconds = time.perf_counter() - start
     backbone.model.eval()
     backbone.save_pretrained(out)
-    fit_log = Path(config.vqgan) / "fit_log.json"
-    if fit_log.is_file():  # the tokenizer's held-out stability and exactness travel with the base
-        (out / "tokenizer_report.json").write_text(json.dumps(json.loads(fit_log.read_text())["heldout"], indent=2))
-    log = out / "pretrain_run.json"
-    log.write_text(json.dumps({"seconds_this_run": seconds, "steps": trainer.state.global_step}, indent=2) + "\n")
+    runs = json.loads((out / "pretrain_run.json").read_text())["runs"] if (out / "pretrain_run.json").is_file() else []
+    runs.append({"seconds": seconds, "steps_at_end": trainer.state.global_step})
+    (out / "pretrain_run.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    finish_base(config)
     return backbone
+
+
+def finish_base(config: SandboxPretrainConfig) -> dict[str, Any]:
+    """Measure the saved base (:func:`~wm_hub.sandbox.measure.measure_base`), plot its loss, write its model card."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wm_hub.models.loading import load_backbone
+    from wm_hub.sandbox.measure import measure_base
+
+    out = Path(config.output_dir)
+    fit_log = Path(config.vqgan) / "fit_log.json"
+    tokenizer = json.loads(fit_log.read_text())["heldout"] if fit_log.is_file() else None
+    if tokenizer is not None:
+        (out / "tokenizer_report.json").write_text(json.dumps(tokenizer, indent=2) + "\n")
+    report = measure_base(load_backbone(str(out)), WorldConfig(**config.world))
+    (out / "base_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.plot([row["step"] for row in log], [row["loss_image"] for row in log], label="image tokens")
+    axis.plot([row["step"] for row in log], [row["loss_text"] for row in log], label="text tokens")
+    axis.set(xlabel="step", ylabel="NLL per token", yscale="log", title="sandbox base pretraining")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(out / "loss_curve.png", dpi=100)
+    plt.close(figure)
+    runs = json.loads((out / "pretrain_run.json").read_text()).get("runs", [])
+    (out / "README.md").write_text(_card(config, report, tokenizer, sum(run["seconds"] for run in runs)))
+    return report
+
+
+def _card(config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict | None, seconds: float) -> str:
+    fdm = report["fdm_before_fine_tuning"]
+    lines = [
+        "---",
+        "library_name: wm-hub",
+        "license: mit",
+        "tags: [world-model, wm-hub, sandbox, chameleon]",
+        "---",
+        "",
+        "# wm-hub sandbox base",
+        "",
+        "A tiny unified model of the Chameleon layout (text and VQ image tokens in one transformer: "
+        f"hidden {config.hidden_size}, {config.num_layers} layers, {config.num_heads} heads) pretrained on 32 px "
+        "shapes-world pictures of 4 x 4 cells **without any action**: the sandbox's Anole. `wm-hub demo` fine-tunes "
+        "it into the IDM and the FDM of the paper.",
+        "",
+        "## Data and training",
+        "",
+        f"{config.max_steps} steps of {config.per_device_train_batch_size} sequences (lr {config.learning_rate}, "
+        f"cosine), {seconds / 60:.0f} minutes on 2 CPU cores, through wm-hub's WorldModelTrainer (TRL SFTTrainer). "
+        "Tasks in turn: captioning a picture, captioning the second of two related pictures, drawing a picture from "
+        "its description, redrawing a picture (copy, or edit from a full description of the new scene). "
+        "Reproduce: `wm-hub sandbox tokenizer --out sandbox/tokenizer` then "
+        "`wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml`.",
+        "",
+        "![loss](loss_curve.png)",
+        "",
+        f"## Measured on {report['num']} held-out scenes",
+        "",
+        "| skill | figure |",
+        "|---|---|",
+        f"| caption exact match (greedy) | {report['caption_exact_match']:.3f} |",
+        f"| draw from a description: whole picture / cells | {report['draw']['whole_image']:.3f} / "
+        f"{report['draw']['all_cells']:.3f} |",
+        f"| copy a picture: whole picture / cells | {report['copy']['whole_image']:.3f} / "
+        f"{report['copy']['all_cells']:.3f} |",
+        f"| IDM exact match before fine-tuning | {report['idm_exact_match_before_fine_tuning']:.3f} |",
+        f"| FDM before fine-tuning: changed cells / all cells | {fdm['changed_cells']:.3f} / {fdm['all_cells']:.3f} |",
+    ]
+    if tokenizer:
+        lines += [
+            "",
+            f"Image tokenizer (`vqgan/`, one code per cell pattern): stability {tokenizer['stability']:.4f}, "
+            f"cell exactness {tokenizer['cell_exactness']:.4f} on {tokenizer['num_pairs']} held-out pairs.",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
