@@ -73,3 +73,23 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         "examples": [{"caption": c, "truth": describe_scene(s)} for c, s in zip(captions[:3], scenes[:3])]
         + [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])],
     }
+
+
+@torch.no_grad()
+def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, float]:
+    """IDM exact match (greedy) and FDM greedy changed-cell / all-cell accuracy on the first ``num`` test triplets."""
+    triplets = [ShapesWorld(world).triplet("test", index) for index in range(num)]
+    sources = torch.stack([scene_contents(t.source_scene, world) for t in triplets])
+    targets = torch.stack([scene_contents(t.target_scene, world) for t in triplets])
+    source_ids = [backbone.codes_to_ids(row).tolist() for row in sources]
+    target_ids = [backbone.codes_to_ids(row).tolist() for row in targets]
+    labels = generate_actions(backbone, list(zip(source_ids, target_ids)), max_new_tokens=24)
+    prompts = [backbone.build_fdm_sequence(ids, t.action.text).input_ids for ids, t in zip(source_ids, triplets)]
+    predicted = _codes(backbone, generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0])
+    scores = _image_scores(predicted, targets, targets != sources)
+    return {
+        "idm_exact_match": sum(a == t.action.text for a, t in zip(labels, triplets)) / num,
+        "fdm_changed_cells": scores["changed_cells"],
+        "fdm_all_cells": scores["all_cells"],
+        "fdm_whole_image": scores["whole_image"],
+    }
