@@ -136,4 +136,3 @@ def test_the_shipped_base_loads_in_both_pipelines_and_its_card_states_its_measur
     assert report["idm_exact_match_before_fine_tuning"] <= 0.05
     size = sum(path.stat().st_size for path in SHIPPED_BASE.rglob("*") if path.is_file())
     assert size <= 25 * 2**20 and not (SHIPPED_BASE / "checkpoints").exists()
-
