@@ -20,11 +20,8 @@ from wm_hub.sandbox.cells import scene_contents
 from wm_hub.sandbox.text import CAPTION_INSTRUCTION, COPY_INSTRUCTION, DRAW_INSTRUCTION, describe_scene
 
 
-def _codes(backbone: Backbone, ids: torch.Tensor) -> torch.Tensor:
-    return backbone.ids_to_codes(ids)
-
-
-def _image_scores(predicted: torch.Tensor, truth: torch.Tensor, changed: torch.Tensor | None = None) -> dict:
+def image_scores(predicted: torch.Tensor, truth: torch.Tensor, changed: torch.Tensor | None = None) -> dict:
+    """Whole-picture exactness and cell accuracy of ``(N, cells)`` predicted contents (and on ``changed`` cells)."""
     right = predicted == truth
     scores = {"whole_image": float(right.all(dim=1).float().mean()), "all_cells": float(right.float().mean())}
     if changed is not None:
@@ -33,51 +30,8 @@ def _image_scores(predicted: torch.Tensor, truth: torch.Tensor, changed: torch.T
 
 
 @torch.no_grad()
-def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Reading, writing, copying and the dynamics of ``backbone`` on the first ``num`` test triplets of ``world``."""
-    painter = ShapesWorld(world)
-    triplets = [painter.triplet("test", index) for index in range(num)]
-    scenes = [t.source_scene for t in triplets]
-    truth = torch.stack([scene_contents(scene, world) for scene in scenes])
-    ids = [backbone.codes_to_ids(row).tolist() for row in truth]
-    text, sep, bos = backbone._text_ids, backbone.separator_token_id, backbone.bos_token_id
-
-    def block(image_ids: list[int]) -> list[int]:
-        return backbone.image_prefix_ids() + backbone.image_body_ids(image_ids) + backbone.image_suffix_ids()
-
-    prompts = torch.tensor([[bos, *text(CAPTION_INSTRUCTION), *block(row), sep] for row in ids])
-    generated = backbone.model.generate(
-        input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=80, do_sample=False,
-        eos_token_id=backbone.eos_token_id, pad_token_id=backbone.pad_token_id,
-    )  # fmt: skip
-    captions = backbone.tokenizer.batch_decode(generated[:, prompts.shape[1] :], skip_special_tokens=True)
-    caption_exact = sum(a.strip() == describe_scene(s) for a, s in zip(captions, scenes)) / num
-    draw_prompts = [[bos, *text(DRAW_INSTRUCTION), *text(describe_scene(s)), sep, *backbone.image_prefix_ids()]
-                    for s in scenes]  # fmt: skip
-    drawn = generate_images(backbone, draw_prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
-    copy_prompts = [[bos, *text(COPY_INSTRUCTION), *block(row), *text(describe_scene(s)), sep,
-                     *backbone.image_prefix_ids()] for row, s in zip(ids, scenes)]  # fmt: skip
-    copied = generate_images(backbone, copy_prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
-    labels = generate_actions(backbone, [(row, backbone.codes_to_ids(scene_contents(t.target_scene, world)).tolist())
-                                         for row, t in zip(ids, triplets)], max_new_tokens=24)  # fmt: skip
-    fdm_prompts = [backbone.build_fdm_sequence(row, t.action.text).input_ids for row, t in zip(ids, triplets)]
-    predicted = generate_images(backbone, fdm_prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
-    targets = torch.stack([scene_contents(t.target_scene, world) for t in triplets])
-    return {
-        "num": num,
-        "caption_exact_match": caption_exact,
-        "draw": _image_scores(_codes(backbone, drawn), truth),
-        "copy": _image_scores(_codes(backbone, copied), truth),
-        "idm_exact_match_before_fine_tuning": sum(a == t.action.text for a, t in zip(labels, triplets)) / num,
-        "fdm_before_fine_tuning": _image_scores(_codes(backbone, predicted), targets, targets != truth),
-        "examples": [{"caption": c, "truth": describe_scene(s)} for c, s in zip(captions[:3], scenes[:3])]
-        + [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])],
-    }
-
-
-@torch.no_grad()
-def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, float]:
-    """IDM exact match (greedy) and FDM greedy changed-cell / all-cell accuracy on the first ``num`` test triplets."""
+def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, Any]:
+    """IDM exact match (greedy) and the FDM's greedy :func:`image_scores` on the first ``num`` test triplets."""
     triplets = [ShapesWorld(world).triplet("test", index) for index in range(num)]
     sources = torch.stack([scene_contents(t.source_scene, world) for t in triplets])
     targets = torch.stack([scene_contents(t.target_scene, world) for t in triplets])
@@ -85,11 +39,47 @@ def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, see
     target_ids = [backbone.codes_to_ids(row).tolist() for row in targets]
     labels = generate_actions(backbone, list(zip(source_ids, target_ids)), max_new_tokens=24)
     prompts = [backbone.build_fdm_sequence(ids, t.action.text).input_ids for ids, t in zip(source_ids, triplets)]
-    predicted = _codes(backbone, generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0])
-    scores = _image_scores(predicted, targets, targets != sources)
+    predicted = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
     return {
         "idm_exact_match": sum(a == t.action.text for a, t in zip(labels, triplets)) / num,
-        "fdm_changed_cells": scores["changed_cells"],
-        "fdm_all_cells": scores["all_cells"],
-        "fdm_whole_image": scores["whole_image"],
+        "fdm": image_scores(backbone.ids_to_codes(predicted), targets, targets != sources),
+        "examples": [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])],
+    }
+
+
+@torch.no_grad()
+def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, Any]:
+    """Reading, writing, copying and the dynamics of ``backbone`` on the first ``num`` test triplets of ``world``."""
+    scenes = [ShapesWorld(world).triplet("test", index).source_scene for index in range(num)]
+    truth = torch.stack([scene_contents(scene, world) for scene in scenes])
+    ids = [backbone.codes_to_ids(row).tolist() for row in truth]
+    text, sep, bos = backbone._text_ids, backbone.separator_token_id, backbone.bos_token_id
+
+    def block(image_ids: list[int]) -> list[int]:
+        return backbone.image_prefix_ids() + backbone.image_body_ids(image_ids) + backbone.image_suffix_ids()
+
+    def greedy_images(prompts: list[list[int]]) -> torch.Tensor:
+        ids = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
+        return backbone.ids_to_codes(ids)
+
+    prompts = torch.tensor([[bos, *text(CAPTION_INSTRUCTION), *block(row), sep] for row in ids])
+    generated = backbone.model.generate(
+        input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=80, do_sample=False,
+        eos_token_id=backbone.eos_token_id, pad_token_id=backbone.pad_token_id,
+    )  # fmt: skip
+    captions = backbone.tokenizer.batch_decode(generated[:, prompts.shape[1] :], skip_special_tokens=True)
+    drawn = greedy_images([[bos, *text(DRAW_INSTRUCTION), *text(describe_scene(s)), sep, *backbone.image_prefix_ids()]
+                           for s in scenes])  # fmt: skip
+    copied = greedy_images([[bos, *text(COPY_INSTRUCTION), *block(row), *text(describe_scene(s)), sep,
+                             *backbone.image_prefix_ids()] for row, s in zip(ids, scenes)])  # fmt: skip
+    dynamics = measure_dynamics(backbone, world, num, seed)
+    return {
+        "num": num,
+        "caption_exact_match": sum(a.strip() == describe_scene(s) for a, s in zip(captions, scenes)) / num,
+        "draw": image_scores(drawn, truth),
+        "copy": image_scores(copied, truth),
+        "idm_exact_match_before_fine_tuning": dynamics["idm_exact_match"],
+        "fdm_before_fine_tuning": dynamics["fdm"],
+        "examples": [{"caption": c, "truth": describe_scene(s)} for c, s in zip(captions[:3], scenes[:3])]
+        + dynamics["examples"],
     }

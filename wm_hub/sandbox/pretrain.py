@@ -295,10 +295,3 @@ def _card(config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict
             f"cell exactness {tokenizer['cell_exactness']:.4f} on {tokenizer['num_pairs']} held-out pairs.",
         ]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    overrides = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    pretrain(SandboxPretrainConfig(**overrides))

@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import VQModel
@@ -40,6 +39,7 @@ from tqdm import tqdm
 from wm_hub.data.shapes_world import Scene, ShapeObject, ShapesWorld, WorldConfig
 from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes
 from wm_hub.models.tiny import TinySpec, tiny_vqgan, zero_residual_branches
+from wm_hub.models.vq_fitting import images_to_pixels
 from wm_hub.sandbox.cells import CellReader, cell_patterns, scene_contents
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
@@ -85,7 +85,7 @@ def _random_scene(world: ShapesWorld, rng: random.Random, max_objects: int) -> S
 
 
 def _pixels(images) -> torch.Tensor:
-    return torch.from_numpy(np.stack([np.asarray(image) for image in images])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images_to_pixels(images).float() / 127.5 - 1
 
 
 def sandbox_vqgan(world: WorldConfig, seed: int = 0) -> VQModel:
