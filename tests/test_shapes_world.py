@@ -115,6 +115,8 @@ def test_every_action_template_appears_and_does_what_its_text_says():
         else:
             other = (groups[2], groups[3])
             assert (after[subject], after[other]) == (before[other], before[subject])
+            # named in reading order (row, then column), so the two pictures determine the text
+            assert before[subject][::-1] < before[other][::-1]
             touched = {subject, other}
         assert {k: v for k, v in before.items() if k not in touched} == {
             k: v for k, v in after.items() if k not in touched

@@ -382,7 +382,9 @@ class ShapesWorld:
                 if not scene.has(obj.colour, shape)
             ]
         if kind == "swap":
-            return [Action("swap", a, other=b) for a, b in combinations(objects, 2)]
+            # The object first in reading order is named first, so the text is a function of the two pictures.
+            in_reading_order = sorted(objects, key=lambda obj: (obj.cell[1], obj.cell[0]))
+            return [Action("swap", a, other=b) for a, b in combinations(in_reading_order, 2)]
         raise ValueError(f"unknown action kind {kind!r}; choose from {ACTION_KINDS}")
 
     def random_action(self, scene: Scene, rng: random.Random, kinds: Iterable[str]) -> Action | None:
