@@ -34,7 +34,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: {args.config}: {error}") from None
     else:
         config = SandboxPretrainConfig()
-    for key in ("output_dir", "max_steps", "vqgan"):
+    for key in ("output_dir", "max_steps", "vqgan", "init_from"):
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
     pretrain(config)
@@ -63,15 +63,20 @@ def register(subparsers) -> None:
     fit.set_defaults(func=_tokenizer)
     train = tasks.add_parser(
         "pretrain",
-        help="pretrain the sandbox base (captioning, drawing, copying; no actions), resumable",
+        help="pretrain the sandbox base (captioning, comparing, drawing, editing; no actions), resumable",
         description="Pretrains the tiny Chameleon-layout sandbox base through wm-hub's trainer (TRL SFTTrainer) on "
-        "captioning, two-picture captioning, drawing from a caption and redrawing (copy, or edit from a full "
-        "description): it reads and writes pictures but never sees an action. Checkpoints go to "
-        "OUTPUT_DIR/checkpoints; a rerun resumes from the last one. The finished base is a load_backbone folder.",
-        epilog="example: wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml",
+        "captioning, two-picture captioning, listing where two pictures differ, drawing from a caption and "
+        "redrawing with a list of changed cells (or none: a copy): it reads, compares and writes pictures but "
+        "never sees an action. Checkpoints go to "
+        "OUTPUT_DIR/checkpoints/stage-N; a rerun resumes from the last one. With init_from, a later stage continues "
+        "from a pretrained base (fresh optimizer and schedule) and the card covers every stage. The finished base is "
+        "a load_backbone folder.",
+        epilog="example: wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml; then (the shipped base's "
+        "second stage) wm-hub sandbox pretrain --config recipes/sandbox/pretrain-stage2.yaml",
     )
     train.add_argument("--config", help="YAML of SandboxPretrainConfig fields (recipes/sandbox/pretrain.yaml)")
     train.add_argument("--output_dir", help="override the config's output_dir")
     train.add_argument("--max_steps", type=int, help="override the config's max_steps")
     train.add_argument("--vqgan", help="override the config's tokenizer folder")
+    train.add_argument("--init_from", help="override the config's init_from (a base to continue from)")
     train.set_defaults(func=_pretrain)

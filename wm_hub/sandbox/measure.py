@@ -1,9 +1,10 @@
-"""What a sandbox model can do, measured on held-out scenes: read, write and copy pictures, and the dynamics.
+"""What a sandbox model can do, measured on held-out scenes: read, compare, write, copy, edit, and the dynamics.
 
-:func:`measure_base` is what the base's model card reports: caption exact match (picture -> description, greedy),
-drawing (description -> picture) and copying (picture -> the same picture) as whole-picture exactness and cell
-accuracy, and, before any fine-tuning, the IDM exact match and the FDM's changed-cell accuracy in the IDM/FDM
-formats (a base that knows no actions should score about 0 on both; copying the source scores 0 changed cells).
+:func:`measure_base` is what the base's model card reports: caption and difference-list exact match (greedy),
+drawing (description -> picture), copying (picture + "no change" -> the same picture) and editing (picture + change
+list -> picture) as whole-picture exactness and cell accuracy, and, before any fine-tuning, the IDM exact match and
+the FDM's changed-cell accuracy in the IDM/FDM formats (a base that knows no actions should score about 0 on both;
+copying the source scores 0 changed cells).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import Backbone
 from wm_hub.sandbox.cells import scene_contents
-from wm_hub.sandbox.text import CAPTION_INSTRUCTION, COPY_INSTRUCTION, DRAW_INSTRUCTION, describe_scene
+from wm_hub.sandbox.text import (
+    CAPTION_INSTRUCTION,
+    DIFFERENCES_INSTRUCTION,
+    DRAW_INSTRUCTION,
+    NO_CHANGE,
+    REDRAW_INSTRUCTION,
+    describe_changes,
+    describe_scene,
+)
 
 
 def image_scores(predicted: torch.Tensor, truth: torch.Tensor, changed: torch.Tensor | None = None) -> dict:
@@ -49,10 +58,13 @@ def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, see
 
 @torch.no_grad()
 def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, Any]:
-    """Reading, writing, copying and the dynamics of ``backbone`` on the first ``num`` test triplets of ``world``."""
-    scenes = [ShapesWorld(world).triplet("test", index).source_scene for index in range(num)]
+    """Reading, comparing, writing, copying, editing and the dynamics on the first ``num`` test triplets."""
+    triplets = [ShapesWorld(world).triplet("test", index) for index in range(num)]
+    scenes, afters = [t.source_scene for t in triplets], [t.target_scene for t in triplets]
     truth = torch.stack([scene_contents(scene, world) for scene in scenes])
+    after_truth = torch.stack([scene_contents(scene, world) for scene in afters])
     ids = [backbone.codes_to_ids(row).tolist() for row in truth]
+    after_ids = [backbone.codes_to_ids(row).tolist() for row in after_truth]
     text, sep, bos = backbone._text_ids, backbone.separator_token_id, backbone.bos_token_id
 
     def block(image_ids: list[int]) -> list[int]:
@@ -62,24 +74,38 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         ids = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
         return backbone.ids_to_codes(ids)
 
-    prompts = torch.tensor([[bos, *text(CAPTION_INSTRUCTION), *block(row), sep] for row in ids])
-    generated = backbone.model.generate(
-        input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=80, do_sample=False,
-        eos_token_id=backbone.eos_token_id, pad_token_id=backbone.pad_token_id,
-    )  # fmt: skip
-    captions = backbone.tokenizer.batch_decode(generated[:, prompts.shape[1] :], skip_special_tokens=True)
+    def greedy_texts(prompts: list[list[int]]) -> list[str]:
+        prompts = torch.tensor(prompts)
+        generated = backbone.model.generate(
+            input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=80, do_sample=False,
+            eos_token_id=backbone.eos_token_id, pad_token_id=backbone.pad_token_id,
+        )  # fmt: skip
+        decoded = backbone.tokenizer.batch_decode(generated[:, prompts.shape[1] :], skip_special_tokens=True)
+        return [answer.strip() for answer in decoded]
+
+    captions = greedy_texts([[bos, *text(CAPTION_INSTRUCTION), *block(row), sep] for row in ids])
+    changes = greedy_texts([[bos, *block(a), *block(b), *text(DIFFERENCES_INSTRUCTION), sep]
+                            for a, b in zip(ids, after_ids)])  # fmt: skip
     drawn = greedy_images([[bos, *text(DRAW_INSTRUCTION), *text(describe_scene(s)), sep, *backbone.image_prefix_ids()]
                            for s in scenes])  # fmt: skip
-    copied = greedy_images([[bos, *text(COPY_INSTRUCTION), *block(row), *text(describe_scene(s)), sep,
-                             *backbone.image_prefix_ids()] for row, s in zip(ids, scenes)])  # fmt: skip
+
+    def redraw(changes: list[str]) -> torch.Tensor:
+        return greedy_images([[bos, *text(REDRAW_INSTRUCTION), *block(row), *text(change), sep,
+                               *backbone.image_prefix_ids()] for row, change in zip(ids, changes)])  # fmt: skip
+
+    copied = redraw([NO_CHANGE] * num)
+    edited = redraw([describe_changes(a, b) for a, b in zip(scenes, afters)])
     dynamics = measure_dynamics(backbone, world, num, seed)
     return {
         "num": num,
-        "caption_exact_match": sum(a.strip() == describe_scene(s) for a, s in zip(captions, scenes)) / num,
+        "caption_exact_match": sum(a == describe_scene(s) for a, s in zip(captions, scenes)) / num,
+        "differences_exact_match": sum(c == describe_changes(a, b) for c, a, b in zip(changes, scenes, afters)) / num,
         "draw": image_scores(drawn, truth),
         "copy": image_scores(copied, truth),
+        "edit": image_scores(edited, after_truth, after_truth != truth),
         "idm_exact_match_before_fine_tuning": dynamics["idm_exact_match"],
         "fdm_before_fine_tuning": dynamics["fdm"],
         "examples": [{"caption": c, "truth": describe_scene(s)} for c, s in zip(captions[:3], scenes[:3])]
+        + [{"differences": c, "truth": describe_changes(a, b)} for c, a, b in zip(changes[:3], scenes, afters)]
         + dynamics["examples"],
     }

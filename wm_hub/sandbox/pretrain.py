@@ -1,19 +1,23 @@
 """Pretraining the sandbox base: a tiny unified model that reads and writes shapes-world pictures, without actions.
 
-The paper fine-tunes Anole, which already captions and draws images; the sandbox base plays that role. It is a tiny
-model of the real Chameleon layout (:func:`~wm_hub.models.tiny.build_tiny_chameleon` with the sandbox tokenizers)
-trained through wm-hub's own trainer (:class:`~wm_hub.training.trainers.WorldModelTrainer`, TRL's ``SFTTrainer``)
-on four kinds of sequences, none of which holds an action text:
+The paper fine-tunes Anole, which already captions, compares and draws images; the sandbox base plays that role. It
+is a tiny model of the real Chameleon layout (:func:`~wm_hub.models.tiny.build_tiny_chameleon` with the sandbox
+tokenizers) trained through wm-hub's own trainer (:class:`~wm_hub.training.trainers.WorldModelTrainer`, TRL's
+``SFTTrainer``) on five kinds of sequences, none of which holds an action text:
 
 - ``caption``: ``[bos] "Describe the picture." [boi] image [eoi] [sep] caption [eos]`` (reading);
 - ``second_caption``: ``[bos] [boi] A [eoi] [boi] B [eoi] "Describe the second picture." [sep] caption(B) [eos]``,
   the IDM's layout, with A and B two related scenes (reading two pictures);
+- ``differences``: ``[bos] [boi] A [eoi] [boi] B [eoi] "What differs between the pictures?" [sep] changes [eos]``,
+  the IDM's layout: the cells whose content differs, ``"row 2, column 3: red square -> nothing; ..."``
+  (:func:`~wm_hub.sandbox.text.describe_changes`), comparing two pictures cell by cell;
 - ``draw``: ``[bos] "Draw the picture:" caption [sep] [boi] image [eoi] [eos]`` (writing);
-- ``redraw``: ``[bos] "Repeat the picture." [boi] A [eoi] caption(B) [sep] [boi] B [eoi] [eos]``, the FDM's layout,
-  where B is A itself (copying across a text) or a related scene described in full (editing from a description).
+- ``redraw``: ``[bos] "Redraw the picture with these changes:" [boi] A [eoi] changes [sep] [boi] B [eoi] [eos]``,
+  the FDM's layout: copying a picture while rewriting the cells a change list names (``"no change"``: B is A).
 
-"Related scenes" are the source and target of a random shapes-world triplet; the base sees the two pictures and a
-description, never the action that links them. Image ids come from the cells' true contents, which is what the
+"Related scenes" are the source and target of a random shapes-world triplet; the base sees the two pictures and
+what differs cell by cell, never the action that links them (which object moved where, and why, is the dynamics
+the IDM and FDM learn from labelled triplets). Image ids come from the cells' true contents, which is what the
 sandbox tokenizer encodes (its code accuracy is 1.0 on held-out pictures, :mod:`wm_hub.sandbox.tokenizer`).
 """
 
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,15 +43,19 @@ from wm_hub.models.tiny import TinySpec, build_tiny_chameleon
 from wm_hub.sandbox.cells import scene_contents
 from wm_hub.sandbox.text import (
     CAPTION_INSTRUCTION,
-    COPY_INSTRUCTION,
+    DIFFERENCES_INSTRUCTION,
     DRAW_INSTRUCTION,
+    REDRAW_INSTRUCTION,
     SECOND_CAPTION_INSTRUCTION,
     build_sandbox_text_tokenizer,
+    describe_changes,
     describe_scene,
 )
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
-PRETRAIN_TASKS = ("caption", "second_caption", "draw", "redraw")
+PRETRAIN_TASKS = ("caption", "second_caption", "differences", "draw", "redraw")
+# Rows of each task per cycle: reading and drawing one picture are learnt early; comparing and editing take longest.
+DEFAULT_TASK_MIX = {"caption": 2, "second_caption": 1, "differences": 3, "draw": 2, "redraw": 3}
 
 
 @dataclass
@@ -64,8 +73,11 @@ class SandboxPretrainConfig:
         learning_rate: Peak AdamW learning rate (cosine decay).
         warmup_steps: Linear warm-up steps.
         save_steps: Steps between resumable checkpoints.
-        copy_share: Share of ``redraw`` rows whose second picture is the first (pure copying).
+        copy_share: Share of ``redraw`` rows whose second picture is the first (``"no change"``: pure copying).
+        task_mix: Rows of each task (:data:`PRETRAIN_TASKS`) per cycle of the data.
         seed: Seed of the weights and the data.
+        init_from: A pretrained base to continue from (a later stage: its weights, a fresh optimizer and schedule;
+            its loss log and run record carry over so the card covers every stage). ``None``: random weights.
     """
 
     vqgan: str = "sandbox/tokenizer"
@@ -78,9 +90,11 @@ class SandboxPretrainConfig:
     learning_rate: float = 1e-3
     warmup_steps: int = 100
     save_steps: int = 250
-    copy_share: float = 0.5
+    copy_share: float = 0.25
+    task_mix: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_TASK_MIX))
     seed: int = 0
     world: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(SANDBOX_WORLD))
+    init_from: str | None = None
 
 
 def _image(backbone: Backbone, scene, world: WorldConfig) -> list[int]:
@@ -106,16 +120,21 @@ def pretraining_row(backbone: Backbone, world: ShapesWorld, task: str, rng: rand
         scene = rng.choice((source, target))
         prompt = [bos, *text(CAPTION_INSTRUCTION), *_block(backbone, _image(backbone, scene, config)), sep]
         return _row(prompt, text(describe_scene(scene)) + [eos])
-    if task == "second_caption":
+    if task in ("second_caption", "differences"):
         first, second = (source, target) if rng.random() < 0.5 else (target, source)
+        instruction, answer = (
+            (SECOND_CAPTION_INSTRUCTION, describe_scene(second))
+            if task == "second_caption"
+            else (DIFFERENCES_INSTRUCTION, describe_changes(first, second))
+        )
         prompt = [
             bos,
             *_block(backbone, _image(backbone, first, config)),
             *_block(backbone, _image(backbone, second, config)),
-            *text(SECOND_CAPTION_INSTRUCTION),
+            *text(instruction),
             sep,
         ]
-        return _row(prompt, text(describe_scene(second)) + [eos])
+        return _row(prompt, text(answer) + [eos])
     if task == "draw":
         scene = rng.choice((source, target))
         prompt = [bos, *text(DRAW_INSTRUCTION), *text(describe_scene(scene)), sep]
@@ -124,9 +143,9 @@ def pretraining_row(backbone: Backbone, world: ShapesWorld, task: str, rng: rand
         after = source if rng.random() < copy_share else target
         prompt = [
             bos,
-            *text(COPY_INSTRUCTION),
+            *text(REDRAW_INSTRUCTION),
             *_block(backbone, _image(backbone, source, config)),
-            *text(describe_scene(after)),
+            *text(describe_changes(source, after)),
             sep,
             *backbone.image_prefix_ids(),
         ]
@@ -135,13 +154,22 @@ def pretraining_row(backbone: Backbone, world: ShapesWorld, task: str, rng: rand
     raise ValueError(f"unknown pretraining task {task!r}; choose from {PRETRAIN_TASKS}")
 
 
-def pretraining_dataset(backbone: Backbone, world: WorldConfig, num_rows: int, seed: int, copy_share: float):
-    """``num_rows`` pretraining rows, the tasks in turn, drawn from the world's ``pretrain`` generator."""
+def pretraining_dataset(
+    backbone: Backbone,
+    world: WorldConfig,
+    num_rows: int,
+    seed: int,
+    copy_share: float,
+    task_mix: dict[str, int] | None = None,
+) -> datasets.Dataset:
+    """``num_rows`` pretraining rows, cycling through ``task_mix`` (rows per task), from their own generator."""
+    task_mix = DEFAULT_TASK_MIX if task_mix is None else task_mix
+    unknown = sorted(set(task_mix) - set(PRETRAIN_TASKS))
+    if unknown or not any(task_mix.values()) or min(task_mix.values()) < 0:
+        raise ValueError(f"task_mix must give rows (>= 0, some > 0) of tasks in {PRETRAIN_TASKS}, got {task_mix}")
+    cycle = [task for task, count in task_mix.items() for _ in range(count)]
     painter, rng = ShapesWorld(world), random.Random(f"sandbox_pretrain/{seed}")
-    rows = [
-        pretraining_row(backbone, painter, PRETRAIN_TASKS[i % len(PRETRAIN_TASKS)], rng, copy_share)
-        for i in range(num_rows)
-    ]
+    rows = [pretraining_row(backbone, painter, cycle[i % len(cycle)], rng, copy_share) for i in range(num_rows)]
     return datasets.Dataset.from_list(rows)
 
 
@@ -162,13 +190,44 @@ def build_sandbox_base(config: SandboxPretrainConfig) -> Backbone:
 
 
 class _LossLog(TrainerCallback):
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, stage: int, first_step: int):
+        self.path, self.stage, self.first_step = path, stage, first_step
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
+            row = {"step": self.first_step + state.global_step, "stage": self.stage, **logs}
             with self.path.open("a") as handle:
-                handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                handle.write(json.dumps(row) + "\n")
+
+
+def _runs(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "pretrain_run.json"
+    return json.loads(path.read_text())["runs"] if path.is_file() else []
+
+
+def _stages(runs: list[dict[str, Any]]) -> dict[int, int]:
+    """Steps of each finished stage (a resumed stage has several runs; its last one counts)."""
+    steps: dict[int, int] = {}
+    for run in runs:
+        steps[run.get("stage", 1)] = max(steps.get(run.get("stage", 1), 0), run["steps_at_end"])
+    return steps
+
+
+def _start_stage(config: SandboxPretrainConfig, out: Path) -> tuple[Backbone, int, int]:
+    """The backbone to train, this stage's number and the global step it starts at."""
+    if config.init_from is None:
+        return build_sandbox_base(config), 1, 0
+    from wm_hub.models.loading import load_backbone
+
+    source = Path(config.init_from)
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"init_from={config.init_from!r} is not a pretrained base (no config.json)")
+    if source.resolve() != out.resolve() and not (out / "pretrain_run.json").is_file():
+        for name in ("loss_log.jsonl", "pretrain_run.json"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, out / name)
+    stages = _stages(_runs(out))
+    return load_backbone(str(source)), max(stages, default=0) + 1, sum(stages.values())
 
 
 def pretrain(config: SandboxPretrainConfig) -> Backbone:
@@ -180,13 +239,18 @@ def pretrain(config: SandboxPretrainConfig) -> Backbone:
     out.mkdir(parents=True, exist_ok=True)
     (out / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     torch.manual_seed(config.seed)
-    backbone = build_sandbox_base(config)
+    backbone, stage, first_step = _start_stage(config, out)
     world = WorldConfig(**config.world)
     rows = pretraining_dataset(
-        backbone, world, config.max_steps * config.per_device_train_batch_size, config.seed, config.copy_share
+        backbone,
+        world,
+        config.max_steps * config.per_device_train_batch_size,
+        config.seed,
+        config.copy_share,
+        config.task_mix,
     )
     args = WorldModelSFTConfig(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(out / "checkpoints" / f"stage-{stage}"),
         max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_train_batch_size,
         learning_rate=config.learning_rate,
@@ -203,16 +267,30 @@ def pretrain(config: SandboxPretrainConfig) -> Backbone:
         dataloader_drop_last=True,
     )
     trainer = WorldModelTrainer(
-        backbone=backbone, args=args, train_dataset=rows, callbacks=[_LossLog(out / "loss_log.jsonl")]
+        backbone=backbone,
+        args=args,
+        train_dataset=rows,
+        callbacks=[_LossLog(out / "loss_log.jsonl", stage, first_step)],
     )
-    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    stage_dir = out / "checkpoints" / f"stage-{stage}"
+    checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
     seconds = time.perf_counter() - start
     backbone.model.eval()
     backbone.save_pretrained(out)
-    runs = json.loads((out / "pretrain_run.json").read_text())["runs"] if (out / "pretrain_run.json").is_file() else []
-    runs.append({"seconds": seconds, "steps_at_end": trainer.state.global_step})
+    runs = _runs(out)
+    runs.append(
+        {
+            "stage": stage,
+            "seconds": seconds,
+            "steps_at_end": trainer.state.global_step,
+            "init_from": config.init_from,
+            "learning_rate": config.learning_rate,
+            "task_mix": config.task_mix,
+            "seed": config.seed,
+        }
+    )
     (out / "pretrain_run.json").write_text(json.dumps({"runs": runs}, indent=2) + "\n")
     finish_base(config)
     return backbone
@@ -239,18 +317,44 @@ def finish_base(config: SandboxPretrainConfig) -> dict[str, Any]:
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot([row["step"] for row in log], [row["loss_image"] for row in log], label="image tokens")
     axis.plot([row["step"] for row in log], [row["loss_text"] for row in log], label="text tokens")
+    for boundary in sorted(_stages(_runs(out)).values())[:-1]:
+        axis.axvline(boundary, color="grey", linestyle=":")
     axis.set(xlabel="step", ylabel="NLL per token", yscale="log", title="sandbox base pretraining")
     axis.legend()
     figure.tight_layout()
     figure.savefig(out / "loss_curve.png", dpi=100)
     plt.close(figure)
-    runs = json.loads((out / "pretrain_run.json").read_text()).get("runs", [])
-    (out / "README.md").write_text(_card(config, report, tokenizer, sum(run["seconds"] for run in runs)))
+    (out / "README.md").write_text(_card(config, report, tokenizer, _runs(out)))
     return report
 
 
-def _card(config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict | None, seconds: float) -> str:
-    fdm = report["fdm_before_fine_tuning"]
+def _training_text(config: SandboxPretrainConfig, runs: list[dict[str, Any]]) -> str:
+    stages = _stages(runs)
+    seconds = sum(run["seconds"] for run in runs)
+    text = (
+        f"{sum(stages.values())} steps of {config.per_device_train_batch_size} sequences, {seconds / 60:.0f} minutes "
+        "on 2 CPU cores, through wm-hub's WorldModelTrainer (TRL SFTTrainer)"
+    )
+    if len(stages) > 1:
+        last = {run.get("stage", 1): run for run in runs}
+        text += ", in stages (each with a fresh AdamW and cosine schedule): " + "; ".join(
+            f"stage {stage}: {steps} steps, lr {last[stage].get('learning_rate', config.learning_rate)}, "
+            + ", ".join(f"{task} x{count}" for task, count in last[stage].get("task_mix", config.task_mix).items())
+            for stage, steps in sorted(stages.items())
+        )
+    else:
+        text += (
+            f" (lr {config.learning_rate}, cosine; tasks per cycle: "
+            + ", ".join(f"{task} x{count}" for task, count in config.task_mix.items())
+            + ")"
+        )
+    return text + "."
+
+
+def _card(
+    config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict | None, runs: list[dict[str, Any]]
+) -> str:
+    fdm, stages = report["fdm_before_fine_tuning"], len(_stages(runs))
     lines = [
         "---",
         "library_name: wm-hub",
@@ -267,12 +371,13 @@ def _card(config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict
         "",
         "## Data and training",
         "",
-        f"{config.max_steps} steps of {config.per_device_train_batch_size} sequences (lr {config.learning_rate}, "
-        f"cosine), {seconds / 60:.0f} minutes on 2 CPU cores, through wm-hub's WorldModelTrainer (TRL SFTTrainer). "
-        "Tasks in turn: captioning a picture, captioning the second of two related pictures, drawing a picture from "
-        "its description, redrawing a picture (copy, or edit from a full description of the new scene). "
+        _training_text(config, runs),
+        "Tasks: captioning a picture, captioning the second of two related pictures, listing the cells where two "
+        "pictures differ, drawing a picture from its description, redrawing a picture with a list of changed cells "
+        "(or 'no change': a copy). "
         "Reproduce: `wm-hub sandbox tokenizer --out sandbox/tokenizer` then "
-        "`wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml`.",
+        "`wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml`"
+        + (" and `wm-hub sandbox pretrain --config recipes/sandbox/pretrain-stage2.yaml`." if stages > 1 else "."),
         "",
         "![loss](loss_curve.png)",
         "",
@@ -281,10 +386,13 @@ def _card(config: SandboxPretrainConfig, report: dict[str, Any], tokenizer: dict
         "| skill | figure |",
         "|---|---|",
         f"| caption exact match (greedy) | {report['caption_exact_match']:.3f} |",
+        f"| differences of two pictures, exact match (greedy) | {report['differences_exact_match']:.3f} |",
         f"| draw from a description: whole picture / cells | {report['draw']['whole_image']:.3f} / "
         f"{report['draw']['all_cells']:.3f} |",
         f"| copy a picture: whole picture / cells | {report['copy']['whole_image']:.3f} / "
         f"{report['copy']['all_cells']:.3f} |",
+        f"| edit from a change list: whole picture / changed cells | {report['edit']['whole_image']:.3f} / "
+        f"{report['edit']['changed_cells']:.3f} |",
         f"| IDM exact match before fine-tuning | {report['idm_exact_match_before_fine_tuning']:.3f} |",
         f"| FDM before fine-tuning: changed cells / all cells | {fdm['changed_cells']:.3f} / {fdm['all_cells']:.3f} |",
     ]

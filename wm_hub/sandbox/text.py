@@ -23,8 +23,10 @@ from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
 CAPTION_INSTRUCTION = "Describe the picture."
 SECOND_CAPTION_INSTRUCTION = "Describe the second picture."
 DRAW_INSTRUCTION = "Draw the picture:"
-COPY_INSTRUCTION = "Repeat the picture."
+DIFFERENCES_INSTRUCTION = "What differs between the pictures?"
+REDRAW_INSTRUCTION = "Redraw the picture with these changes:"
 EMPTY_SCENE = "nothing"
+NO_CHANGE = "no change"
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
 
 
@@ -35,16 +37,37 @@ def describe_scene(scene: Scene) -> str:
     return "; ".join(parts) or EMPTY_SCENE
 
 
+def _content(obj) -> str:
+    return EMPTY_SCENE if obj is None else f"{obj.colour} {obj.shape}"
+
+
+def describe_changes(before: Scene, after: Scene) -> str:
+    """The cells whose content differs, in reading order, as ``"row R, column C: <before> -> <after>"``.
+
+    A comparison of two pictures, not an action: ``"row 1, column 2: red square -> nothing; row 1, column 1:
+    nothing -> red square"`` whatever moved the square; ``"no change"`` for identical scenes.
+    """
+    cells = {obj.cell for obj in before.objects + after.objects}
+    parts = [
+        f"row {y + 1}, column {x + 1}: {_content(before.at((x, y)))} -> {_content(after.at((x, y)))}"
+        for x, y in sorted(cells, key=lambda cell: (cell[1], cell[0]))
+        if _content(before.at((x, y))) != _content(after.at((x, y)))
+    ]
+    return "; ".join(parts) or NO_CHANGE
+
+
 def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) -> list[str]:
-    """Texts the BPE is fitted on: captions and actions of random scenes, and every instruction string."""
+    """Texts the BPE is fitted on: captions, actions and changes of random scenes, and every instruction."""
     painter, rng = ShapesWorld(world), random.Random(f"sandbox_corpus/{seed}")
     prompt = PromptFormat()
     texts = [
         CAPTION_INSTRUCTION,
         SECOND_CAPTION_INSTRUCTION,
         DRAW_INSTRUCTION,
-        COPY_INSTRUCTION,
+        DIFFERENCES_INSTRUCTION,
+        REDRAW_INSTRUCTION,
         EMPTY_SCENE,
+        NO_CHANGE,
         prompt.fdm_instruction,
         prompt.idm_instruction,
     ]
@@ -53,7 +76,7 @@ def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) ->
         texts.append(describe_scene(scene))
         action = painter.random_action(scene, rng, ACTION_KINDS)
         if action is not None:
-            texts.append(action.text)
+            texts += [action.text, describe_changes(scene, action.apply(scene))]
     return texts
 
 
