@@ -44,8 +44,8 @@ def _content(obj) -> str:
 def describe_changes(before: Scene, after: Scene) -> str:
     """The cells whose content differs, in reading order, as ``"row R, column C: <before> -> <after>"``.
 
-    A comparison of two pictures, not an action: ``"row 1, column 2: red square -> nothing; row 1, column 1:
-    nothing -> red square"`` whatever moved the square; ``"no change"`` for identical scenes.
+    A comparison of two pictures, not an action: ``"row 1, column 1: nothing -> red square; row 1, column 2:
+    red square -> nothing"`` whatever moved the square; ``"no change"`` for identical scenes.
     """
     cells = {obj.cell for obj in before.objects + after.objects}
     parts = [
