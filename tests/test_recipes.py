@@ -30,11 +30,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
 # Training recipes; tiny/annotate.yaml configures recipes/annotate.py and is tested in tests/test_annotate.py,
-# sandbox/pretrain.yaml configures `wm-hub sandbox pretrain` (tests/test_sandbox.py).
+# sandbox/pretrain*.yaml configure `wm-hub sandbox pretrain` (tests/test_sandbox.py).
 RECIPE_FILES = sorted(
     path
     for path in RECIPES.glob("*/*.yaml")
-    if path.parent.name != "accelerate_configs" and path.stem not in ("annotate", "pretrain")
+    if path.parent.name != "accelerate_configs" and path.stem != "annotate" and not path.stem.startswith("pretrain")
 )
 # `wm-hub demo`'s recipes (sandbox/demo-*.yaml) fine-tune the sandbox base fully; they have their own test below.
 DEMO_RECIPES = [path for path in RECIPE_FILES if path.stem.startswith("demo-")]

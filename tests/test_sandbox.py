@@ -202,3 +202,18 @@ def test_a_second_pretraining_stage_continues_from_the_first_and_the_card_covers
     assert one.keys() == two.keys() and any(not torch.equal(one[key], two[key]) for key in one)
     with pytest.raises(FileNotFoundError, match="init_from"):
         pretrain(dataclasses.replace(second, output_dir=str(tmp_path / "three"), init_from=str(tmp_path / "none")))
+
+
+def test_the_pretraining_recipes_are_the_shipped_base_s_two_stages():
+    import yaml
+
+    stages = [
+        SandboxPretrainConfig(**yaml.safe_load((REPO / "recipes" / "sandbox" / name).read_text()))
+        for name in ("pretrain.yaml", "pretrain-stage2.yaml")
+    ]
+    assert stages[0].init_from is None and stages[1].init_from == stages[0].output_dir == "sandbox/base"
+    runs = json.loads((SHIPPED_BASE / "pretrain_run.json").read_text())["runs"]
+    assert [(run["stage"], run["steps_at_end"], run["task_mix"]) for run in runs] == [
+        (1, stages[0].max_steps, stages[0].task_mix),
+        (2, stages[1].max_steps, stages[1].task_mix),
+    ]
