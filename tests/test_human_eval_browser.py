@@ -21,6 +21,7 @@ import pytest
 from human_eval_study import SUBSETS, build_args, write_aurora_checkout, write_predictions
 from scipy.stats import wilcoxon
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -120,12 +121,25 @@ def _browser(profile: Path) -> webdriver.Chrome:
     return driver
 
 
+def _page_replaced(driver: webdriver.Chrome) -> bool:
+    """Whether the document marked by :func:`_submit` has been replaced by a fully loaded new one.
+
+    Polling an old element for staleness races with Chromium's navigation: mid-swap, chromedriver answers with a
+    generic "Node with given id does not belong to the document" error instead of a stale-element one. A marker on
+    ``window`` is gone exactly when a new document has replaced the old one.
+    """
+    try:
+        return driver.execute_script("return document.readyState === 'complete' && !window.wmSubmitted")
+    except WebDriverException:  # the page is between documents: ask again on the next poll
+        return False
+
+
 def _submit(driver: webdriver.Chrome, best: int, worst: int) -> None:
     driver.find_element(By.ID, f"best-{best}").click()
     driver.find_element(By.ID, f"worst-{worst}").click()
-    button = driver.find_element(By.ID, "submit")
-    button.click()
-    WebDriverWait(driver, WAIT_S).until(expected_conditions.staleness_of(button))
+    driver.execute_script("window.wmSubmitted = true")
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, WAIT_S).until(_page_replaced)
 
 
 def _annotate(
@@ -176,9 +190,7 @@ def test_two_annotators_restart_and_score_in_chromium(tmp_path):
             WebDriverWait(driver, WAIT_S).until(expected_conditions.url_to_be(f"{base}/a/{name}"))
             if name == "ann":  # the refusal, on screen: keep a screenshot of it
                 row = driver.find_element(By.ID, "answer").get_attribute("action").rsplit("/", 1)[1]
-                driver.find_element(By.ID, "best-1").click()
-                driver.find_element(By.ID, "worst-1").click()
-                driver.find_element(By.ID, "submit").click()
+                _submit(driver, 1, 1)
                 WebDriverWait(driver, WAIT_S).until(
                     expected_conditions.visibility_of_element_located((By.ID, "error"))
                 )
