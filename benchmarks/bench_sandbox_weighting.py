@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +20,12 @@ from pathlib import Path
 import yaml
 
 from wm_hub.models.loading import load_backbone
+from wm_hub.sandbox.finetune import demo_recipe, fine_tune
 from wm_hub.sandbox.measure import measure_dynamics
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"none": ("none", 0.0), "l2": ("l2", 0.0), "l2_floor_0.2": ("l2", 0.2), "l2_floor_0.5": ("l2", 0.5)}
+VARIANTS = {"none": ("none", 0.0), "l2": ("l2", 0.0), "l2_floor_0.5": ("l2", 0.5), "l2_floor_0.8": ("l2", 0.8)}
 
 
 def main() -> None:
@@ -37,34 +36,24 @@ def main() -> None:
     parser.add_argument("--num-eval", type=int, default=200)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    recipe = yaml.safe_load((ROOT / "recipes" / "sandbox" / "demo-fdm.yaml").read_text())
-    recipe["sources"] = [source for source in recipe["sources"] if source["builder"] == "shapes_world"]
-    if args.max_steps:
-        recipe["max_steps"] = args.max_steps
+    steps = {"max_steps": args.max_steps} if args.max_steps else {}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants:
             weighting, floor = VARIANTS[name]
-            config = {
-                **recipe,
-                "model_name_or_path": args.base,
-                "loss_weighting": weighting,
-                "loss_weight_floor": floor,
-                "output_dir": f"{tmp}/{name}",
-            }
-            path = Path(tmp) / f"{name}.yaml"
-            path.write_text(yaml.safe_dump(config))
             start = time.perf_counter()
-            command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1"]
-            subprocess.run([*command, str(ROOT / "recipes" / "fdm.py"), "--config", str(path)], check=True)
+            folder = fine_tune(
+                "fdm", args.base, f"{tmp}/{name}", labelled_only=True, loss_weighting=weighting,
+                loss_weight_floor=floor, **steps,
+            )  # fmt: skip
             seconds = time.perf_counter() - start
-            scores = measure_dynamics(load_backbone(f"{tmp}/{name}"), SANDBOX_WORLD, num=args.num_eval)["fdm"]
+            scores = measure_dynamics(load_backbone(str(folder)), SANDBOX_WORLD, args.num_eval, tasks=("fdm",))["fdm"]
             results.append({"variant": name, "loss_weighting": weighting, "loss_weight_floor": floor,
                             "train_seconds": seconds, **scores})  # fmt: skip
             print(json.dumps(results[-1]))
     record = {
         "recipe": "recipes/sandbox/demo-fdm.yaml (labelled triplets only)",
-        "max_steps": recipe["max_steps"],
+        "max_steps": args.max_steps or yaml.safe_load(demo_recipe("fdm").read_text())["max_steps"],
         "num_eval": args.num_eval,
         "load_average": os.getloadavg(),
         "results": results,

@@ -24,7 +24,16 @@ from wm_hub.sandbox.pretrain import (
     pretraining_dataset,
     pretraining_row,
 )
-from wm_hub.sandbox.text import NO_CHANGE, build_sandbox_text_tokenizer, describe_changes, describe_scene
+from wm_hub.sandbox.text import (
+    NO_CHANGE,
+    OUTSIDE,
+    build_sandbox_text_tokenizer,
+    describe_changes,
+    describe_scene,
+    lookup_answer,
+    offset_phrase,
+    spatial_offset,
+)
 from wm_hub.sandbox.tokenizer import measure_tokenizer
 from wm_hub.sandbox.videos import TRUTH_FILE, true_action, write_sandbox_videos
 from wm_hub.sandbox.world import SANDBOX_VIDEO_WORLD, SANDBOX_WORLD
@@ -94,6 +103,31 @@ def test_change_lists_name_every_differing_cell_in_reading_order_with_both_conte
     assert describe_changes(recolour.source_scene, recolour.target_scene) == (
         f"row {cy + 1}, column {cx + 1}: {old.name} -> {recolour.action.colour} {old.shape}"
     )
+
+
+def test_spatial_answers_name_displacements_as_moves_do_and_look_up_the_right_cell():
+    assert offset_phrase(2, 0) == "right by 2 cells" and offset_phrase(0, -1) == "up by 1 cell"
+    assert offset_phrase(-3, 1) == "left by 3 cells and down by 1 cell" and offset_phrase(0, 0) == "here"
+    world = ShapesWorld(SANDBOX_WORLD)
+    move = next(t for t in (world.triplet("test", i) for i in range(200)) if t.action.kind == "move")
+    dx, dy = (b - a for a, b in zip(move.action.subject.cell, move.action.destinations()[move.action.subject]))
+    assert move.action.text == f"move the {move.action.subject.name} {offset_phrase(dx, dy)}"
+    scene = move.source_scene
+    anchor, other = scene.objects[0], scene.objects[1]
+    offset = (other.cell[0] - anchor.cell[0], other.cell[1] - anchor.cell[1])
+    assert lookup_answer(scene, anchor, offset, SANDBOX_WORLD) == other.name
+    assert lookup_answer(scene, anchor, (SANDBOX_WORLD.grid, 0), SANDBOX_WORLD) == OUTSIDE
+    empty = next((x, y) for x in range(4) for y in range(4) if scene.at((x, y)) is None)
+    assert lookup_answer(scene, anchor, (empty[0] - anchor.cell[0], empty[1] - anchor.cell[1]), SANDBOX_WORLD) == (
+        "nothing"
+    )
+    rng, answers = random.Random(0), []
+    for index in range(300):
+        scene = world.triplet("train", index).source_scene
+        obj = rng.choice(scene.objects)
+        answers.append(lookup_answer(scene, obj, spatial_offset(rng, scene, obj, 4, 3), SANDBOX_WORLD))
+    shares = {kind: answers.count(kind) / len(answers) for kind in ("nothing", OUTSIDE)}
+    assert 0.25 < shares["nothing"] < 0.7 and 0.05 < shares[OUTSIDE] < 0.3  # objects make up the rest
 
 
 @pytest.fixture(scope="module")
@@ -207,45 +241,43 @@ def test_a_second_pretraining_stage_continues_from_the_first_and_the_card_covers
         pretrain(dataclasses.replace(second, output_dir=str(tmp_path / "three"), init_from=str(tmp_path / "none")))
 
 
-def test_the_pretraining_recipes_are_the_shipped_base_s_two_stages():
+def test_the_pretraining_recipes_are_the_shipped_base_s_three_stages():
     import yaml
 
     stages = [
         SandboxPretrainConfig(**yaml.safe_load((REPO / "recipes" / "sandbox" / name).read_text()))
-        for name in ("pretrain.yaml", "pretrain-stage2.yaml")
+        for name in ("pretrain.yaml", "pretrain-stage2.yaml", "pretrain-stage3.yaml")
     ]
-    assert stages[0].init_from is None and stages[1].init_from == stages[0].output_dir == "sandbox/base"
+    assert stages[0].init_from is None and stages[0].output_dir == "sandbox/base"
+    assert all(stage.init_from == stage.output_dir == "sandbox/base" for stage in stages[1:])
     runs = json.loads((SHIPPED_BASE / "pretrain_run.json").read_text())["runs"]
     assert [(run["stage"], run["steps_at_end"], run["task_mix"]) for run in runs] == [
-        (1, stages[0].max_steps, stages[0].task_mix),
-        (2, stages[1].max_steps, stages[1].task_mix),
+        (number, stage.max_steps, stage.task_mix) for number, stage in enumerate(stages, 1)
     ]
 
 
-def _fine_tune(tmp_path: Path, task: str, max_steps: int) -> Path:
-    """The demo's ``task`` recipe on its labelled triplets only, ``max_steps`` long, through ``accelerate launch``."""
-    import subprocess
-    import sys
+def test_fine_tune_and_measure_refuse_what_they_cannot_run(tmp_path):
+    from wm_hub.sandbox.finetune import fine_tune
+    from wm_hub.sandbox.measure import measure_dynamics
 
-    import yaml
-
-    recipe = yaml.safe_load((REPO / "recipes" / "sandbox" / f"demo-{task}.yaml").read_text())
-    recipe["sources"] = [source for source in recipe["sources"] if source["builder"] == "shapes_world"]
-    recipe.update(model_name_or_path=str(SHIPPED_BASE), output_dir=str(tmp_path / task), max_steps=max_steps)
-    config = tmp_path / f"{task}.yaml"
-    config.write_text(yaml.safe_dump(recipe))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "no"]
-    subprocess.run([*command, str(REPO / "recipes" / f"{task}.py"), "--config", str(config)], check=True)
-    return tmp_path / task
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        fine_tune("idm", SHIPPED_BASE, tmp_path / "idm", recipe=tmp_path / "missing.yaml")
+    assert not (tmp_path / "idm").exists()
+    with pytest.raises(ValueError, match="tasks must be some of"):
+        measure_dynamics(None, SANDBOX_WORLD, num=1, tasks=("caption",))
 
 
 def test_a_short_fine_tune_from_the_base_learns_both_dynamics(tmp_path):
     from wm_hub.models.loading import load_backbone
+    from wm_hub.sandbox.finetune import fine_tune
     from wm_hub.sandbox.measure import measure_dynamics
 
+    def tuned(task: str, steps: int):  # the demo recipe on its labelled triplets only
+        return load_backbone(str(fine_tune(task, SHIPPED_BASE, tmp_path / task, labelled_only=True, max_steps=steps)))
+
     before = json.loads((SHIPPED_BASE / "base_report.json").read_text())
-    idm = measure_dynamics(load_backbone(_fine_tune(tmp_path, "idm", IDM_TEST_STEPS)), SANDBOX_WORLD, num=60)
-    fdm = measure_dynamics(load_backbone(_fine_tune(tmp_path, "fdm", FDM_TEST_STEPS)), SANDBOX_WORLD, num=60)
+    idm = measure_dynamics(tuned("idm", IDM_TEST_STEPS), SANDBOX_WORLD, num=60, tasks=("idm",))
+    fdm = measure_dynamics(tuned("fdm", FDM_TEST_STEPS), SANDBOX_WORLD, num=60, tasks=("fdm",))
     # measured before any fine-tuning (the card's figures): IDM 0.00, FDM 0.20 of changed cells; a random model
     # names no action exactly and draws about 1/29 of the cells right
     assert before["idm_exact_match_before_fine_tuning"] < IDM_TEST_FLOOR <= idm["idm_exact_match"]

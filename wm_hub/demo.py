@@ -34,12 +34,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from wm_hub.sandbox.cells import CellReader, scene_contents
+from wm_hub.sandbox.finetune import fine_tune
 from wm_hub.sandbox.measure import image_scores
 from wm_hub.sandbox.videos import TRUTH_FILE, true_action, write_sandbox_videos
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES_DIR = ROOT / "recipes"
 SANDBOX_BASE = ROOT / "sandbox" / "base"
 GRID_ROWS = 8
 GRID_COLUMNS = ("source", "best-of-8", "target")
@@ -81,34 +81,8 @@ def _wm_hub(*args: str) -> None:
 
 def _train(task: str, config: DemoConfig) -> None:
     """``accelerate launch recipes/<task>.py --config recipes/sandbox/demo-<task>.yaml`` in a subprocess."""
-    script, recipe = RECIPES_DIR / f"{task}.py", RECIPES_DIR / "sandbox" / f"demo-{task}.yaml"
-    if not script.is_file():
-        raise FileNotFoundError(f"{script} not found: wm-hub demo runs from a wm-hub source checkout (make demo)")
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(script),
-        "--config",
-        str(recipe),
-        "--model_name_or_path",
-        str(config.base),
-        "--output_dir",
-        str(config.out / task),
-        "--data_root",
-        str(config.out),
-    ]
-    if config.train_steps is not None:
-        command += ["--max_steps", str(config.train_steps)]
-    _run(command)
+    steps = {} if config.train_steps is None else {"max_steps": config.train_steps}
+    fine_tune(task, config.base, config.out / task, data_root=config.out, **steps)
 
 
 def _cells(reader: CellReader, images: list[Image.Image], truth: torch.Tensor, changed: torch.Tensor) -> dict:

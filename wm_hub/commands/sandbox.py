@@ -66,13 +66,15 @@ def register(subparsers) -> None:
         help="pretrain the sandbox base (captioning, comparing, drawing, editing; no actions), resumable",
         description="Pretrains the tiny Chameleon-layout sandbox base through wm-hub's trainer (TRL SFTTrainer) on "
         "captioning, two-picture captioning, listing where two pictures differ, drawing from a caption and "
-        "redrawing with a list of changed cells (or none: a copy): it reads, compares and writes pictures but "
-        "never sees an action. Checkpoints go to "
+        "redrawing with a list of changed cells (or none: a copy), and spatial questions on one picture (where one "
+        "object is from another, what is at a displacement from an object): it reads, compares and writes pictures "
+        "but never sees an action. Checkpoints go to "
         "OUTPUT_DIR/checkpoints/stage-N; a rerun resumes from the last one. With init_from, a later stage continues "
         "from a pretrained base (fresh optimizer and schedule) and the card covers every stage. The finished base is "
         "a load_backbone folder.",
         epilog="example: wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml; then (the shipped base's "
-        "second stage) wm-hub sandbox pretrain --config recipes/sandbox/pretrain-stage2.yaml",
+        "later stages) wm-hub sandbox pretrain --config recipes/sandbox/pretrain-stage2.yaml, then "
+        "--config recipes/sandbox/pretrain-stage3.yaml",
     )
     train.add_argument("--config", help="YAML of SandboxPretrainConfig fields (recipes/sandbox/pretrain.yaml)")
     train.add_argument("--output_dir", help="override the config's output_dir")

@@ -9,6 +9,7 @@ copying the source scores 0 changed cells).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import torch
@@ -26,6 +27,11 @@ from wm_hub.sandbox.text import (
     REDRAW_INSTRUCTION,
     describe_changes,
     describe_scene,
+    lookup_answer,
+    lookup_question,
+    offset_phrase,
+    relation_question,
+    spatial_offset,
 )
 
 
@@ -39,21 +45,36 @@ def image_scores(predicted: torch.Tensor, truth: torch.Tensor, changed: torch.Te
 
 
 @torch.no_grad()
-def measure_dynamics(backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0) -> dict[str, Any]:
-    """IDM exact match (greedy) and the FDM's greedy :func:`image_scores` on the first ``num`` test triplets."""
+def measure_dynamics(
+    backbone: Backbone, world: WorldConfig, num: int = 100, seed: int = 0, tasks: tuple[str, ...] = ("idm", "fdm")
+) -> dict[str, Any]:
+    """IDM exact match (greedy) and the FDM's greedy :func:`image_scores` on the first ``num`` test triplets.
+
+    Args:
+        backbone: The model, read as an IDM and as an FDM.
+        world: The world whose test triplets are measured.
+        num: Test triplets.
+        seed: Generation seed.
+        tasks: What to measure: ``"idm"`` (key ``idm_exact_match``, and ``examples``), ``"fdm"`` (key ``fdm``).
+    """
+    unknown = sorted(set(tasks) - {"idm", "fdm"})
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be some of ('idm', 'fdm'), got {tasks}")
     triplets = [ShapesWorld(world).triplet("test", index) for index in range(num)]
     sources = torch.stack([scene_contents(t.source_scene, world) for t in triplets])
     targets = torch.stack([scene_contents(t.target_scene, world) for t in triplets])
     source_ids = [backbone.codes_to_ids(row).tolist() for row in sources]
-    target_ids = [backbone.codes_to_ids(row).tolist() for row in targets]
-    labels = generate_actions(backbone, list(zip(source_ids, target_ids)), max_new_tokens=24)
-    prompts = [backbone.build_fdm_sequence(ids, t.action.text).input_ids for ids, t in zip(source_ids, triplets)]
-    predicted = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
-    return {
-        "idm_exact_match": sum(a == t.action.text for a, t in zip(labels, triplets)) / num,
-        "fdm": image_scores(backbone.ids_to_codes(predicted), targets, targets != sources),
-        "examples": [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])],
-    }
+    result: dict[str, Any] = {}
+    if "idm" in tasks:
+        target_ids = [backbone.codes_to_ids(row).tolist() for row in targets]
+        labels = generate_actions(backbone, list(zip(source_ids, target_ids)), max_new_tokens=24)
+        result["idm_exact_match"] = sum(a == t.action.text for a, t in zip(labels, triplets)) / num
+        result["examples"] = [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])]
+    if "fdm" in tasks:
+        prompts = [backbone.build_fdm_sequence(ids, t.action.text).input_ids for ids, t in zip(source_ids, triplets)]
+        predicted = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
+        result["fdm"] = image_scores(backbone.ids_to_codes(predicted), targets, targets != sources)
+    return result
 
 
 @torch.no_grad()
@@ -66,6 +87,7 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
     ids = [backbone.codes_to_ids(row).tolist() for row in truth]
     after_ids = [backbone.codes_to_ids(row).tolist() for row in after_truth]
     text, sep, bos = backbone._text_ids, backbone.separator_token_id, backbone.bos_token_id
+    rng = random.Random(f"measure_base/{seed}")
 
     def block(image_ids: list[int]) -> list[int]:
         return backbone.image_prefix_ids() + backbone.image_body_ids(image_ids) + backbone.image_suffix_ids()
@@ -75,12 +97,14 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         return backbone.ids_to_codes(ids)
 
     def greedy_texts(prompts: list[list[int]]) -> list[str]:
-        prompts = torch.tensor(prompts)
+        width = max(len(prompt) for prompt in prompts)  # left-padded: every answer starts at the same column
+        ids = torch.tensor([[backbone.pad_token_id] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         generated = backbone.model.generate(
-            input_ids=prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=80, do_sample=False,
+            input_ids=ids, attention_mask=mask, max_new_tokens=80, do_sample=False,
             eos_token_id=backbone.eos_token_id, pad_token_id=backbone.pad_token_id,
         )  # fmt: skip
-        decoded = backbone.tokenizer.batch_decode(generated[:, prompts.shape[1] :], skip_special_tokens=True)
+        decoded = backbone.tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
         return [answer.strip() for answer in decoded]
 
     captions = greedy_texts([[bos, *text(CAPTION_INSTRUCTION), *block(row), sep] for row in ids])
@@ -93,6 +117,13 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         return greedy_images([[bos, *text(REDRAW_INSTRUCTION), *block(row), *text(change), sep,
                                *backbone.image_prefix_ids()] for row, change in zip(ids, changes)])  # fmt: skip
 
+    relation_pairs = [rng.sample(scene.objects, 2) for scene in scenes]
+    relations = greedy_texts([[bos, *block(row), *text(relation_question(a.name, b.name)), sep]
+                              for row, (a, b) in zip(ids, relation_pairs)])  # fmt: skip
+    lookups = [(scene, anchor, spatial_offset(rng, scene, anchor, world.grid, world.max_move))
+               for scene in scenes for anchor in [rng.choice(scene.objects)]]  # fmt: skip
+    looked_up = greedy_texts([[bos, *block(row), *text(lookup_question(anchor.name, *offset)), sep]
+                              for row, (_, anchor, offset) in zip(ids, lookups)])  # fmt: skip
     copied = redraw([NO_CHANGE] * num)
     edited = redraw([describe_changes(a, b) for a, b in zip(scenes, afters)])
     dynamics = measure_dynamics(backbone, world, num, seed)
@@ -100,6 +131,16 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         "num": num,
         "caption_exact_match": sum(a == describe_scene(s) for a, s in zip(captions, scenes)) / num,
         "differences_exact_match": sum(c == describe_changes(a, b) for c, a, b in zip(changes, scenes, afters)) / num,
+        "relation_exact_match": sum(
+            answer == offset_phrase(b.cell[0] - a.cell[0], b.cell[1] - a.cell[1])
+            for answer, (a, b) in zip(relations, relation_pairs)
+        )
+        / num,
+        "lookup_exact_match": sum(
+            answer == lookup_answer(scene, anchor, offset, world)
+            for answer, (scene, anchor, offset) in zip(looked_up, lookups)
+        )
+        / num,
         "draw": image_scores(drawn, truth),
         "copy": image_scores(copied, truth),
         "edit": image_scores(edited, after_truth, after_truth != truth),

@@ -3,7 +3,7 @@
 The paper fine-tunes Anole, which already captions, compares and draws images; the sandbox base plays that role. It
 is a tiny model of the real Chameleon layout (:func:`~wm_hub.models.tiny.build_tiny_chameleon` with the sandbox
 tokenizers) trained through wm-hub's own trainer (:class:`~wm_hub.training.trainers.WorldModelTrainer`, TRL's
-``SFTTrainer``) on five kinds of sequences, none of which holds an action text:
+``SFTTrainer``) on seven kinds of sequences, none of which holds an action text:
 
 - ``caption``: ``[bos] "Describe the picture." [boi] image [eoi] [sep] caption [eos]`` (reading);
 - ``second_caption``: ``[bos] [boi] A [eoi] [boi] B [eoi] "Describe the second picture." [sep] caption(B) [eos]``,
@@ -14,6 +14,15 @@ tokenizers) trained through wm-hub's own trainer (:class:`~wm_hub.training.train
 - ``draw``: ``[bos] "Draw the picture:" caption [sep] [boi] image [eoi] [eos]`` (writing);
 - ``redraw``: ``[bos] "Redraw the picture with these changes:" [boi] A [eoi] changes [sep] [boi] B [eoi] [eos]``,
   the FDM's layout: copying a picture while rewriting the cells a change list names (``"no change"``: B is A).
+- ``relation``: ``[bos] [boi] A [eoi] "Where is the blue circle from the red square?" [sep] "right by 2 cells and
+  up by 1 cell" [eos]``: the displacement between two objects of one picture in words
+  (:func:`~wm_hub.sandbox.text.offset_phrase`);
+- ``lookup``: ``[bos] [boi] A [eoi] "What is left by 1 cell from the red square?" [sep] "blue circle" [eos]``: the
+  content (or ``"nothing"``, ``"outside the picture"``) at a displacement from an object of one picture.
+
+The last two are spatial language, the kind of question-answering a real VLM is pretrained on: they name
+displacements in the words actions use, but never an action and never two pictures (what a move does to a picture
+is still the dynamics).
 
 "Related scenes" are the source and target of a random shapes-world triplet; the base sees the two pictures and
 what differs cell by cell, never the action that links them (which object moved where, and why, is the dynamics
@@ -50,10 +59,15 @@ from wm_hub.sandbox.text import (
     build_sandbox_text_tokenizer,
     describe_changes,
     describe_scene,
+    lookup_answer,
+    lookup_question,
+    offset_phrase,
+    relation_question,
+    spatial_offset,
 )
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
-PRETRAIN_TASKS = ("caption", "second_caption", "differences", "draw", "redraw")
+PRETRAIN_TASKS = ("caption", "second_caption", "differences", "draw", "redraw", "relation", "lookup")
 # Rows of each task per cycle: reading and drawing one picture are learnt early; comparing and editing take longest.
 DEFAULT_TASK_MIX = {"caption": 2, "second_caption": 1, "differences": 3, "draw": 2, "redraw": 3}
 
@@ -151,6 +165,18 @@ def pretraining_row(backbone: Backbone, world: ShapesWorld, task: str, rng: rand
         ]
         body = backbone.image_body_ids(_image(backbone, after, config)) + backbone.image_suffix_ids() + [eos]
         return _row(prompt, body)
+    if task in ("relation", "lookup"):
+        scene = rng.choice((source, target))
+        anchor = rng.choice(scene.objects)
+        if task == "relation":
+            other = rng.choice([obj for obj in scene.objects if obj is not anchor])
+            question = relation_question(anchor.name, other.name)
+            answer = offset_phrase(other.cell[0] - anchor.cell[0], other.cell[1] - anchor.cell[1])
+        else:
+            dx, dy = spatial_offset(rng, scene, anchor, config.grid, config.max_move)
+            question, answer = lookup_question(anchor.name, dx, dy), lookup_answer(scene, anchor, (dx, dy), config)
+        prompt = [bos, *_block(backbone, _image(backbone, scene, config)), *text(question), sep]
+        return _row(prompt, text(answer) + [eos])
     raise ValueError(f"unknown pretraining task {task!r}; choose from {PRETRAIN_TASKS}")
 
 
@@ -374,10 +400,14 @@ def _card(
         _training_text(config, runs),
         "Tasks: captioning a picture, captioning the second of two related pictures, listing the cells where two "
         "pictures differ, drawing a picture from its description, redrawing a picture with a list of changed cells "
-        "(or 'no change': a copy). "
+        "(or 'no change': a copy), and spatial questions on one picture (where one object is from another, what is "
+        "at a displacement from an object). "
         "Reproduce: `wm-hub sandbox tokenizer --out sandbox/tokenizer` then "
-        "`wm-hub sandbox pretrain --config recipes/sandbox/pretrain.yaml`"
-        + (" and `wm-hub sandbox pretrain --config recipes/sandbox/pretrain-stage2.yaml`." if stages > 1 else "."),
+        + ", then ".join(
+            f"`wm-hub sandbox pretrain --config recipes/sandbox/{'pretrain' if n == 1 else f'pretrain-stage{n}'}.yaml`"
+            for n in range(1, stages + 1)
+        )
+        + ".",
         "",
         "![loss](loss_curve.png)",
         "",
@@ -387,6 +417,15 @@ def _card(
         "|---|---|",
         f"| caption exact match (greedy) | {report['caption_exact_match']:.3f} |",
         f"| differences of two pictures, exact match (greedy) | {report['differences_exact_match']:.3f} |",
+        *(
+            [
+                f"| where one object is from another, exact match (greedy) | {report['relation_exact_match']:.3f} |",
+                f"| what is at a displacement from an object, exact match (greedy) | "
+                f"{report['lookup_exact_match']:.3f} |",
+            ]
+            if "relation_exact_match" in report
+            else []
+        ),
         f"| draw from a description: whole picture / cells | {report['draw']['whole_image']:.3f} / "
         f"{report['draw']['all_cells']:.3f} |",
         f"| copy a picture: whole picture / cells | {report['copy']['whole_image']:.3f} / "

@@ -15,7 +15,7 @@ import random
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapesWorld, WorldConfig
+from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapeObject, ShapesWorld, WorldConfig
 from wm_hub.models.base import PromptFormat
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN
 from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
@@ -25,6 +25,7 @@ SECOND_CAPTION_INSTRUCTION = "Describe the second picture."
 DRAW_INSTRUCTION = "Draw the picture:"
 DIFFERENCES_INSTRUCTION = "What differs between the pictures?"
 REDRAW_INSTRUCTION = "Redraw the picture with these changes:"
+OUTSIDE = "outside the picture"
 EMPTY_SCENE = "nothing"
 NO_CHANGE = "no change"
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
@@ -54,6 +55,54 @@ def describe_changes(before: Scene, after: Scene) -> str:
         if _content(before.at((x, y))) != _content(after.at((x, y)))
     ]
     return "; ".join(parts) or NO_CHANGE
+
+
+def offset_phrase(dx: int, dy: int) -> str:
+    """A displacement in cells as words, horizontal first: ``"right by 2 cells and up by 1 cell"``.
+
+    The phrase of a displacement the way an action names one (``"... right by 2 cells"``), so that spatial language
+    can be pretrained without any action. ``(0, 0)`` is ``"here"``.
+    """
+
+    def axis(steps: int, negative: str, positive: str) -> str:
+        return f"{positive if steps > 0 else negative} by {abs(steps)} cell{'s' if abs(steps) > 1 else ''}"
+
+    parts = ([axis(dx, "left", "right")] if dx else []) + ([axis(dy, "up", "down")] if dy else [])
+    return " and ".join(parts) or "here"
+
+
+def relation_question(anchor: str, other: str) -> str:
+    """Where one object of a picture is from another: answered by :func:`offset_phrase`."""
+    return f"Where is the {other} from the {anchor}?"
+
+
+def lookup_question(anchor: str, dx: int, dy: int) -> str:
+    """What is at a displacement from an object: answered by a content (``"blue circle"``, ``"nothing"``) or
+    :data:`OUTSIDE`."""
+    return f"What is {offset_phrase(dx, dy)} from the {anchor}?"
+
+
+def spatial_offset(rng: random.Random, scene: Scene, anchor: ShapeObject, grid: int, max_move: int) -> tuple[int, int]:
+    """A ``lookup`` displacement from ``anchor``: along one axis (as moves go) two times in three, else along both;
+    onto another object about a third of the time, outside the picture about one time in six."""
+    steps = [step for step in range(-max_move, max_move + 1) if step]
+    one_axis = [(step, 0) for step in steps] + [(0, step) for step in steps]
+    offsets = one_axis if rng.random() < 2 / 3 else [(dx, dy) for dx in steps for dy in steps]
+    (x, y), draw = anchor.cell, rng.random()
+    inside = [(dx, dy) for dx, dy in offsets if 0 <= x + dx < grid and 0 <= y + dy < grid]
+    on_object = [(dx, dy) for dx, dy in inside if scene.at((x + dx, y + dy)) is not None]
+    if on_object and draw < 0.35:
+        return rng.choice(on_object)
+    return rng.choice(inside if inside and draw < 0.85 else offsets)
+
+
+def lookup_answer(scene: Scene, anchor: ShapeObject, offset: tuple[int, int], world: WorldConfig) -> str:
+    """What is at ``offset`` from ``anchor`` in ``scene``: an object's name, ``"nothing"`` or :data:`OUTSIDE`."""
+    x, y = anchor.cell[0] + offset[0], anchor.cell[1] + offset[1]
+    if not (0 <= x < world.grid and 0 <= y < world.grid):
+        return OUTSIDE
+    obj = scene.at((x, y))
+    return EMPTY_SCENE if obj is None else obj.name
 
 
 def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) -> list[str]:
