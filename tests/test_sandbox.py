@@ -190,7 +190,7 @@ def test_sandbox_video_key_frames_are_the_action_frames_and_pairs_hold_one_actio
 SHIPPED_BASE = REPO / "sandbox" / "base"
 # the short fine-tune of the test: steps of each recipe and what it must reach on 60 held-out triplets
 IDM_TEST_STEPS, IDM_TEST_FLOOR = 200, 0.05
-FDM_TEST_STEPS, FDM_TEST_FLOOR = 60, 0.4
+FDM_TEST_STEPS, FDM_TEST_FLOOR = 100, 0.4
 
 
 def test_the_shipped_base_loads_in_both_pipelines_and_its_card_states_its_measurements():
@@ -278,7 +278,7 @@ def test_a_short_fine_tune_from_the_base_learns_both_dynamics(tmp_path):
     before = json.loads((SHIPPED_BASE / "base_report.json").read_text())
     idm = measure_dynamics(tuned("idm", IDM_TEST_STEPS), SANDBOX_WORLD, num=60, tasks=("idm",))
     fdm = measure_dynamics(tuned("fdm", FDM_TEST_STEPS), SANDBOX_WORLD, num=60, tasks=("fdm",))
-    # measured before any fine-tuning (the card's figures): IDM 0.00, FDM 0.20 of changed cells; a random model
+    # measured before any fine-tuning (the card's figures): IDM 0.00, FDM 0.23 of changed cells; a random model
     # names no action exactly and draws about 1/29 of the cells right
     assert before["idm_exact_match_before_fine_tuning"] < IDM_TEST_FLOOR <= idm["idm_exact_match"]
     assert before["fdm_before_fine_tuning"]["changed_cells"] + 0.15 < FDM_TEST_FLOOR <= fdm["fdm"]["changed_cells"]
