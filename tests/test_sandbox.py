@@ -32,6 +32,7 @@ from wm_hub.sandbox.text import (
     describe_scene,
     lookup_answer,
     offset_phrase,
+    relation_answer,
     spatial_offset,
 )
 from wm_hub.sandbox.tokenizer import measure_tokenizer
@@ -116,6 +117,7 @@ def test_spatial_answers_name_displacements_as_moves_do_and_look_up_the_right_ce
     anchor, other = scene.objects[0], scene.objects[1]
     offset = (other.cell[0] - anchor.cell[0], other.cell[1] - anchor.cell[1])
     assert lookup_answer(scene, anchor, offset, SANDBOX_WORLD) == other.name
+    assert relation_answer(anchor, other) == offset_phrase(*offset)
     assert lookup_answer(scene, anchor, (SANDBOX_WORLD.grid, 0), SANDBOX_WORLD) == OUTSIDE
     empty = next((x, y) for x in range(4) for y in range(4) if scene.at((x, y)) is None)
     assert lookup_answer(scene, anchor, (empty[0] - anchor.cell[0], empty[1] - anchor.cell[1]), SANDBOX_WORLD) == (

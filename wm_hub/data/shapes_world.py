@@ -189,7 +189,7 @@ class Action:
         """The action as an instruction, e.g. ``"move the red square left by 2 cells"``."""
         name = self.subject.name
         if self.kind == "move":
-            return f"move the {name} {self.direction} by {self.distance} cell{'s' if self.distance > 1 else ''}"
+            return f"move the {name} {distance_phrase(self.direction, self.distance)}"
         if self.kind == "add":
             x, y = self.subject.cell
             return f"add {_article(name)} {name} at row {y + 1}, column {x + 1}"
@@ -519,6 +519,11 @@ class ShapesWorld:
 
 def _content(obj: ShapeObject | None) -> tuple[str, str] | None:
     return None if obj is None else (obj.shape, obj.colour)
+
+
+def distance_phrase(direction: str, distance: int) -> str:
+    """A move's displacement as its action text says it: ``"left by 1 cell"``, ``"down by 3 cells"``."""
+    return f"{direction} by {distance} cell{'s' if distance > 1 else ''}"
 
 
 def _article(word: str) -> str:

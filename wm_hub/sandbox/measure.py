@@ -29,7 +29,7 @@ from wm_hub.sandbox.text import (
     describe_scene,
     lookup_answer,
     lookup_question,
-    offset_phrase,
+    relation_answer,
     relation_question,
     spatial_offset,
 )
@@ -132,8 +132,7 @@ def measure_base(backbone: Backbone, world: WorldConfig, num: int = 100, seed: i
         "caption_exact_match": sum(a == describe_scene(s) for a, s in zip(captions, scenes)) / num,
         "differences_exact_match": sum(c == describe_changes(a, b) for c, a, b in zip(changes, scenes, afters)) / num,
         "relation_exact_match": sum(
-            answer == offset_phrase(b.cell[0] - a.cell[0], b.cell[1] - a.cell[1])
-            for answer, (a, b) in zip(relations, relation_pairs)
+            answer == relation_answer(a, b) for answer, (a, b) in zip(relations, relation_pairs)
         )
         / num,
         "lookup_exact_match": sum(

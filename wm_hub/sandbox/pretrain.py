@@ -61,7 +61,7 @@ from wm_hub.sandbox.text import (
     describe_scene,
     lookup_answer,
     lookup_question,
-    offset_phrase,
+    relation_answer,
     relation_question,
     spatial_offset,
 )
@@ -171,7 +171,7 @@ def pretraining_row(backbone: Backbone, world: ShapesWorld, task: str, rng: rand
         if task == "relation":
             other = rng.choice([obj for obj in scene.objects if obj is not anchor])
             question = relation_question(anchor.name, other.name)
-            answer = offset_phrase(other.cell[0] - anchor.cell[0], other.cell[1] - anchor.cell[1])
+            answer = relation_answer(anchor, other)
         else:
             dx, dy = spatial_offset(rng, scene, anchor, config.grid, config.max_move)
             question, answer = lookup_question(anchor.name, dx, dy), lookup_answer(scene, anchor, (dx, dy), config)

@@ -15,7 +15,7 @@ import random
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapeObject, ShapesWorld, WorldConfig
+from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapeObject, ShapesWorld, WorldConfig, distance_phrase
 from wm_hub.models.base import PromptFormat
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN
 from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
@@ -64,15 +64,18 @@ def offset_phrase(dx: int, dy: int) -> str:
     can be pretrained without any action. ``(0, 0)`` is ``"here"``.
     """
 
-    def axis(steps: int, negative: str, positive: str) -> str:
-        return f"{positive if steps > 0 else negative} by {abs(steps)} cell{'s' if abs(steps) > 1 else ''}"
-
-    parts = ([axis(dx, "left", "right")] if dx else []) + ([axis(dy, "up", "down")] if dy else [])
+    parts = [distance_phrase("right" if dx > 0 else "left", abs(dx))] if dx else []
+    parts += [distance_phrase("down" if dy > 0 else "up", abs(dy))] if dy else []
     return " and ".join(parts) or "here"
 
 
+def relation_answer(anchor: ShapeObject, other: ShapeObject) -> str:
+    """Where ``other`` is from ``anchor``: the :func:`offset_phrase` of their cells."""
+    return offset_phrase(other.cell[0] - anchor.cell[0], other.cell[1] - anchor.cell[1])
+
+
 def relation_question(anchor: str, other: str) -> str:
-    """Where one object of a picture is from another: answered by :func:`offset_phrase`."""
+    """Where one object of a picture is from another: answered by :func:`relation_answer`."""
     return f"Where is the {other} from the {anchor}?"
 
 
@@ -101,8 +104,7 @@ def lookup_answer(scene: Scene, anchor: ShapeObject, offset: tuple[int, int], wo
     x, y = anchor.cell[0] + offset[0], anchor.cell[1] + offset[1]
     if not (0 <= x < world.grid and 0 <= y < world.grid):
         return OUTSIDE
-    obj = scene.at((x, y))
-    return EMPTY_SCENE if obj is None else obj.name
+    return _content(scene.at((x, y)))
 
 
 def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) -> list[str]:
