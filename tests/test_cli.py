@@ -59,6 +59,31 @@ def test_predict_writes_candidates_and_summary(tiny_model_dirs, tmp_path, capsys
     for path in summary["images"]:
         assert Image.open(path).size == (64, 64)
     assert not list(out.glob("*.tmp"))
+    assert main([*args, "--num-candidates", "1", "--out", str(out), "--seed", "3"]) == 0  # a rerun, fewer candidates
+    assert sorted(p.name for p in out.iterdir()) == ["candidate_0.png", "prediction.json"]  # no stale candidate_1
+
+
+def test_predict_refuses_bad_arguments_before_loading_the_model(tmp_path):
+    source = tmp_path / "source.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(source)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(source.read_bytes()[:60])
+    idm = tmp_path / "an-idm"
+    idm.mkdir()
+    (idm / "training_run.json").write_text(json.dumps({"task": "idm"}))
+    model = tmp_path / "never-loaded"  # no model there: each refusal comes before loading
+    base = ["predict", "--model", str(model), "--image", str(source), "--action", "x", "--out", str(tmp_path / "o")]
+    for extra, message in (
+        (["--num-candidates", "0"], "--num-candidates must be >= 1, got 0"),
+        (["--temperature", "0"], "--temperature must be > 0"),
+        (["--action", "  "], "--action is blank"),
+        (["--out", str(source)], "is a file: give an output folder"),
+        (["--model", str(idm)], "fine-tuned as an IDM"),
+        (["--image", str(truncated)], "truncated.png: "),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main([*base, *extra])
+    assert not (tmp_path / "o").exists()
 
 
 def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):

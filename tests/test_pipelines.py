@@ -333,6 +333,22 @@ def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
         main(["generate", *args, "--action", "a", "--num-candidates", "4", "--out", str(out)])
 
 
+def test_cli_refuses_a_model_fine_tuned_for_the_other_task(model_dirs, world_images, tmp_path):
+    idm_like = tmp_path / "trained-idm"
+    shutil.copytree(model_dirs["fdm"], idm_like)
+    (idm_like / "training_run.json").write_text(json.dumps({"task": "idm"}))
+    fdm_like = tmp_path / "trained-fdm"
+    shutil.copytree(model_dirs["idm"], fdm_like)
+    (fdm_like / "training_run.json").write_text(json.dumps({"task": "fdm"}))
+    out = tmp_path / "next.png"
+    common = ["--image", str(world_images / "src0.png"), "--action", ACTIONS[0], "--out", str(out)]
+    with pytest.raises(SystemExit, match=r"--fdm .*trained-idm was fine-tuned as an IDM .*needs an FDM"):
+        main(["generate", "--fdm", str(idm_like), *common])
+    with pytest.raises(SystemExit, match=r"--idm .*trained-fdm was fine-tuned as an FDM .*needs an IDM"):
+        main(["generate", "--fdm", str(model_dirs["fdm"]), "--idm", str(fdm_like), "--num-candidates", "2", *common])
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_gpu_verification_benchmark_runs_in_tiny_mode(tmp_path):
     out = tmp_path / "verification_tiny.json"

@@ -343,6 +343,22 @@ def test_missing_input_and_empty_input_are_clear_errors(tmp_path):
         main(["sample", "--input", str(blank), "--k", "2", "--out", str(tmp_path / "o.jsonl")])
 
 
+def test_output_that_is_the_input_is_refused_and_the_input_kept(shards, tmp_path):
+    folder, _ = shards
+    single = tmp_path / "x.jsonl"
+    single.write_text((folder / "annotations-00000.jsonl").read_text())
+    before = single.read_bytes()
+    with pytest.raises(SystemExit, match="would overwrite the input .*x.jsonl"):
+        main(["sample", "--input", str(single), "--k", "5", "--out", str(single)])
+    assert single.read_bytes() == before
+    shard = folder / "annotations-00001.jsonl"
+    before = shard.read_bytes()
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        sample_annotations(folder, shard, SamplingConfig(k=5))  # a shard of the folder being read
+    assert shard.read_bytes() == before
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("x")) == ["x.jsonl"]
+
+
 def test_score_statistics_values():
     stats = score_statistics([1.0, 2.0, 3.0, 4.0])
     assert stats["count"] == 4 and stats["mean"] == 2.5 and stats["std"] == pytest.approx(np.sqrt(1.25))

@@ -90,12 +90,24 @@ def _open_image(path: str):
         raise SystemExit(f"error: --image {path}: no such file") from None
     except UnidentifiedImageError:
         raise SystemExit(f"error: --image {path}: not an image PIL can read") from None
+    except OSError as error:  # a truncated or damaged file, or a folder
+        raise SystemExit(f"error: --image {path}: cannot be read ({error})") from None
 
 
 def _predict(args: argparse.Namespace) -> int:
     from wm_hub import load_backbone
+    from wm_hub.commands.generate import check_trained_task
     from wm_hub.inference import generate_images
 
+    if args.num_candidates < 1:
+        raise SystemExit(f"error: --num-candidates must be >= 1, got {args.num_candidates}")
+    if args.temperature <= 0:
+        raise SystemExit(f"error: --temperature must be > 0, got {args.temperature}")
+    if not args.action.strip():
+        raise SystemExit("error: --action is blank: give the action text")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SystemExit(f"error: --out {args.out} is a file: give an output folder")
+    check_trained_task("--model", args.model, "fdm")
     source = _open_image(args.image)
     backbone = load_backbone(args.model, device=args.device, dtype=args.dtype)
     prompt = backbone.build_fdm_sequence(source, args.action).input_ids
@@ -117,6 +129,8 @@ def _predict(args: argparse.Namespace) -> int:
         image.save(tmp, format="PNG")
         os.replace(tmp, path)
         paths.append(str(path))
+    for stale in set(out.glob("candidate_*.png")) - {Path(path) for path in paths}:  # from an earlier, larger run
+        stale.unlink()
     summary = {"model": args.model, "image": args.image, "action": args.action, "seed": args.seed, "images": paths}
     tmp = out / "prediction.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")

@@ -518,9 +518,15 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
 
     Raises:
         FileNotFoundError: No input.
-        ValueError: Bad rows (naming ``file:line``), repeated ids, or no valid row at all.
+        ValueError: Bad rows (naming ``file:line``), repeated ids, no valid row at all, or an output that is an input
+            (nothing is written then).
     """
     out_path, report_path, plot_path = output_paths(out)
+    # The output may replace an earlier sample (it has its report beside it), never an input being read.
+    earlier_sample = report_path.is_file() and not Path(input_path).is_file()
+    inputs = {path.resolve() for path in input_files(input_path)}
+    if out_path.is_file() and not earlier_sample and out_path.resolve() in inputs:
+        raise ValueError(f"--out {out} would overwrite the input {out_path}: write the sample to another file")
     files = input_files(input_path, exclude=(out_path,))
     data, score_field = read_annotation_rows(files, config)
     if not data.rows:

@@ -35,6 +35,18 @@ def _load(task: str, flag: str, name: str, args: argparse.Namespace):
         raise SystemExit(f"error: {flag} {name}: {error}") from None
 
 
+def check_trained_task(flag: str, name: str, wanted: str) -> None:
+    """Refuse a fine-tuned checkpoint of the other task (its ``training_run.json`` says what it was trained as)."""
+    from wm_hub.models.loading import trained_task
+
+    task = trained_task(name)
+    if task is not None and task != wanted:
+        raise SystemExit(
+            f"error: {flag} {name} was fine-tuned as an {task.upper()} (its training_run.json says task: {task}); "
+            f"{flag} needs an {wanted.upper()}"
+        )
+
+
 def _check_image(path: str) -> None:
     if not Path(path).is_file():
         raise SystemExit(f"error: --image {path}: no such file")
@@ -81,6 +93,9 @@ def _run(args: argparse.Namespace, actions: list[str]) -> tuple[list[dict[str, A
         image = load_image(args.image)
     except Exception as error:  # PIL raises several types for unreadable files
         raise SystemExit(f"error: --image {args.image}: not a readable image ({error})") from None
+    check_trained_task("--fdm", args.fdm, "fdm")
+    if args.idm:
+        check_trained_task("--idm", args.idm, "idm")
     fdm = _load("forward-dynamics", "--fdm", args.fdm, args)
     verifier = _load("inverse-dynamics", "--idm", args.idm, args) if args.idm else None
     results = fdm(image, actions=actions, verifier=verifier, **sampling)

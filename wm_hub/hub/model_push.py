@@ -18,9 +18,9 @@ from wm_hub.hub.commit import (
     wm_hub_version,
     write_json,
 )
+from wm_hub.models.loading import RUN_SUMMARY
 
 MANIFEST = "wm_hub.json"
-RUN_SUMMARY = "training_run.json"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SUBFOLDER = "adapter"
 CARD = "README.md"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from typing import Any
 
 import torch
@@ -19,6 +21,22 @@ BACKBONES: dict[str, tuple[str, str]] = {
 
 # model_type of a stock checkpoint (no wm_hub settings in config.json) -> arch.
 MODEL_TYPE_TO_ARCH = {"chameleon": "chameleon", "emu3": "emu3", "gemma": "liquid"}
+
+
+RUN_SUMMARY = "training_run.json"  # what wm-hub's trainers write beside a fine-tuned model
+
+
+def trained_task(name_or_path: str | os.PathLike) -> str | None:
+    """``"idm"`` or ``"fdm"``: what a local wm-hub checkpoint was fine-tuned as (``None``: unrecorded, or a Hub id)."""
+    path = os.path.join(os.path.expanduser(os.fspath(name_or_path)), RUN_SUMMARY)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            task = json.load(handle).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return task if task in ("idm", "fdm") else None
 
 
 def backbone_class(arch: str) -> type[Backbone]:

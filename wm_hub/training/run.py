@@ -43,6 +43,7 @@ from wm_hub import load_backbone
 from wm_hub.data.mixture import Mixture, build_mixture
 from wm_hub.data.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.models.base import Backbone
+from wm_hub.models.loading import RUN_SUMMARY
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.model_card import render_model_card
 from wm_hub.training.trainers import FDMTrainer, IDMTrainer
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 Task = Literal["idm", "fdm"]
 TRAINERS = {"idm": IDMTrainer, "fdm": FDMTrainer}
 ADAPTER_SUBFOLDER = "adapter"
-RUN_SUMMARY = "training_run.json"
 # Never uploaded: checkpoints (optimizer states), private folders, and pickled TrainingArguments (may hold hub_token).
 PUSH_IGNORE_PATTERNS = ["_*", f"{PREFIX_CHECKPOINT_DIR}-*", "*training_args.bin"]
 REPORTED_METRICS = ("global_step", "epoch", "train_runtime")  # besides every loss and accuracy
