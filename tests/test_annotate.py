@@ -277,6 +277,22 @@ def test_bad_input_gets_one_clear_error(keyframe_folder, idm_dir, tmp_path):
         load_pairs(table)
 
 
+def test_a_wrong_idm_leaves_no_folder_behind(keyframe_folder, idm_dir, tmp_path, one_thread):
+    out = tmp_path / "annotated"
+    with pytest.raises(SystemExit, match="idm .*no-such-idm: cannot load it"):
+        main(["annotate", "--idm", str(tmp_path / "no-such-idm"), "--data", str(keyframe_folder), "--out", str(out)])
+    assert not (out / "annotation_config.json").exists()
+    fdm = tmp_path / "an-fdm"
+    shutil.copytree(idm_dir, fdm)
+    (fdm / "training_run.json").write_text(json.dumps({"task": "fdm"}))
+    with pytest.raises(SystemExit, match="an-fdm was fine-tuned as an FDM"):
+        main(["annotate", "--idm", str(fdm), "--data", str(keyframe_folder), "--out", str(out)])
+    assert not (out / "annotation_config.json").exists()
+    # the corrected command runs in the same folder
+    assert main(["annotate", "--idm", idm_dir, "--data", str(keyframe_folder), "--out", str(out)]) == 0
+    assert (out / "annotation_config.json").is_file()
+
+
 def test_a_pair_without_an_image_is_named(tmp_path, idm_dir):
     image = ShapesWorld().video("test", 0).frames[0]
     dataset = datasets.Dataset.from_dict(

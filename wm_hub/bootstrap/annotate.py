@@ -168,6 +168,8 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    from wm_hub.models.loading import trained_task
+
     state = PartialState(cpu=config.device == "cpu" or not torch.accelerator.is_available())
     out = Path(config.out)
     # Only the main process checks (others could see the folder it is creating); a failure there stops the launch.
@@ -185,6 +187,10 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
             raise ValueError(
                 f"class_source='input' but pair {unclassed.id!r} of {plan.pairs.description} has no class"
             )
+    if trained_task(config.idm) == "fdm":
+        raise ValueError(f"idm {config.idm} was fine-tuned as an FDM (its training_run.json says task: fdm)")
+    # A new folder records its settings only once the IDM has loaded: a typo in --idm leaves nothing to clean up.
+    idm = _load_idm(config, state) if not (out / CONFIG_FILE).is_file() else None
     if state.is_main_process:
         _prepare_out(out, config, plan)
     state.wait_for_everyone()
@@ -193,7 +199,7 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
     state.wait_for_everyone()  # everyone has listed the finished shards before anyone writes a new one
 
     with state.split_between_processes(pending) as mine:
-        stats = _annotate_shards(config, plan, out, list(mine), state)
+        stats = _annotate_shards(config, plan, out, list(mine), state, idm)
     state.wait_for_everyone()
     stats = gather_object([stats])
     if not state.is_main_process:
@@ -261,18 +267,27 @@ def _finished(plan: _Plan, out: Path, shard: int) -> bool:
     return True
 
 
-def _annotate_shards(config: AnnotateConfig, plan: _Plan, out: Path, shards: list[int], state) -> dict[str, Any]:
-    """Annotate ``shards`` on this process; returns its counts and timings."""
-    from tqdm.auto import tqdm
-
+def _load_idm(config: AnnotateConfig, state):
     from wm_hub import load_backbone
+
+    try:
+        return load_backbone(config.idm, device=config.device or state.device, dtype=config.dtype)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"idm {config.idm}: cannot load it ({error})") from error
+
+
+def _annotate_shards(
+    config: AnnotateConfig, plan: _Plan, out: Path, shards: list[int], state, idm=None
+) -> dict[str, Any]:
+    """Annotate ``shards`` on this process (with ``idm`` if already loaded); returns its counts and timings."""
+    from tqdm.auto import tqdm
 
     total = sum(len(plan.indices(shard)) for shard in shards)
     stats = {"process": state.process_index, "shards": len(shards), "pairs": total, "seconds": 0.0}
     if not shards:
         return stats
     start = time.perf_counter()
-    idm = load_backbone(config.idm, device=config.device or state.device, dtype=config.dtype)
+    idm = _load_idm(config, state) if idm is None else idm
     stats["load_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
     desc = "annotate" if state.num_processes == 1 else f"annotate [process {state.process_index}]"
