@@ -10,12 +10,11 @@ command line, which overrides the YAML (``--batch_size 16``). Rerun the same com
 kept. The same run in one process is ``wm-hub annotate``; see docs/annotation.md.
 """
 
-from trl import TrlParser
-
 from wm_hub.bootstrap.annotate import AnnotateConfig, annotate
+from wm_hub.training.configs import parse_recipe
 
 if __name__ == "__main__":
-    (config,) = TrlParser((AnnotateConfig,)).parse_args_and_config()
+    (config,) = parse_recipe((AnnotateConfig,))
     summary = annotate(config)
     if summary is not None:
         print(

@@ -7,12 +7,9 @@ Any recipe field can be overridden on the command line (``--learning_rate 1e-4``
 data mixture and prints its sizes. See recipes/README.md.
 """
 
-from trl import TrlParser
-
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
 from wm_hub.training.run import main
 
 if __name__ == "__main__":
-    parser = TrlParser((DataArguments, WorldModelSFTConfig, ModelArguments))
-    data_args, training_args, model_args = parser.parse_args_and_config()
+    data_args, training_args, model_args = parse_recipe((DataArguments, WorldModelSFTConfig, ModelArguments))
     main("fdm", data_args, training_args, model_args)

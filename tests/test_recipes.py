@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from shared_data import require
 from trl import TrlParser
 
 from wm_hub import load_backbone
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
 from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main, push_world_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +135,38 @@ def test_the_script_refuses_a_recipe_of_the_other_task():
     data_args, training_args, model_args = parse("--config", str(RECIPES / "tiny" / "idm.yaml"), "--dry_run")
     with pytest.raises(ValueError, match=r"recipe is for the IDM \(task: idm\), not the FDM: run recipes/idm.py"):
         main("fdm", data_args, training_args, model_args)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, r"bad\.yaml: no such recipe file"),
+        ("sources: [unclosed\n", r"recipe .*bad\.yaml: not valid YAML: .*line"),
+        ("lerning_rate: 1.0e-4\nmystery: 3\n", r"unknown key\(s\): lerning_rate \(did you mean learning_rate"),
+        ("loss_weighting: l7\n", r"loss_weighting must be one of \['none', 'l2'\], got 'l7'"),
+        ("loss_weight_floor: 1.5\n", r"loss_weight_floor must be in \[0, 1\]"),
+        ("task: fmd\n", r"task must be 'idm' or 'fdm', got 'fmd'"),
+        ("sources: shapes_world\n", r"sources must be a YAML list of mappings .*got one value"),
+    ],
+)
+def test_a_wrong_recipe_is_one_line_naming_the_file_and_key(tmp_path, capsys, text, message):
+    recipe = tmp_path / "bad.yaml"
+    if text is not None:
+        recipe.write_text("model_name_or_path: x\noutput_dir: " + str(tmp_path / "o") + "\n" + text)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_recipe((DataArguments, WorldModelSFTConfig, ModelArguments), args=["--config", str(recipe)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert re.search(message, err[0]), err[0]
+
+
+def test_the_recipe_scripts_report_a_missing_recipe_without_a_traceback(tmp_path):
+    command = [sys.executable, str(RECIPES / "fdm.py"), "--config", str(tmp_path / "none.yaml")]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'none.yaml'}: no such recipe file"
+    assert "Traceback" not in completed.stderr
 
 
 def test_pushing_is_one_upload_of_the_finished_folder_without_checkpoints_or_pickled_args(monkeypatch, tmp_path):

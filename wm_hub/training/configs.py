@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,6 +89,11 @@ class WorldModelSFTConfig(SFTConfig):
         if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
         super().__post_init__()
+        for name, allowed in (("loss_weighting", ("none", "l2")), ("weight_normalization", ("mean", "none"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.loss_weight_floor <= 1.0:
+            raise ValueError(f"loss_weight_floor must be in [0, 1], got {self.loss_weight_floor}")
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: it would drop the token_weights column")
         if not (self.dataset_kwargs or {}).get("skip_prepare_dataset"):
@@ -209,6 +215,14 @@ class DataArguments:
     dry_run: bool = field(default=False, metadata={"help": "Only build the data mixture and print its sizes."})
 
     def __post_init__(self) -> None:
+        if self.task not in (None, "idm", "fdm"):
+            raise ValueError(f"task must be 'idm' or 'fdm', got {self.task!r}")
+        for name in ("sources", "eval_sources"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ValueError(
+                    f"{name} must be a YAML list of mappings (`{name}:` then `- builder: shapes_world` lines), got "
+                    f"one value: {getattr(self, name)!r}"
+                )
         self.sources = [_source(item) for item in self.sources]
         self.eval_sources = [_source(item) for item in self.eval_sources]
         if self.data_root is not None:
@@ -230,3 +244,42 @@ def _source(item: SourceConfig | dict[str, Any]) -> SourceConfig:
     if unknown:
         raise ValueError(f"unknown mixture source field(s) {unknown} in {item!r}")
     return SourceConfig(**item)
+
+
+def parse_recipe(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:
+    """``TrlParser(dataclass_types).parse_args_and_config(args)``, with a bad recipe as one line, not a traceback.
+
+    A missing ``--config`` file, YAML that does not parse, an unknown key (with the closest known ones) or a value a
+    config refuses ends the process with ``error: ...`` naming the file and the key; only the main process of an
+    ``accelerate launch`` prints it.
+
+    Raises:
+        SystemExit: The recipe is wrong (exit status 2).
+    """
+    import difflib
+    import re
+
+    import yaml
+    from trl import TrlParser
+
+    argv = sys.argv[1:] if args is None else args
+    config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
+    where = f"recipe {config}: " if config else ""
+    try:
+        return TrlParser(dataclass_types).parse_args_and_config(args=args)
+    except FileNotFoundError as error:
+        message = f"{error.filename or config}: no such recipe file"
+    except yaml.YAMLError as error:
+        message = f"{where}not valid YAML: {' '.join(str(error).split())}"
+    except (ValueError, TypeError) as error:
+        unknown = re.findall(r"'--(\w+)'", str(error)) if "Unknown arguments" in str(error) else []
+        if unknown:
+            known = [f.name for kind in dataclass_types for f in dataclasses.fields(kind)]
+            close = {name: difflib.get_close_matches(name, known) for name in unknown}
+            hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
+            message = f"{where}unknown key(s): {'; '.join(hints)}"
+        else:
+            message = f"{where}{error}"
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
