@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo study test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/wm-hub demo --out demo_out
+
+# The paper's claims measured in the sandbox (about an hour on 2 cores, resumable): study/report.md.
+study: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/wm-hub sandbox study --out study
 
 # Debian's chromium + chromium-driver (browser test) are installed by .ci/install-chromium when missing.
 test: $(STAMP)
@@ -34,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_backbone.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) demo_out study .pytest_cache

@@ -33,10 +33,11 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
+from wm_hub.bootstrap.annotate import read_annotations
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import fine_tune
 from wm_hub.sandbox.measure import image_scores
-from wm_hub.sandbox.videos import TRUTH_FILE, true_action, write_sandbox_videos
+from wm_hub.sandbox.videos import TRUTH_FILE, label_accuracy, write_sandbox_videos
 from wm_hub.sandbox.world import SANDBOX_WORLD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,21 +91,13 @@ def _cells(reader: CellReader, images: list[Image.Image], truth: torch.Tensor, c
 
 
 def _video_label_accuracy(out: Path) -> dict[str, Any]:
-    truth = {row["video"]: row for row in map(json.loads, (out / "videos" / TRUTH_FILE).read_text().splitlines())}
-    rows = [
-        json.loads(line)
-        for path in sorted((out / "annotated").glob("annotations-*.jsonl"))
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
-    right = sum(row["action"] == true_action(truth[row["video"]], *row["frames"]) for row in rows)
+    rows = read_annotations(out / "annotated")
     sampled = [json.loads(line) for line in (out / "annotated" / "sampled.jsonl").read_text().splitlines()]
-    right_sampled = sum(row["action"] == true_action(truth[row["video"]], *row["frames"]) for row in sampled)
     return {
         "pairs": len(rows),
-        "accuracy": right / len(rows),
+        "accuracy": label_accuracy(out / "videos", rows),
         "sampled": len(sampled),
-        "sampled_accuracy": right_sampled / len(sampled),
+        "sampled_accuracy": label_accuracy(out / "videos", sampled),
     }
 
 

@@ -71,10 +71,20 @@ def measure_dynamics(
         result["idm_exact_match"] = sum(a == t.action.text for a, t in zip(labels, triplets)) / num
         result["examples"] = [{"idm": a, "truth": t.action.text} for a, t in zip(labels[:3], triplets[:3])]
     if "fdm" in tasks:
-        prompts = [backbone.build_fdm_sequence(ids, t.action.text).input_ids for ids, t in zip(source_ids, triplets)]
-        predicted = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
-        result["fdm"] = image_scores(backbone.ids_to_codes(predicted), targets, targets != sources)
+        predicted = greedy_next_codes(backbone, sources, [t.action.text for t in triplets], seed)
+        result["fdm"] = image_scores(predicted, targets, targets != sources)
     return result
+
+
+@torch.no_grad()
+def greedy_next_codes(backbone: Backbone, sources: torch.Tensor, actions: list[str], seed: int = 0) -> torch.Tensor:
+    """The FDM's greedy prediction: ``(N, cells)`` image codes after ``actions`` from ``(N, cells)`` source codes."""
+    prompts = [
+        backbone.build_fdm_sequence(backbone.codes_to_ids(row).tolist(), action).input_ids
+        for row, action in zip(sources, actions)
+    ]
+    predicted = generate_images(backbone, prompts, top_k=1, seed=seed, decode=False).image_ids[:, 0]
+    return backbone.ids_to_codes(predicted)
 
 
 @torch.no_grad()

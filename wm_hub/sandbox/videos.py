@@ -75,3 +75,17 @@ def write_sandbox_videos(
 def true_action(truth: dict, i: int, j: int) -> str:
     """The hidden action(s) between frames ``i < j`` of a video's truth row (as ``ShapesVideo.true_action``)."""
     return "; ".join(a["text"] for a in truth["actions"] if a["start"] < j and a["end"] > i)
+
+
+def label_accuracy(root: str | Path, rows: list[dict]) -> float:
+    """Share of annotated key-frame pairs (``wm-hub annotate`` rows) whose action is the hidden true one.
+
+    Args:
+        root: The folder :func:`write_sandbox_videos` wrote (its ``truth.jsonl`` is read).
+        rows: Annotation rows (``video``, ``frames``, ``action``).
+    """
+    lines = (Path(root) / TRUTH_FILE).read_text().splitlines()
+    truth = {row["video"]: row for row in map(json.loads, lines)}
+    if not rows:
+        raise ValueError("no annotated pairs to score")
+    return sum(row["action"] == true_action(truth[row["video"]], *row["frames"]) for row in rows) / len(rows)
