@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytest
 from PIL import Image
 from shared_data import require
@@ -86,20 +87,25 @@ def test_missing_and_unreadable_images_are_all_named_or_skipped_and_reported(tmp
     (root / rows[2]["input"]).unlink()
     (root / rows[5]["output"]).unlink()
     (root / rows[7]["output"]).write_bytes(b"not an image")
+    truncated = root / rows[9]["input"]
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:500])  # a valid header, the pixels cut off
 
     with pytest.raises(MissingFilesError) as error:
         _build(root, tmp_path / "cache", "ag")
     message = str(error.value)
-    assert "3 row(s)" in message
+    assert "4 row(s)" in message
+    assert f"train row 9 (id ag/9), field 'input': {rows[9]['input']}: unreadable (" in message
     assert f"train row 2 (id ag/2), field 'input': {rows[2]['input']}: no such file" in message
     assert f"train row 5 (id ag/5), field 'output': {rows[5]['output']}: no such file" in message
     assert f"train row 7 (id ag/7), field 'output': {rows[7]['output']}: not an image PIL can read" in message
 
     builder = _build(root, tmp_path / "cache", "ag", skip_missing=True)
-    assert len(builder.as_dataset("train")) == NUM_ROWS - 3
+    assert len(builder.as_dataset("train")) == NUM_ROWS - 4
     report = builder.build_report.splits["train"]
-    assert [(bad.row, bad.field) for bad in report.skipped] == [(2, "input"), (5, "output"), (7, "output")]
-    assert report.origins["aurora/ag"].skipped == 3 and report.examples == NUM_ROWS - 3
+    skipped = [(bad.row, bad.field) for bad in report.skipped]
+    assert skipped == [(2, "input"), (5, "output"), (7, "output"), (9, "input")]
+    assert report.origins["aurora/ag"].skipped == 4 and report.examples == NUM_ROWS - 4
     # A cached build keeps its report beside the data.
     cached = builder_class("aurora")(
         config_name="ag", data_dir=str(root), cache_dir=str(tmp_path / "cache"), skip_missing=True

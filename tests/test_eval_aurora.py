@@ -131,6 +131,12 @@ def test_prediction_folder_missing_file_names_the_row(small_root, tmp_path):
     message = str(error.value)
     assert "row ag/1" in message and "row whatsup/2" in message and "row whatsup/3" in message
     assert "ag/0" not in message.replace("ag/0.png", "")
+    (folder / "ag" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n damaged")  # a PNG signature, then nothing usable
+    with pytest.raises(SystemExit) as error:
+        main(["eval", "aurora", *_small_args(small_root, tmp_path / "R.json", "--predictions", str(folder))])
+    message = str(error.value)
+    assert f"row ag/1: {folder / 'ag' / '1.png'}: " in message
+    assert "Traceback" not in message and not (tmp_path / "R.json").exists()
 
 
 def test_prediction_folder_l1(small_root, tmp_path):

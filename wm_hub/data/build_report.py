@@ -177,11 +177,12 @@ class BuildReport:
 
 
 def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image file (``None`` when PIL identifies it; only the header is read)."""
+    """Why ``path`` is not a usable image file (``None`` when PIL decodes it whole, so a truncated file is caught)."""
     if not path.is_file():
         return "no such file"
     try:
-        with Image.open(path):
+        with Image.open(path) as image:
+            image.load()
             return None
     except UnidentifiedImageError:
         return "not an image PIL can read"

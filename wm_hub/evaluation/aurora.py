@@ -35,6 +35,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from wm_hub.data.build_report import image_problem
 from wm_hub.evaluation import judge
 from wm_hub.evaluation.baselines import InstructPix2PixConfig
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
@@ -337,21 +338,25 @@ def prediction_file(folder: Path, row_id: str) -> Path | None:
 
 
 def check_prediction_dir(folder: Path, rows: Sequence[BenchRow]) -> dict[str, Path]:
-    """Each row's prediction file in ``folder``.
+    """Each row's prediction file in ``folder``, every one decoded once here (a damaged file fails before scoring).
 
     Raises:
-        FileNotFoundError: Rows without a prediction file; the message names every such row id and the expected path.
+        FileNotFoundError: Rows without a prediction file or with one PIL cannot decode; the message names every such
+            row id and its path.
     """
     found, missing = {}, []
     for row in rows:
         path = prediction_file(folder, row.id)
         if path is None:
             missing.append(f"row {row.id}: expected {folder / row.id}.png (or {', '.join(IMAGE_SUFFIXES[1:])})")
+        elif problem := image_problem(path):
+            missing.append(f"row {row.id}: {path}: {problem}")
         else:
             found[row.id] = path
     if missing:
         raise FileNotFoundError(
-            f"{folder}: {len(missing)} of {len(rows)} row(s) have no prediction image:\n  " + "\n  ".join(missing)
+            f"{folder}: {len(missing)} of {len(rows)} row(s) have no readable prediction image:\n  "
+            + "\n  ".join(missing)
         )
     return found
 
