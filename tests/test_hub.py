@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -464,6 +468,22 @@ def test_bad_pushes_stop_before_any_upload_with_one_clear_error(hub, local, tmp_
         with pytest.raises(SystemExit, match=re.escape(message)):
             main(["push", *args])
     assert len(hub.state.requests) == before
+
+
+def test_an_unreachable_hub_is_one_line_naming_the_endpoint(tiny_model_dirs):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_test", "HF_HUB_OFFLINE": "0"}
+    command = [sys.executable, "-m", "wm_hub.cli", "push", "model", str(tiny_model_dirs("chameleon")), "--repo-id",
+               "org/unreachable"]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines() == [
+        f"error: cannot reach the Hub at {endpoint} (ConnectError: [Errno 111] Connection refused); nothing was "
+        "committed, rerun to retry"
+    ]
+    assert "hf_test" not in completed.stderr
 
 
 def test_the_test_hub_answers_like_the_hub(hub, pushed):  # noqa: F811

@@ -43,10 +43,20 @@ def _push_dataset(args: argparse.Namespace) -> int:
 
 
 def _report(push) -> int:
+    import os
+
+    from httpx2 import TransportError  # huggingface_hub's HTTP client: connection refused, DNS, timeouts
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     try:
         result = push()
+    except TransportError as error:
+        endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT)
+        raise SystemExit(
+            f"error: cannot reach the Hub at {endpoint} ({type(error).__name__}: {error}); nothing was committed, "
+            "rerun to retry"
+        ) from None
     except (FileNotFoundError, ValueError, OfflineModeIsEnabled) as error:
         raise SystemExit(f"error: {error}") from None
     except HfHubHTTPError as error:
