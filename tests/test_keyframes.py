@@ -198,6 +198,24 @@ def test_cli_refuses_two_videos_writing_the_same_folder(tmp_path):
         main(["keyframes", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path)])
 
 
+def test_cli_refuses_a_resume_with_other_settings_a_file_as_out_and_all_videos_broken(tmp_path, capsys):
+    write_video(tmp_path / "clip.mp4", 60, [(10, 20)])
+    out = tmp_path / "out"
+    assert main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(out), "--num-keyframes", "2"]) == 0
+    rows = (out / "keyframes.jsonl").read_text()
+    for flag, value in (("--num-keyframes", "3"), ("--min-interval", "5"), ("--max-side", "64")):
+        with pytest.raises(SystemExit, match=f"started with {flag} .*, now {value}"):
+            main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(out), "--num-keyframes", "2", flag, value])
+    assert (out / "keyframes.jsonl").read_text() == rows  # nothing mixed in
+    with pytest.raises(SystemExit, match="is a file: give a folder"):
+        main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "clip.mp4")])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.mp4").write_text("not a video\n" * 20)
+    with pytest.raises(SystemExit, match="none of the 1 videos could be decoded"):
+        main(["keyframes", str(tmp_path / "broken"), "--out", str(tmp_path / "out-broken")])
+    capsys.readouterr()
+
+
 def test_cli_help_explains_keyframes(capsys):
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["keyframes", "--help"])

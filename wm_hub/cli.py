@@ -351,7 +351,24 @@ def _keyframes(args: argparse.Namespace) -> int:
     if not videos:
         raise SystemExit(f"error: no video files ({' '.join(VIDEO_EXTENSIONS)}) in {' '.join(args.videos)}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file: give a folder for the key frames")
+    settings = {name: getattr(config, name) for name in ("num_keyframes", "min_interval", "max_side")}
+    recorded = out / "keyframes_config.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        for name, value in settings.items():
+            if before.get(name) != value:
+                flag = "--" + name.replace("_", "-")
+                raise SystemExit(
+                    f"error: {out} was started with {flag} {before.get(name)}, now {value}: resume with the same "
+                    "settings, or choose another --out"
+                )
     out.mkdir(parents=True, exist_ok=True)
+    if not recorded.is_file():
+        tmp = recorded.with_name(recorded.name + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=2) + "\n")
+        os.replace(tmp, recorded)
     index = out / "keyframes.jsonl"
     text = index.read_text() if index.is_file() else ""
     if not text.endswith("\n") and text:  # the last row was cut short (a crash while appending): drop it
@@ -391,6 +408,8 @@ def _keyframes(args: argparse.Namespace) -> int:
     os.replace(tmp, skipped_path)
     if skipped:
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
+        if len(skipped) == len(videos):  # no key frame at all: not a success
+            raise SystemExit(f"error: none of the {len(todo)} videos could be decoded ({skipped_path}): {listing}")
         print(f"Skipped {len(skipped)} of {len(todo)} videos that could not be decoded: {listing}", file=sys.stderr)
     summary = {
         "keyframes": str(index),
