@@ -324,6 +324,13 @@ def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
         "step_01.png",
         "step_02.png",
     ]
+    assert main(["rollout", *args, "--actions", ACTIONS[0], "--out", str(folder)]) == 0  # a shorter rerun
+    capsys.readouterr()
+    assert sorted(p.name for p in folder.iterdir()) == ["rollout.json", "step_01.png"]  # no stale step_02
+    with pytest.raises(SystemExit, match="blank action"):
+        main(["rollout", *args, "--actions", ACTIONS[0], " ", "--out", str(folder)])
+    with pytest.raises(SystemExit, match="--action is blank"):
+        main(["generate", *args, "--action", "", "--out", str(out)])
 
     with pytest.raises(SystemExit, match="--image .*missing.png: no such file"):
         main(["generate", *args[:2], "--image", str(world_images / "missing.png"), "--action", "a", "--out", str(out)])

@@ -107,6 +107,8 @@ def _generate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise SystemExit(f"error: --out {args.out}: must be a .png file")
+    if not args.action.strip():
+        raise SystemExit("error: --action is blank: give the action text")
     (result,), settings = _run(args, [args.action])
     _save_png(result["image"], out)
     print(json.dumps({"output": str(out), "action": args.action, "score": result["score"], **settings}, indent=2))
@@ -117,6 +119,8 @@ def _rollout(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise SystemExit(f"error: --out {args.out}: exists and is not a folder")
+    if not args.actions or any(not action.strip() for action in args.actions):
+        raise SystemExit("error: --actions holds a blank action: give every step's action text")
     results, settings = _run(args, args.actions)
     width = max(2, len(str(len(results))))
     steps = []
@@ -126,6 +130,8 @@ def _rollout(args: argparse.Namespace) -> int:
         steps.append({"step": step, "action": action, "image": name, "score": result["score"]})
     summary = {"steps": steps, **settings}
     _save_json(summary, out / "rollout.json")
+    for stale in set(out.glob("step_*.png")) - {out / step["image"] for step in steps}:  # of an earlier, longer run
+        stale.unlink()
     print(json.dumps({"output": str(out), **summary}, indent=2))
     return 0
 
