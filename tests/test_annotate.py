@@ -293,6 +293,15 @@ def test_a_wrong_idm_leaves_no_folder_behind(keyframe_folder, idm_dir, tmp_path,
     assert (out / "annotation_config.json").is_file()
 
 
+def test_a_corrupt_key_frame_is_named_by_row_and_field(keyframe_folder, idm_dir, tmp_path, one_thread):
+    (keyframe_folder / "slide/clip-b/frame_000020.png").write_bytes(b"not a png at all")
+    with pytest.raises(SystemExit) as error:
+        main(["annotate", "--idm", idm_dir, "--data", str(keyframe_folder), "--out", str(tmp_path / "annotated")])
+    message = str(error.value)
+    assert "id 'slide/clip-b:6-20'" in message and "field 'target': not an image" in message
+    assert "BytesIO" not in message
+
+
 def test_a_pair_without_an_image_is_named(tmp_path, idm_dir):
     image = ShapesWorld().video("test", 0).frames[0]
     dataset = datasets.Dataset.from_dict(

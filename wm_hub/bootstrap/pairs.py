@@ -287,7 +287,9 @@ def _decode(description: str, index: int, pair_id: str, raw: tuple[bytes | None,
             with Image.open(io.BytesIO(data)) as image:
                 image_format = image.format
                 images.append(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as error:
+        except UnidentifiedImageError:  # its message names an io.BytesIO, not the file
+            raise ValueError(f"{description}: row {index} (id {pair_id!r}): field {side!r}: not an image") from None
+        except OSError as error:
             raise ValueError(
                 f"{description}: row {index} (id {pair_id!r}): field {side!r}: unreadable ({error})"
             ) from None
