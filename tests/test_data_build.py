@@ -158,6 +158,16 @@ def test_bad_input_exits_with_one_clear_message(tmp_path, monkeypatch, argv, mes
     assert not (tmp_path / "out").exists()
 
 
+def test_a_build_that_skips_every_row_is_an_error(tmp_path, bench_rows):
+    empty = tmp_path / "AURORA"
+    empty.mkdir()
+    (empty / "test.json").write_text((BENCH_MINI / "test.json").read_text())  # the rows, none of their images
+    with pytest.raises(SystemExit, match=r"no triplet left for split 'test' .*30 skipped .*first skipped: test row 0"):
+        main(["data", "build", "aurora", "--config", "bench", "--data-dir", str(empty), "--out",
+              str(tmp_path / "out"), "--skip-missing"])  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_out_must_be_new_or_empty(tmp_path, bench_rows):
     out = tmp_path / "out"
     out.mkdir()
