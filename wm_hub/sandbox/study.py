@@ -148,7 +148,6 @@ class Study:
         self.source_codes = torch.stack([scene_contents(t.source_scene, SANDBOX_WORLD) for t in self.triplets])
         self.target_codes = torch.stack([scene_contents(t.target_scene, SANDBOX_WORLD) for t in self.triplets])
         self.recipes = {task: yaml.safe_load(demo_recipe(task).read_text()) for task in ("idm", "fdm")}
-        self.wall_times: dict[str, float] = {}
 
     # training ------------------------------------------------------------------------------------------------------
 
@@ -204,9 +203,7 @@ class Study:
         if checkpoints:
             overrides.update(save_strategy="steps", save_steps=self.config.curve_every, save_only_model=True)
         print(f"[study] training {name} ({task}, {steps} steps)", flush=True)
-        begin = time.perf_counter()
         fine_tune(task, self.config.base, out, in_process=True, **overrides)
-        self.wall_times[f"train_{name}_s"] = time.perf_counter() - begin
         return out
 
     def checkpoint(self, run: Path, step: int) -> Path:
@@ -604,25 +601,30 @@ PARTS = ("asymmetry", "table4", "scaling", "probe", "best_of_n", "rollouts")
 
 
 def run_study(config: StudyConfig) -> dict[str, Any]:
-    """Run every part (what is done is skipped) and write ``results.json``, ``report.md`` and the plots."""
+    """Run every part (what is done is skipped) and write ``results.json``, ``report.md`` and the plots.
+
+    ``wall_times`` holds the seconds each part took, summed over the invocations that worked on it (kept in
+    ``runs/wall_times.json`` after each part, so a resumed study reports what it cost in all), their ``total_s``,
+    and ``this_run_s``.
+    """
     from wm_hub.sandbox.study_report import plot_study, study_report
 
     study = Study(config)
     start = time.perf_counter()
+    spent_path = study.runs / "wall_times.json"
+    spent = json.loads(spent_path.read_text()) if spent_path.is_file() else {}
     results: dict[str, Any] = {}
     for part in PARTS:
         begin = time.perf_counter()
         print(f"[study] {part}", flush=True)
         results[part] = getattr(study, part)()
-        study.wall_times[f"{part}_s"] = time.perf_counter() - begin
-    study.wall_times["total_s"] = time.perf_counter() - start
+        spent[f"{part}_s"] = spent.get(f"{part}_s", 0.0) + time.perf_counter() - begin
+        _write_json(spent_path, spent)
+    wall_times = {f"{part}_s": spent[f"{part}_s"] for part in PARTS}
+    wall_times.update(total_s=sum(wall_times.values()), this_run_s=time.perf_counter() - start)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
-    results = {
-        "config": settings,
-        "world": dataclasses.asdict(SANDBOX_WORLD),
-        "wall_times": study.wall_times,
-        **results,
-    }
+    world = dataclasses.asdict(SANDBOX_WORLD)
+    results = {"config": settings, "world": world, "wall_times": wall_times, **results}
     _write_json(config.out / "results.json", results)
     plots = plot_study(results, config.out)
     tmp = config.out / "report.md.tmp"
