@@ -137,17 +137,17 @@ import wm_hub.bootstrap.annotate as annotate
 from wm_hub.cli import main
 
 written = []
-write = annotate._write_jsonl
+write = annotate.write_jsonl
 
-def write_two_shards_then_die(path, rows):
+def write_two_shards_then_die(path, rows, **dumps):
     if len(written) == 2:  # the third shard: half its rows reach the temporary file, then a hard kill
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text("".join(__import__("json").dumps(row) + "\\n" for row in rows[:1]))
         os.kill(os.getpid(), signal.SIGKILL)
-    write(path, rows)
+    write(path, rows, **dumps)
     written.append(path)
 
-annotate._write_jsonl = write_two_shards_then_die
+annotate.write_jsonl = write_two_shards_then_die
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_with
 
 ARCHS = ("chameleon", "liquid", "emu3")
 FIT_REPORT = "vq_fit.json"  # written next to a fitted VQGAN: data, settings, held-out PSNR
@@ -124,17 +125,12 @@ def _predict(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, image in enumerate(output.images[0]):
-        path = out / f"candidate_{index}.png"
-        tmp = path.with_name(path.name + ".tmp")
-        image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        path = write_with(out / f"candidate_{index}.png", lambda tmp, image=image: image.save(tmp, format="PNG"))
         paths.append(str(path))
     for stale in set(out.glob("candidate_*.png")) - {Path(path) for path in paths}:  # from an earlier, larger run
         stale.unlink()
     summary = {"model": args.model, "image": args.image, "action": args.action, "seed": args.seed, "images": paths}
-    tmp = out / "prediction.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "prediction.json")
+    write_json(out / "prediction.json", summary)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -366,17 +362,12 @@ def _keyframes(args: argparse.Namespace) -> int:
                 )
     out.mkdir(parents=True, exist_ok=True)
     if not recorded.is_file():
-        tmp = recorded.with_name(recorded.name + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=2) + "\n")
-        os.replace(tmp, recorded)
+        write_json(recorded, settings)
     index = out / "keyframes.jsonl"
-    text = index.read_text() if index.is_file() else ""
-    if not text.endswith("\n") and text:  # the last row was cut short (a crash while appending): drop it
-        text = text[: text.rfind("\n") + 1]
-        tmp = index.with_name(index.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, index)
-    done = {row["video"]: Path(row["images"][0]).parent for row in map(json.loads, text.splitlines())}
+    try:
+        done = {row["video"]: Path(row["images"][0]).parent for row in read_jsonl_log(index)}  # a torn row is redone
+    except (ValueError, KeyError, IndexError) as error:
+        raise SystemExit(f"error: {index}: not a key-frame index this command wrote ({error})") from None
     owners = {folder: video for video, folder in done.items()}
     for video, folder in videos.items():
         if owners.setdefault(folder, video) != video:
@@ -396,16 +387,11 @@ def _keyframes(args: argparse.Namespace) -> int:
             paths = []
             for frame, image in zip(keyframes.frames, images):
                 path = out / folder / f"frame_{frame:06d}.png"
-                tmp = path.with_name(path.name + ".tmp")
-                image.save(tmp, format="PNG")
-                os.replace(tmp, path)
+                write_with(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
                 paths.append(str(path.relative_to(out)))
             rows.write(json.dumps({**keyframes.to_dict(), "images": paths}) + "\n")  # images first, then the row
             rows.flush()
-    skipped_path = out / "skipped.jsonl"
-    tmp = skipped_path.with_name(skipped_path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in skipped))
-    os.replace(tmp, skipped_path)
+    skipped_path = write_jsonl(out / "skipped.jsonl", skipped)
     if skipped:
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
         if len(skipped) == len(videos):  # no key frame at all: not a success

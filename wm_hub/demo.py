@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from PIL import Image, ImageDraw
 
+from wm_hub.atomic_io import write_json, write_text
 from wm_hub.bootstrap.annotate import read_annotations
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import fine_tune
@@ -194,12 +195,6 @@ def _report(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run every stage whose output is missing and write ``demo_grid.png``, ``summary.json`` and ``report.md``."""
     out = config.out = Path(config.out)
@@ -264,6 +259,6 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     summary["tokenizer"] = json.loads(tokenizer.read_text()) if tokenizer.is_file() else None
     summary["wall_times"] = times
     grid.save(out / "demo_grid.png")
-    _write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    _write(out / "report.md", _report(summary))
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", _report(summary))
     return summary

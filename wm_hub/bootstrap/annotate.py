@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -48,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wm_hub.atomic_io import write_json, write_jsonl, write_with
 from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
 
 CONFIG_FILE = "annotation_config.json"
@@ -211,7 +211,7 @@ def _prepare_out(out: Path, config: AnnotateConfig, plan: _Plan) -> None:
     """Create ``out`` with the run config unless it has one; drop the temporary files of an interrupted run."""
     out.mkdir(parents=True, exist_ok=True)
     if not (out / CONFIG_FILE).is_file():
-        _write_json(out / CONFIG_FILE, _run_config(config, plan))
+        write_json(out / CONFIG_FILE, _run_config(config, plan))
     for stale in [*out.glob(".annotations-*.tmp"), *(out / "frames").rglob(".*.tmp")]:
         stale.unlink(missing_ok=True)
 
@@ -299,7 +299,7 @@ def _annotate_shards(
                 batch = indices[begin : begin + config.batch_size]
                 rows += annotate_batch(idm, plan.pairs, batch, config, out)
                 progress.update(len(batch))
-            _write_jsonl(plan.path(out, shard), rows)
+            write_jsonl(plan.path(out, shard), rows, ensure_ascii=False)
     stats["seconds"] = time.perf_counter() - start
     return stats
 
@@ -364,24 +364,9 @@ def _store_images(out: Path, pair: FramePair, images: PairImages) -> tuple[str, 
         relative = f"{stem}{extension}"
         path = out / relative
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_with(path, lambda tmp, data=data: tmp.write_bytes(data))
         paths.append(relative)
     return paths[0], paths[1]
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _finish(
@@ -415,5 +400,5 @@ def _finish(
         "score_mean": {"min": min(means), "mean": sum(means) / len(means), "max": max(means)},
         "action_classes": dict(sorted(Counter(row["action_class"] for row in rows).items())),
     }
-    _write_json(out / RUN_FILE, summary)
+    write_json(out / RUN_FILE, summary)
     return summary

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from numbers import Real
@@ -49,6 +48,8 @@ from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from wm_hub.atomic_io import write_text, write_with
 
 DEFAULT_SCORE_FIELDS = ("score_mean", "score")  # the first one the first row has is used by default
 SCORE_FIELD_ALIASES = {"mean": "score_mean", "sum": "score_sum"}
@@ -481,17 +482,9 @@ def plot_score_distributions(
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=100)
+    write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
     plt.close(figure)
-    os.replace(tmp, path)
     return path
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def output_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -538,7 +531,7 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
     picked, class_order = stratified_top_k_indices(scores, classes, ids, config.k)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out_path, "".join(data.lines[index] + "\n" for index in picked))
+    write_text(out_path, "".join(data.lines[index] + "\n" for index in picked))
     picked_scores = [scores[index] for index in picked]
     picked_classes = [classes[index] for index in picked]
     before: dict[str, list[float]] = {name: [] for name in class_order}
@@ -577,5 +570,5 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
             "after": _stage_statistics(picked_scores, picked_classes, class_order),
         },
     )
-    _write_atomically(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(report_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return report

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from wm_hub.atomic_io import write_json, write_with
+
 
 def _check_model(flag: str, name: str) -> None:
     """A model argument that is clearly a local path (absolute, ``./``, ``../``, ``~`` or deeper than org/name)."""
@@ -70,17 +72,8 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _save_png(image, path: Path) -> None:
-    """Write ``image`` as PNG to a temporary name beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def _save_json(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write ``image`` as PNG atomically."""
+    write_with(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _run(args: argparse.Namespace, actions: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -129,7 +122,7 @@ def _rollout(args: argparse.Namespace) -> int:
         _save_png(result["image"], out / name)
         steps.append({"step": step, "action": action, "image": name, "score": result["score"]})
     summary = {"steps": steps, **settings}
-    _save_json(summary, out / "rollout.json")
+    write_json(out / "rollout.json", summary)
     for stale in set(out.glob("step_*.png")) - {out / step["image"] for step in steps}:  # of an earlier, longer run
         stale.unlink()
     print(json.dumps({"output": str(out), **summary}, indent=2))

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 from PIL import Image, UnidentifiedImageError
+
+from wm_hub.atomic_io import write_json
 
 REPORT_FILENAME = "build_report.json"
 
@@ -170,10 +171,7 @@ class BuildReport:
 
     def write(self, path: str | Path) -> None:
         """Write the report as JSON (atomically: a temp file renamed into place)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(path, self.to_dict())
 
 
 def image_problem(path: Path) -> str | None:

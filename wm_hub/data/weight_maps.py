@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from wm_hub.atomic_io import write_with
 from wm_hub.models.base import Backbone, pixels_to_pil
 from wm_hub.training.recognition import recognition_weights
 
@@ -74,8 +74,6 @@ def write_weight_panels(
         panel, _ = weight_panel(backbone, row["source"], row["target"], display_size)
         name = "".join(char if char.isalnum() or char in "-_." else "_" for char in str(row.get("id", index)))
         path = out_dir / f"{index:05d}-{name}.png"
-        tmp = path.with_name(path.name + ".tmp")
-        panel.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        write_with(path, lambda tmp, panel=panel: panel.save(tmp, format="PNG"))
         written.append(path)
     return written

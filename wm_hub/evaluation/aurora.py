@@ -25,7 +25,6 @@ Outputs: ``results.json`` (``{"subsets": {NAME: {"n", "skipped", METRIC...}}, "o
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from wm_hub.atomic_io import write_text, write_with
 from wm_hub.data.build_report import image_problem
 from wm_hub.evaluation import judge
 from wm_hub.evaluation.baselines import InstructPix2PixConfig
@@ -303,18 +303,8 @@ def _captions(annotation_file: Path) -> dict[int, str]:
     return {index: row["caption"] for index, row in enumerate(rows) if isinstance(row.get("caption"), str)}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _save_image(image: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.convert("RGB").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_with(path, lambda tmp: image.convert("RGB").save(tmp, format="PNG"))
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -379,7 +369,7 @@ def _prepare_generated_dir(config: AuroraEvalConfig) -> Path:
                 f"{json.dumps(manifest)}. Use another output folder or predictions_dir (--predictions-dir)."
             )
     else:
-        _atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        write_text(path, json.dumps(manifest, indent=2) + "\n")
     return folder
 
 
@@ -631,6 +621,6 @@ def evaluate_aurora(config: AuroraEvalConfig) -> dict[str, Any]:
             predictions = generate_predictions(config, bench)
         records = score_rows(config, bench, predictions)
         results = summarize(config, bench, records)
-    _atomic_write_text(config.rows_path, "".join(json.dumps(record) + "\n" for record in records))
-    _atomic_write_text(Path(config.out), json.dumps(results, indent=2) + "\n")
+    write_text(config.rows_path, "".join(json.dumps(record) + "\n" for record in records))
+    write_text(Path(config.out), json.dumps(results, indent=2) + "\n")
     return results

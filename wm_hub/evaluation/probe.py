@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from wm_hub.atomic_io import read_jsonl_log, write_with
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
 
@@ -359,20 +359,12 @@ def run_probe(
 
 def _read_score_cache(path: str | Path) -> dict[str, dict[str, float]]:
     """Scores of a cache file; a last line cut short by a crash is dropped from the file."""
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        _write_atomic(path, lambda tmp: tmp.write_text(text))
     cached = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, entry in enumerate(read_jsonl_log(path), 1):
         try:
-            entry = json.loads(line)
             cached[entry["key"]] = {"sum": float(entry["sum"]), "mean": float(entry["mean"])}
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: line {number} is not a score entry; delete the file to rescore") from None
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: entry {number} is not a score entry; delete the file to rescore") from None
     return cached
 
 
@@ -508,12 +500,6 @@ def match_counterfactuals(
 # ----------------------------------------------------------------------------------------------------------------
 # Reports and plots
 # ----------------------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def result_to_dict(result: ProbeResult, **extra: Any) -> dict[str, Any]:
     """JSON-ready summary: win rates, config, counts per negative type, and ``extra`` (model, data...)."""
     return {
@@ -603,7 +589,7 @@ def plot_probe(result: ProbeResult, out_dir: str | Path) -> list[Path]:
                 axis.legend(fontsize=7, loc="best")
         figure.tight_layout()
         path = out_dir / f"probe_{kind}.png"
-        _write_atomic(path, lambda tmp, figure=figure: figure.savefig(tmp, format="png", dpi=110))
+        write_with(path, lambda tmp, figure=figure: figure.savefig(tmp, format="png", dpi=110))
         plt.close(figure)
         paths.append(path)
     return paths
@@ -622,9 +608,9 @@ def write_probe_outputs(result: ProbeResult, out_dir: str | Path, **extra: Any) 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": out_dir / "probe.json", "markdown": out_dir / "probe.md", "rows": out_dir / "probe_rows.jsonl"}
     summary = json.dumps(result_to_dict(result, **extra), indent=2) + "\n"
-    _write_atomic(files["json"], lambda tmp: tmp.write_text(summary))
+    write_with(files["json"], lambda tmp: tmp.write_text(summary))
     report = markdown_report(result)
-    _write_atomic(files["markdown"], lambda tmp: tmp.write_text(report))
+    write_with(files["markdown"], lambda tmp: tmp.write_text(report))
     ids = [row.id for row in result.rows]
 
     def described(trajectory: Trajectory) -> dict[str, str]:
@@ -643,7 +629,7 @@ def write_probe_outputs(result: ProbeResult, out_dir: str | Path, **extra: Any) 
             "scores": {direction: result.scores[direction][row.id] for direction in result.scores},
         }
         lines.append(json.dumps(entry) + "\n")
-    _write_atomic(files["rows"], lambda tmp: tmp.write_text("".join(lines)))
+    write_with(files["rows"], lambda tmp: tmp.write_text("".join(lines)))
     for path in plot_probe(result, out_dir):
         files[path.stem] = path
     return files

@@ -17,11 +17,12 @@ The best value of each row is bold (lowest for L1, highest otherwise).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from wm_hub.atomic_io import write_text, write_with
 
 METRIC_NAMES = {
     "judge": "GPT-4o",
@@ -228,25 +229,17 @@ def markdown_report(runs: Sequence[RunResults]) -> str:
     return "\n".join(parts)
 
 
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def write_markdown_report(runs: Sequence[RunResults], path: str | Path) -> Path:
     """Write :func:`markdown_report` to ``path`` (atomically)."""
     text = markdown_report(runs)
-    return _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    return write_text(path, text)
 
 
 def _save_figure(figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     try:
-        return _atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=120, bbox_inches="tight"))
+        return write_with(path, lambda tmp: figure.savefig(tmp, format=path.suffix[1:], dpi=120, bbox_inches="tight"))
     finally:
         plt.close(figure)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from wm_hub.atomic_io import write_text
 from wm_hub.human_eval.storage import Answer, AnswerStore
 from wm_hub.human_eval.study import ANSWERS_FILE, StudyKey, load_key, load_study
 
@@ -302,13 +302,6 @@ def markdown_report(scores: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def score_study(config: ScoreConfig) -> tuple[dict[str, Any], Path, Path]:
     """Score a study's answers and write ``scores.json`` and ``scores.md``.
 
@@ -325,6 +318,6 @@ def score_study(config: ScoreConfig) -> tuple[dict[str, Any], Path, Path]:
     scores = score_answers(answers, key, config)
     out = Path(config.out or study)
     json_path, md_path = out / "scores.json", out / "scores.md"
-    _write_text(json_path, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
-    _write_text(md_path, markdown_report(scores))
+    write_text(json_path, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
+    write_text(md_path, markdown_report(scores))
     return scores, json_path, md_path

@@ -26,10 +26,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from wm_hub.atomic_io import write_json
 
 STUDY_FILE = "study.json"
 KEY_FILE = "key.json"
@@ -182,12 +183,6 @@ class StudyKey:
     data_dir: str
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def load_study(path: str | Path) -> Study:
     """Read ``study.json`` of a study folder (never the key).
 
@@ -328,9 +323,8 @@ def build_study(config: StudyConfig) -> Path:
             rows.append(
                 StudyRow(key, row_id, subsets[index], actions[index], f"{IMAGES_DIR}/{key}/{input_name}", outputs)
             )
-        _write_json(
-            tmp / STUDY_FILE, {"version": STUDY_VERSION, "title": config.title, "rows": [asdict(r) for r in rows]}
-        )
+        study = {"version": STUDY_VERSION, "title": config.title, "rows": [asdict(r) for r in rows]}
+        write_json(tmp / STUDY_FILE, study, ensure_ascii=False)
         key = StudyKey(
             models=models,
             subsets=subset_order,
@@ -341,7 +335,7 @@ def build_study(config: StudyConfig) -> Path:
             predictions={name: str(folder.resolve()) for name, folder in folders.items()},
             data_dir=str(data_dir.resolve()),
         )
-        _write_json(tmp / KEY_FILE, asdict(key))
+        write_json(tmp / KEY_FILE, asdict(key), ensure_ascii=False)
         tmp.chmod(0o755)  # mkdtemp makes it private; a served study (Docker, Space) must be readable
         if out.exists():
             out.rmdir()

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import yaml
 
+from wm_hub.atomic_io import write_json, write_jsonl, write_text
 from wm_hub.data.shapes_world import ShapesTriplet, ShapesWorld
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import demo_recipe, fine_tune
@@ -229,7 +230,7 @@ class Study:
         if path.is_file():
             return json.loads(path.read_text())
         value = measure()
-        _write_json(path, value)
+        write_json(path, value)
         return value
 
     def fdm_rows(self, model: Path, cache: Path | None = None) -> dict[str, Any]:
@@ -287,7 +288,7 @@ class Study:
                     class_source="verb",
                 )  # fmt: skip
             )
-            _write_json(out / "done.json", {"idm": str(idm)})
+            write_json(out / "done.json", {"idm": str(idm)})
         return out, read_annotations(out)
 
     def pairs(self, folder: Path, rows: list[dict[str, Any]], how: str, k: int | None = None) -> Path:
@@ -300,13 +301,8 @@ class Study:
         if how == "stratified":
             sample_annotations(folder, path, SamplingConfig(k=k))
             return path
-        kept = (
-            rows if how == "all" else random.Random(f"study/random/{self.config.seed}").sample(rows, min(k, len(rows)))
-        )
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        os.replace(tmp, path)
-        return path
+        rng = random.Random(f"study/random/{self.config.seed}")
+        return write_jsonl(path, rows if how == "all" else rng.sample(rows, min(k, len(rows))))
 
     # the parts -----------------------------------------------------------------------------------------------------
 
@@ -590,13 +586,6 @@ def _scores_with_rows(predicted: torch.Tensor, truth: torch.Tensor, source: torc
     return {**image_scores(predicted, truth, changed), "rows": rows}
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 PARTS = ("asymmetry", "table4", "scaling", "probe", "best_of_n", "rollouts")
 
 
@@ -619,17 +608,15 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
         print(f"[study] {part}", flush=True)
         results[part] = getattr(study, part)()
         spent[f"{part}_s"] = spent.get(f"{part}_s", 0.0) + time.perf_counter() - begin
-        _write_json(spent_path, spent)
+        write_json(spent_path, spent)
     wall_times = {f"{part}_s": spent[f"{part}_s"] for part in PARTS}
     wall_times.update(total_s=sum(wall_times.values()), this_run_s=time.perf_counter() - start)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
     world = dataclasses.asdict(SANDBOX_WORLD)
     results = {"config": settings, "world": world, "wall_times": wall_times, **results}
-    _write_json(config.out / "results.json", results)
+    write_json(config.out / "results.json", results)
     plots = plot_study(results, config.out)
-    tmp = config.out / "report.md.tmp"
-    tmp.write_text(study_report(results, [path.name for path in plots]))
-    os.replace(tmp, config.out / "report.md")
+    write_text(config.out / "report.md", study_report(results, [path.name for path in plots]))
     return results
 
 

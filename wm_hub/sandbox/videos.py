@@ -21,6 +21,7 @@ from pathlib import Path
 import av
 from tqdm import tqdm
 
+from wm_hub.atomic_io import write_jsonl
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
 from wm_hub.sandbox.world import SANDBOX_VIDEO_WORLD
 
@@ -65,10 +66,7 @@ def write_sandbox_videos(
                 container.mux(stream.encode(av.VideoFrame.from_image(frame)))
             container.mux(stream.encode())
         os.replace(tmp, path)
-    record = Path(root) / TRUTH_FILE
-    tmp = record.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps({"world": dataclasses.asdict(world), **row}) + "\n" for row in truth))
-    os.replace(tmp, record)
+    write_jsonl(Path(root) / TRUTH_FILE, ({"world": dataclasses.asdict(world), **row} for row in truth))
     return paths
 
 

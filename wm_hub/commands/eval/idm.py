@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from wm_hub.atomic_io import read_jsonl_log, write_json
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -15,23 +16,15 @@ def _split_list(text: str | None) -> list[str] | None:
 
 def _read_predictions(path: Path) -> dict[str, dict]:
     """Predictions already made (resume); a last line cut short by a crash is dropped."""
-    if not path.is_file():
-        return {}
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+    try:
+        rows = read_jsonl_log(path)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     done = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            row = json.loads(line)
-            done[row["id"]] = row
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise SystemExit(
-                f"error: {path}: line {number} is not a prediction row; delete the file to redo"
-            ) from None
+    for number, row in enumerate(rows, 1):
+        if "id" not in row:
+            raise SystemExit(f"error: {path}: row {number} is not a prediction row; delete the file to redo")
+        done[row["id"]] = row
     return done
 
 
@@ -114,9 +107,7 @@ def _eval_idm(args: argparse.Namespace) -> int:
             "metrics": config_summary(metrics_config),
         },
     }
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, results)
     print(json.dumps({"overall": overall, "results": str(out), "predictions": str(predictions_path)}, indent=2))
     return 0
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from wm_hub.atomic_io import read_jsonl_log, write_json
 
 
 def _eval_spatial(args: argparse.Namespace) -> int:
@@ -22,18 +23,14 @@ def _eval_spatial(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     predictions_path = Path(args.predictions) if args.predictions else out.with_suffix(".predictions.jsonl")
     done: dict[str, dict] = {}
-    if predictions_path.is_file():
-        text = predictions_path.read_text()
-        text = text[: text.rfind("\n") + 1]  # a last line cut short by a crash is redone
-        for number, line in enumerate(text.splitlines(), 1):
-            try:
-                row = json.loads(line)
-                done[row["id"]] = row
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise SystemExit(f"error: {predictions_path}: line {number} is not a prediction row") from None
-        tmp = predictions_path.with_name(predictions_path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, predictions_path)
+    try:
+        rows = read_jsonl_log(predictions_path)  # a last line cut short by a crash is redone
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    for number, row in enumerate(rows, 1):
+        if "id" not in row:
+            raise SystemExit(f"error: {predictions_path}: row {number} is not a prediction row")
+        done[row["id"]] = row
     todo = [question for question in questions if question.id not in done]
     if todo:
         backbone = load_backbone(args.model, device=args.device, dtype=args.dtype)
@@ -57,9 +54,7 @@ def _eval_spatial(args: argparse.Namespace) -> int:
             "max_new_tokens": args.max_new_tokens,
         },
     }
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_json(out, results)
     shown = {key: report[key] for key in ("accuracy", "correct", "n", "unparsed")}
     print(json.dumps({**shown, "results": str(out)}, indent=2))
     return 0
