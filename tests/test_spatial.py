@@ -169,3 +169,29 @@ def test_eval_spatial_cli(tiny_model_dirs, image_dir, tmp_path):
     with pytest.raises(SystemExit, match="field 'choices': expected a list of 2 to 26 strings"):
         bad = _write_jsonl(tmp_path / "bad.jsonl", [dict(QUESTIONS[0], choices=["only one"])])
         main(["eval", "spatial", "--model", "m", "--data", str(bad), "--image-dir", str(image_dir), "--out", "x.json"])
+
+
+@pytest.mark.parametrize("benchmark", ["spatial", "idm"])
+def test_eval_generation_arguments_are_checked_before_any_loading(tmp_path, benchmark):
+    from wm_hub.cli import main
+
+    fdm = tmp_path / "an-fdm"
+    fdm.mkdir()
+    (fdm / "training_run.json").write_text(json.dumps({"task": "fdm"}))
+    out = tmp_path / "r.json"
+    base = ["eval", benchmark, "--model", str(tmp_path / "never-loaded"), "--data", str(tmp_path / "nothing"),
+            "--out", str(out)]  # fmt: skip
+    cases = [
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--max-new-tokens", "-1"], "--max-new-tokens must be >= 1"),
+        (["--limit", "0"], "--limit must be >= 1"),
+        (["--predictions", str(out)], "--predictions and --out are both"),
+    ]
+    if benchmark == "idm":
+        cases.append((["--model", str(fdm)], "fine-tuned as an FDM"))
+    for extra, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main([*base, *extra])
+    with pytest.raises(SystemExit, match="is a folder: give the results JSON file"):
+        main([*base[:-1], str(tmp_path)])
+    assert not out.exists()

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from wm_hub.atomic_io import read_jsonl_log, write_json
+from wm_hub.commands.eval._arguments import check_generation_arguments
+from wm_hub.commands.generate import check_trained_task
 
 
 def _split_list(text: str | None) -> list[str] | None:
@@ -37,6 +39,8 @@ def _eval_idm(args: argparse.Namespace) -> int:
     from wm_hub.evaluation.triplet_sources import load_eval_triplets
     from wm_hub.inference.actions import generate_actions
 
+    predictions_path = check_generation_arguments(args)
+    check_trained_task("--model", args.model, "idm")
     try:
         metrics_config = TextMetricsConfig(
             metrics=_split_list(args.metrics) or ("bleu", "rouge", "bertscore"),
@@ -65,7 +69,6 @@ def _eval_idm(args: argparse.Namespace) -> int:
     subsets = triplets.subsets()[: len(dataset)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictions_path = Path(args.predictions) if args.predictions else out.with_suffix(".predictions.jsonl")
     done = _read_predictions(predictions_path)
     todo = [index for index, id in enumerate(dataset["id"]) if id not in done]
     if todo:

@@ -7,12 +7,14 @@ import json
 from pathlib import Path
 
 from wm_hub.atomic_io import read_jsonl_log, write_json
+from wm_hub.commands.eval._arguments import check_generation_arguments
 
 
 def _eval_spatial(args: argparse.Namespace) -> int:
     from wm_hub import load_backbone
     from wm_hub.evaluation.spatial import SpatialConfig, accuracy_report, answer_questions, read_questions
 
+    predictions_path = check_generation_arguments(args)
     try:
         questions = read_questions(args.data, args.format, args.image_dir)
     except (ValueError, FileNotFoundError) as error:
@@ -21,7 +23,6 @@ def _eval_spatial(args: argparse.Namespace) -> int:
         questions = questions[: args.limit]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    predictions_path = Path(args.predictions) if args.predictions else out.with_suffix(".predictions.jsonl")
     done: dict[str, dict] = {}
     try:
         rows = read_jsonl_log(predictions_path)  # a last line cut short by a crash is redone
