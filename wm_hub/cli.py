@@ -97,7 +97,7 @@ def _open_image(path: str):
 
 def _predict(args: argparse.Namespace) -> int:
     from wm_hub import load_backbone
-    from wm_hub.commands.generate import check_trained_task
+    from wm_hub.commands._checks import check_trained_task
     from wm_hub.inference import generate_images
 
     if args.num_candidates < 1:

@@ -39,10 +39,8 @@ from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import fine_tune
 from wm_hub.sandbox.measure import image_scores
 from wm_hub.sandbox.videos import TRUTH_FILE, label_accuracy, write_sandbox_videos
-from wm_hub.sandbox.world import SANDBOX_WORLD
+from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD
 
-ROOT = Path(__file__).resolve().parents[1]
-SANDBOX_BASE = ROOT / "sandbox" / "base"
 GRID_ROWS = 8
 GRID_COLUMNS = ("source", "best-of-8", "target")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wm_hub.atomic_io import write_json, write_with
+from wm_hub.commands._checks import check_trained_task
 
 
 def _check_model(flag: str, name: str) -> None:
@@ -35,18 +36,6 @@ def _load(task: str, flag: str, name: str, args: argparse.Namespace):
         raise SystemExit(f"error: {flag} {name}: {error.__cause__ or error}") from None
     except OSError as error:
         raise SystemExit(f"error: {flag} {name}: {error}") from None
-
-
-def check_trained_task(flag: str, name: str, wanted: str) -> None:
-    """Refuse a fine-tuned checkpoint of the other task (its ``training_run.json`` says what it was trained as)."""
-    from wm_hub.models.loading import trained_task
-
-    task = trained_task(name)
-    if task is not None and task != wanted:
-        raise SystemExit(
-            f"error: {flag} {name} was fine-tuned as an {task.upper()} (its training_run.json says task: {task}); "
-            f"{flag} needs an {wanted.upper()}"
-        )
 
 
 def _check_image(path: str) -> None:

@@ -40,16 +40,23 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file
+from scipy.stats import wilcoxon
+from transformers import pipeline
 
+from wm_hub import load_backbone
 from wm_hub.atomic_io import write_json, write_jsonl, write_text
+from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations
+from wm_hub.bootstrap.sampling import SamplingConfig, sample_annotations
 from wm_hub.data.shapes_world import ShapesTriplet, ShapesWorld
+from wm_hub.evaluation.probe import ProbeConfig, run_probe
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import demo_recipe, fine_tune
 from wm_hub.sandbox.measure import greedy_next_codes, image_scores, measure_dynamics
+from wm_hub.sandbox.study_report import plot_study, study_report
 from wm_hub.sandbox.videos import label_accuracy, write_sandbox_videos
-from wm_hub.sandbox.world import SANDBOX_WORLD
+from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD
 
-SANDBOX_BASE = Path(__file__).resolve().parents[2] / "sandbox" / "base"
 METRICS = ("whole_image", "changed_cells", "all_cells")
 VARIANTS = {  # Table 4: (IDM-labelled video pairs, recognition-weighted loss)
     "ft": (False, False),
@@ -209,9 +216,6 @@ class Study:
 
     def checkpoint(self, run: Path, step: int) -> Path:
         """``run``'s checkpoint at ``step`` as a whole model folder (``runs/<run>-step<step>``)."""
-        from safetensors.torch import load_file
-
-        from wm_hub import load_backbone
 
         out = run.parent / f"{run.name}-step{step}"
         if not (out / "config.json").is_file():
@@ -240,7 +244,6 @@ class Study:
             model: The model folder.
             cache: Where the figures are kept (default: ``model/study_metrics.json``).
         """
-        from wm_hub import load_backbone
 
         def measure() -> dict[str, Any]:
             backbone = load_backbone(str(model))
@@ -251,7 +254,6 @@ class Study:
 
     def idm_exact_match(self, model: Path, cache: Path | None = None) -> float:
         """Greedy IDM exact match on the held-out triplets (kept as in :meth:`fdm_rows`)."""
-        from wm_hub import load_backbone
 
         def measure() -> dict[str, Any]:
             return measure_dynamics(load_backbone(str(model)), SANDBOX_WORLD, self.config.num_eval, tasks=("idm",))
@@ -273,7 +275,6 @@ class Study:
 
     def annotated(self, idm: Path, name: str) -> tuple[Path, list[dict[str, Any]]]:
         """The key-frame pairs labelled by ``idm`` (``annotated/<name>``) and their rows."""
-        from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations
 
         out = self.config.out / "annotated" / name
         keyframes = self.keyframes()
@@ -293,7 +294,6 @@ class Study:
 
     def pairs(self, folder: Path, rows: list[dict[str, Any]], how: str, k: int | None = None) -> Path:
         """A JSONL of kept pairs in ``folder``: ``stratified`` top K (Algorithm 1), ``random`` K, or ``all``."""
-        from wm_hub.bootstrap.sampling import SamplingConfig, sample_annotations
 
         path = folder / (f"{how}-{k}.jsonl" if k is not None else f"{how}.jsonl")
         if path.is_file():
@@ -353,7 +353,6 @@ class Study:
 
     def table4(self) -> dict[str, Any]:
         """FT / w/o synthetic / w/o weighting / full over seeds, paired Wilcoxon tests against the full method."""
-        from scipy.stats import wilcoxon
 
         config = self.config
         folder, rows = self.annotated(self.labeller(), "idm")
@@ -440,8 +439,6 @@ class Study:
 
     def probe(self) -> dict[str, Any]:
         """Trajectory-preference win rates (fractions) of the base, the IDM and the full FDM, both directions."""
-        from wm_hub import load_backbone
-        from wm_hub.evaluation.probe import ProbeConfig, run_probe
 
         triplets = self.triplets[: self.config.probe_num]
         rng = random.Random(f"study/counterfactual/{self.config.seed}")
@@ -479,7 +476,6 @@ class Study:
 
     def best_of_n(self) -> dict[str, Any]:
         """Best-of-N on the held-out triplets: IDM verifier, oracle and random choice among the first N samples."""
-        from transformers import pipeline
 
         config = self.config
         fdm_run = self.full_fdm()
@@ -497,11 +493,7 @@ class Study:
             scores = torch.tensor([row["scores"] or [row["score"]] for row in rows])
             right = codes == self.target_codes[:, None]  # (rows, N, cells)
             changed = (self.target_codes != self.source_codes)[:, None].expand_as(right)
-            per_candidate = {
-                "whole_image": right.all(dim=2).float(),
-                "changed_cells": (right & changed).sum(dim=2) / changed.sum(dim=2).clamp(min=1),
-                "all_cells": right.float().mean(dim=2),
-            }
+            per_candidate = _per_image(right, changed)
             result: dict[str, Any] = {"n": list(config.best_of), "verifier": {}, "oracle": {}, "random": {}}
             index = torch.arange(len(self.triplets))
             for n in config.best_of:
@@ -517,7 +509,6 @@ class Study:
 
     def rollouts(self) -> dict[str, Any]:
         """Chains of 1..L actions: greedy, sampled and IDM-verified rollouts of the full FDM against copying."""
-        from transformers import pipeline
 
         config = self.config
         fdm_run = self.full_fdm()
@@ -575,14 +566,19 @@ class Study:
         return starts, chains, truths
 
 
-def _scores_with_rows(predicted: torch.Tensor, truth: torch.Tensor, source: torch.Tensor) -> dict[str, Any]:
-    changed = truth != source
-    right = predicted == truth
-    rows = {
-        "whole_image": right.all(dim=1).float().tolist(),
-        "changed_cells": ((right & changed).sum(dim=1) / changed.sum(dim=1).clamp(min=1)).tolist(),
-        "all_cells": right.float().mean(dim=1).tolist(),
+def _per_image(right: torch.Tensor, changed: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each picture's whole-image exactness and cell accuracies, from ``(..., cells)`` right / changed masks."""
+    return {
+        "whole_image": right.all(dim=-1).float(),
+        "changed_cells": (right & changed).sum(dim=-1) / changed.sum(dim=-1).clamp(min=1),
+        "all_cells": right.float().mean(dim=-1),
     }
+
+
+def _scores_with_rows(predicted: torch.Tensor, truth: torch.Tensor, source: torch.Tensor) -> dict[str, Any]:
+    """:func:`image_scores` of the predictions, and under ``rows`` each triplet's (for the paired tests)."""
+    changed = truth != source
+    rows = {metric: values.tolist() for metric, values in _per_image(predicted == truth, changed).items()}
     return {**image_scores(predicted, truth, changed), "rows": rows}
 
 
@@ -596,7 +592,6 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
     ``runs/wall_times.json`` after each part, so a resumed study reports what it cost in all), their ``total_s``,
     and ``this_run_s``.
     """
-    from wm_hub.sandbox.study_report import plot_study, study_report
 
     study = Study(config)
     start = time.perf_counter()
@@ -626,7 +621,7 @@ def finite_fractions(value: Any, path: str = "") -> list[str]:
         return [
             bad
             for key, item in value.items()
-            if key not in ("config", "wall_times", "rows")
+            if key not in ("config", "wall_times")
             for bad in finite_fractions(item, f"{path}/{key}")
         ]
     if isinstance(value, list):
