@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from wm_hub.data import TRIPLET_FEATURES, make_triplet  # noqa: E402
-from wm_hub.data.pretokenize import PretokenizeConfig, pretokenize  # noqa: E402
+from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet  # noqa: E402
 from wm_hub.models.tiny import build_tiny_backbone  # noqa: E402
+from wm_hub.training.pretokenize import PretokenizeConfig, pretokenize  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "aurora-bench-mini" / "data"

@@ -37,12 +37,12 @@ import trl  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
-from wm_hub.data import TRIPLET_FEATURES  # noqa: E402
 from wm_hub.data.collator import WorldModelCollator  # noqa: E402
-from wm_hub.data.pretokenize import PretokenizeConfig, _tokenize_batch, pretokenize  # noqa: E402
+from wm_hub.data.schema import TRIPLET_FEATURES  # noqa: E402
 from wm_hub.data.shapes_world import ShapesWorld  # noqa: E402
 from wm_hub.models.base import Backbone  # noqa: E402
 from wm_hub.models.tiny import build_tiny_backbone  # noqa: E402
+from wm_hub.training.pretokenize import PretokenizeConfig, _tokenize_batch, pretokenize  # noqa: E402
 from wm_hub.training.trainers import FDMTrainer  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """CPU benchmark of fitting the tiny VQGAN on shapes-world pictures (``wm-hub tiny-model --fit-vq shapes_world``).
 
-Runs :func:`wm_hub.models.vq_fitting.fit_tiny_vqgan` with the demo's codebook size (``--codes``, default 64) and the
+Runs :func:`wm_hub.training.vq_fitting.fit_tiny_vqgan` with the demo's codebook size (``--codes``, default 64) and the
 default :class:`VQFitConfig`, and reports wall time (data generation and training), steps/s, the held-out PSNR
 before and after, codebook use and code stability (unchanged cells of held-out pairs that keep their code).
 PSNR is dominated by the dark background, so it also reports whether the objects survive tokenization: each
@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 
 from wm_hub.data.shapes_world import PALETTE, Scene, ShapeObject, ShapesWorld, WorldConfig  # noqa: E402
 from wm_hub.models.tiny import TinySpec  # noqa: E402
-from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan, images_to_pixels, reconstruct  # noqa: E402
+from wm_hub.training.vq_fitting import VQFitConfig, fit_tiny_vqgan, images_to_pixels, reconstruct  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "vq_fitting_cpu.json"

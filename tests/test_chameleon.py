@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import ChameleonForConditionalGeneration
 
-from wm_hub.inference import generate_images
+from wm_hub.inference.generation import generate_images
 from wm_hub.models.chameleon import ChameleonWorldModelForConditionalGeneration
 
 

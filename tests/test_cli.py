@@ -24,6 +24,38 @@ def test_top_level_help_lists_every_task():
     assert "inverse dynamics" in result.stdout
 
 
+HEAVY = ("torch", "transformers", "datasets", "diffusers", "trl", "peft", "accelerate")
+
+
+def test_import_and_help_stay_light():
+    """``import wm_hub`` and ``wm-hub --help`` import none of the ML libraries (they load on first use)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "import wm_hub\n"
+        "from wm_hub.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_import_wm_hub_registers_the_pipeline_tasks_when_transformers_pipelines_loads():
+    code = (
+        "import sys\n"
+        "import wm_hub\n"
+        "assert 'transformers.pipelines' not in sys.modules\n"
+        "from transformers import pipeline\n"
+        "from transformers.pipelines import PIPELINE_REGISTRY\n"
+        "from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline\n"
+        "tasks = PIPELINE_REGISTRY.supported_tasks\n"
+        "print(tasks['forward-dynamics']['impl'] is ForwardDynamicsPipeline, 'inverse-dynamics' in tasks)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "True"]
+
+
 @pytest.mark.parametrize("task", TASKS)
 def test_task_help_explains_itself(task, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -374,7 +374,8 @@ def test_report_rejects_a_file_that_is_not_a_result(tmp_path):
 def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_path):
     from transformers import pipeline
 
-    from wm_hub.inference.pipelines import FORWARD_DYNAMICS_TASK, register_pipelines
+    from wm_hub.inference.registration import register_pipelines
+    from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK
 
     model = tiny_model_dirs("chameleon")
     out = tmp_path / "k2" / "R.json"

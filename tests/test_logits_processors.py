@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from wm_hub.inference.logits_processors import ImageOnlyLogitsProcessor
+from wm_hub.models.logits_processors import ImageOnlyLogitsProcessor
 
 
 def test_layout_steps():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from wm_hub.data import TRIPLET_FEATURES, make_triplet
-from wm_hub.data.pretokenize import PretokenizeConfig, backbone_fingerprint, pretokenize
+from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 from wm_hub.models.base import IGNORE_INDEX
+from wm_hub.training.pretokenize import PretokenizeConfig, backbone_fingerprint, pretokenize
 
 
 def scene(cell: tuple[int, int], colour=(220, 30, 30), size: int = 64) -> Image.Image:

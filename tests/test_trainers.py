@@ -15,11 +15,11 @@ from ddp_step import LEARNING_RATE, fdm_rows, one_step, sgd_args
 from peft import LoraConfig
 from trl import SFTTrainer
 
-from wm_hub.data import TRIPLET_FEATURES
-from wm_hub.data.pretokenize import PretokenizeConfig, pretokenize
+from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.data.shapes_world import ShapesWorld
 from wm_hub.models.base import IGNORE_INDEX
 from wm_hub.models.tiny import build_tiny_backbone
+from wm_hub.training.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS, FDMTrainer, IDMTrainer
 
 METRICS = {"loss_image", "loss_image_weighted", "loss_text", "token_accuracy"}

@@ -14,7 +14,7 @@ from wm_hub.cli import main
 from wm_hub.data.shapes_world import WorldConfig
 from wm_hub.models.chameleon_vqgan import encode_codes
 from wm_hub.models.tiny import TinySpec, build_tiny_backbone, chameleon_vq_config, save_tiny_model
-from wm_hub.models.vq_fitting import (
+from wm_hub.training.vq_fitting import (
     VQFitConfig,
     evaluate,
     fit_tiny_vqgan,

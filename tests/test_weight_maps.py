@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from wm_hub.data.weight_maps import heat_colors, weight_panel, write_weight_panels
+from wm_hub.training.weight_maps import heat_colors, weight_panel, write_weight_panels
 
 
 def scene(objects: list[tuple[tuple[int, int], tuple[int, int, int]]]) -> Image.Image:

@@ -1,4 +1,4 @@
-"""Output that survives a crash: atomic writes, and append-only JSONL logs that resume.
+"""Output that survives a crash (atomic writes, append-only JSONL logs that resume) and JSON read back safely.
 
 Long jobs write through here. A file is written under a temporary name beside it (``.<name>.<pid>.tmp``: processes
 writing into one folder never share one) and renamed into place with ``os.replace``, so a reader never sees half a
@@ -81,3 +81,19 @@ def read_jsonl_log(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: not a JSON object; delete the file to redo the work it records")
         rows.append(row)
     return rows
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path`` (a settings or run file).
+
+    Raises:
+        ValueError: The file is not valid JSON, or holds something other than an object (named with the path).
+    """
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value

@@ -50,7 +50,7 @@ def _tiny_model(args: argparse.Namespace) -> int:
     )
     fit_report = None
     if args.fit_vq:
-        from wm_hub.models.vq_fitting import VQFitConfig, fit_tiny_vqgan
+        from wm_hub.training.vq_fitting import VQFitConfig, fit_tiny_vqgan
 
         fit_config = VQFitConfig(seed=args.seed, **({"steps": args.fit_steps} if args.fit_steps else {}))
         vqgan, metrics = fit_tiny_vqgan(spec, fit_config)
@@ -96,9 +96,9 @@ def _open_image(path: str):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from wm_hub import load_backbone
     from wm_hub.commands._checks import check_trained_task
-    from wm_hub.inference import generate_images
+    from wm_hub.inference.generation import generate_images
+    from wm_hub.models.loading import load_backbone
 
     if args.num_candidates < 1:
         raise SystemExit(f"error: --num-candidates must be >= 1, got {args.num_candidates}")
@@ -452,8 +452,8 @@ def _load_triplets(data: str, split: str):
 
 
 def _show_weights(args: argparse.Namespace) -> int:
-    from wm_hub import load_backbone
-    from wm_hub.data.weight_maps import write_weight_panels
+    from wm_hub.models.loading import load_backbone
+    from wm_hub.training.weight_maps import write_weight_panels
 
     triplets = _load_triplets(args.data, args.split)
     missing = {"source", "target"} - set(triplets.column_names)

@@ -168,7 +168,7 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from wm_hub.models.loading import trained_task
+    from wm_hub.models.model_folder import trained_task
 
     state = PartialState(cpu=config.device == "cpu" or not torch.accelerator.is_available())
     out = Path(config.out)
@@ -268,7 +268,7 @@ def _finished(plan: _Plan, out: Path, shard: int) -> bool:
 
 
 def _load_idm(config: AnnotateConfig, state):
-    from wm_hub import load_backbone
+    from wm_hub.models.loading import load_backbone
 
     try:
         return load_backbone(config.idm, device=config.device or state.device, dtype=config.dtype)

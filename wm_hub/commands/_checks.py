@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def check_trained_task(flag: str, name: str, wanted: str) -> None:
     """Refuse a fine-tuned checkpoint of the other task (its ``training_run.json`` says what it was trained as)."""
-    from wm_hub.models.loading import trained_task
+    from wm_hub.models.model_folder import trained_task
 
     task = trained_task(name)
     if task is not None and task != wanted:

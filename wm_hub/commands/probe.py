@@ -13,7 +13,6 @@ def _split_list(text: str | None) -> list[str] | None:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from wm_hub import load_backbone
     from wm_hub.data.build_report import MissingFilesError
     from wm_hub.evaluation.probe import (
         DIRECTIONS,
@@ -26,6 +25,7 @@ def _probe(args: argparse.Namespace) -> int:
         write_probe_outputs,
     )
     from wm_hub.evaluation.triplet_sources import load_eval_triplets
+    from wm_hub.models.loading import load_backbone
 
     try:
         config = ProbeConfig(

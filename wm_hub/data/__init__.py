@@ -1,5 +1,2 @@
-"""Data: the triplet schema every source is converted to, and pre-tokenisation into training sequences."""
-
-from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
-
-__all__ = ["TRIPLET_FEATURES", "make_triplet"]
+"""Data: the triplet schema every source is converted to (:mod:`~wm_hub.data.schema`), the builders' base, the
+mixture of sources and pre-tokenisation into training sequences. Import the modules by full path."""

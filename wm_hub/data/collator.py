@@ -1,6 +1,6 @@
 """Batching of pre-tokenised rows for the IDM/FDM trainers.
 
-Rows come from :func:`wm_hub.data.pretokenize.pretokenize`: ``input_ids``, ``labels`` (``-100`` outside the
+Rows come from :func:`wm_hub.training.pretokenize.pretokenize`: ``input_ids``, ``labels`` (``-100`` outside the
 completion) and ``token_weights`` (recognition weights), one value per token. The collator pads them on the right to
 the longest row of the batch; padding is never attended to, never a label and weighs 0.
 """

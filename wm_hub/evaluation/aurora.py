@@ -394,9 +394,8 @@ def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], l
     """
     from transformers import pipeline
 
-    from wm_hub.inference.pipelines import FORWARD_DYNAMICS_TASK, register_pipelines
+    from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK
 
-    register_pipelines()
     options = config.model
     load: dict[str, Any] = {}
     if config.device:

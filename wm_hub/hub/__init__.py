@@ -31,15 +31,14 @@ Dataset repositories (:func:`push_dataset`) hold one config per origin (``mit``,
 ``datasets.load_dataset(repo_id, config)`` reads it without wm-hub code, streaming included. A push replaces one
 config and keeps the others.
 
-Loading (:func:`resolve_model_folder`): a Hub id is downloaded once with ``snapshot_download`` at the requested
-revision, so the language model, tokenizer and image tokenizer come from the same commit; ``HF_HUB_OFFLINE=1`` reads
-the cached snapshot.
+Loading is the models layer's (:func:`wm_hub.models.model_folder.resolve_model_folder`): a Hub id is downloaded once
+with ``snapshot_download`` at the requested revision, so the language model, tokenizer and image tokenizer come from
+the same commit; ``HF_HUB_OFFLINE=1`` reads the cached snapshot.
 """
 
 from wm_hub.hub.commit import PushResult, commit_folder, git_blob_oid
 from wm_hub.hub.dataset_push import SOURCES, DatasetPushConfig, push_dataset
-from wm_hub.hub.loading import is_adapter_folder, load_adapter_backbone, resolve_model_folder
-from wm_hub.hub.model_push import ModelPushConfig, push_model, results_rows
+from wm_hub.hub.model_push import ModelPushConfig, push_model
 
 __all__ = [
     "SOURCES",
@@ -48,10 +47,6 @@ __all__ = [
     "PushResult",
     "commit_folder",
     "git_blob_oid",
-    "is_adapter_folder",
-    "load_adapter_backbone",
     "push_dataset",
     "push_model",
-    "resolve_model_folder",
-    "results_rows",
 ]

@@ -9,7 +9,9 @@ from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
-from wm_hub.hub.commit import commit_folder, read_json, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.atomic_io import read_json_object
+from wm_hub.hub.commit import commit_folder, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.training.model_card import PAPER_CITATION
 
 PROVENANCE = "provenance.json"
 BUILD_REPORT = "build_report.json"
@@ -124,7 +126,7 @@ def push_dataset(folder: str | Path, repo_id: str, config: DatasetPushConfig | N
         if not CONFIG_NAME.match(name) or name in ("data", "default"):
             raise ValueError(f"config name {name!r}: use letters, digits, '_', '-' or '.', not 'data' or 'default'")
         if config.provenance:
-            provenance.update(read_json(Path(config.provenance)))
+            provenance.update(read_json_object(Path(config.provenance)))
         staging = tmp / "repo"
         (staging / name).mkdir(parents=True)
         for split, paths in shards.items():
@@ -184,16 +186,16 @@ def _annotation_provenance(folder: Path) -> dict[str, Any]:
     """What an annotation folder records about its run (``wm-hub annotate`` / ``wm-hub sample`` outputs)."""
     provenance: dict[str, Any] = {}
     if (folder / "annotation_config.json").is_file():
-        saved = read_json(folder / "annotation_config.json")
+        saved = read_json_object(folder / "annotation_config.json")
         settings = saved.get("settings", {})
         provenance["idm"] = settings.get("idm")
         provenance["annotation"] = {key: value for key, value in settings.items() if key not in ("idm", "data")}
         provenance["annotation"]["score_field"] = saved.get("score_field")
     if (folder / "annotation_run.json").is_file():
-        run = read_json(folder / "annotation_run.json")
+        run = read_json_object(folder / "annotation_run.json")
         provenance.setdefault("annotation", {})["pairs"] = run.get("pairs")
     for report in sorted(folder.glob("*.report.json")):
-        saved = read_json(report)
+        saved = read_json_object(report)
         provenance["sampling"] = {key: saved[key] for key in ("k", "score_field", "rows_selected") if key in saved}
     return provenance
 
@@ -280,14 +282,14 @@ def _write_dataset_card(
     configs = MetadataConfigs(sorted(configs.items()))
     infos = DatasetInfosDict(sorted(infos.items()))
 
-    provenances = {name: read_json(staging / name / PROVENANCE)}
+    provenances = {name: read_json_object(staging / name / PROVENANCE)}
     for other in configs:
         if other != name:
             try:
                 path = _remote_file(repo_id, f"{other}/{PROVENANCE}", branch, token)
             except (EntryNotFoundError, RevisionNotFoundError):
                 path = None
-            provenances[other] = read_json(path) if path else {"config": other}
+            provenances[other] = read_json_object(path) if path else {"config": other}
     license_ids = {(p.get("source") or {}).get("license_id") or "unknown" for p in provenances.values()}
     data = DatasetCardData(
         license=license_ids.pop() if len(license_ids) == 1 else "other",
@@ -305,7 +307,7 @@ def _write_dataset_card(
             template_path=str(template_path),
             repo_id=repo_id,
             configs=[provenances[other] for other in sorted(provenances)],
-            citation=_paper_citation(),
+            citation=PAPER_CITATION,
         )
     card.save(staging / CARD)
 
@@ -315,9 +317,3 @@ def _size_category(rows: int) -> str:
         if rows < limit:
             return label
     return "1M<n<10M"
-
-
-def _paper_citation() -> str:
-    from wm_hub.training.model_card import PAPER_CITATION
-
-    return PAPER_CITATION

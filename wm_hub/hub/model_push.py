@@ -8,20 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wm_hub.hub.commit import (
-    commit_folder,
-    copy_tree,
-    is_local,
-    read_json,
-    require_online,
-    stage_file,
-    wm_hub_version,
-    write_json,
-)
-from wm_hub.models.loading import RUN_SUMMARY
+from wm_hub.atomic_io import read_json_object
+from wm_hub.hub.commit import commit_folder, copy_tree, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, RUN_SUMMARY, is_local
+from wm_hub.training.model_card import render_model_card
 
-MANIFEST = "wm_hub.json"
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SUBFOLDER = "adapter"
 CARD = "README.md"
 DEFAULT_MODEL_LICENSE = "cc-by-nc-4.0"  # paper Appendix J: research use only, no commercial use
@@ -86,8 +77,8 @@ def push_model(folder: str | Path, repo_id: str, config: ModelPushConfig | None 
             f"{folder}: not a model folder (no config.json, and no {ADAPTER_CONFIG} for an adapter folder)"
         )
     has_adapter = (folder / ADAPTER_SUBFOLDER / ADAPTER_CONFIG).is_file()
-    run = read_json(folder / RUN_SUMMARY) if (folder / RUN_SUMMARY).is_file() else None
-    results = read_json(Path(config.results)) if config.results else None
+    run = read_json_object(folder / RUN_SUMMARY) if (folder / RUN_SUMMARY).is_file() else None
+    results = read_json_object(Path(config.results)) if config.results else None
     with tempfile.TemporaryDirectory(prefix=".wm-hub-push-") as tmp:
         staging = Path(tmp) / "repo"
         if adapter_only and config.merge:
@@ -119,7 +110,7 @@ def _backbone_settings(folder: Path) -> dict[str, Any] | None:
     """The ``wm_hub`` settings of a saved backbone's ``config.json`` (``wm_hub.models.base.WM_HUB_CONFIG_KEY``; not
     imported from there, which would import torch into a push that needs none)."""
     path = folder / "config.json"
-    return read_json(path).get("wm_hub") if path.is_file() else None
+    return read_json_object(path).get("wm_hub") if path.is_file() else None
 
 
 def _stage_merged(folder: Path, staging: Path, base_model: str | None = None) -> dict[str, Any]:
@@ -133,7 +124,7 @@ def _stage_merged(folder: Path, staging: Path, base_model: str | None = None) ->
         )
     base = base_model
     if base is None and (folder / ADAPTER_SUBFOLDER / ADAPTER_CONFIG).is_file():
-        base = read_json(folder / ADAPTER_SUBFOLDER / ADAPTER_CONFIG).get("base_model_name_or_path")
+        base = read_json_object(folder / ADAPTER_SUBFOLDER / ADAPTER_CONFIG).get("base_model_name_or_path")
     return {
         "wm_hub_version": wm_hub_version(),
         "layout": "merged",
@@ -146,13 +137,13 @@ def _stage_merged(folder: Path, staging: Path, base_model: str | None = None) ->
 
 def _stage_merged_adapter(folder: Path, staging: Path) -> dict[str, Any]:
     """Merge an adapter folder into its base model and stage the merged backbone."""
-    from wm_hub import load_backbone
+    from wm_hub.models.loading import load_backbone
 
     built = Path(staging.parent) / "merged"
     load_backbone(str(folder)).save_pretrained(built)
     manifest = _stage_merged(built, staging)
-    saved = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
-    adapter = read_json(folder / ADAPTER_CONFIG)
+    saved = read_json_object(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+    adapter = read_json_object(folder / ADAPTER_CONFIG)
     manifest.update(task=saved.get("task"), base_model=adapter.get("base_model_name_or_path"))
     manifest["base_revision"] = adapter.get("revision")
     return manifest
@@ -163,8 +154,8 @@ def _stage_adapter(folder: Path, staging: Path, base_model: str | None, adapter_
     from huggingface_hub import HfApi
 
     adapter_dir = folder if adapter_only else folder / ADAPTER_SUBFOLDER
-    adapter = read_json(adapter_dir / ADAPTER_CONFIG)
-    saved = read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
+    adapter = read_json_object(adapter_dir / ADAPTER_CONFIG)
+    saved = read_json_object(folder / MANIFEST) if (folder / MANIFEST).is_file() else {}
     settings = saved.get("backbone") if adapter_only else _backbone_settings(folder)
     if not settings:
         raise ValueError(f"{folder}: no wm-hub settings (config.json 'wm_hub' key or {MANIFEST}) for the adapter")
@@ -204,8 +195,6 @@ def _model_card(run: dict[str, Any] | None, manifest: dict[str, Any], repo_id: s
     from huggingface_hub import ModelCard, ModelCardData
 
     if run is not None:
-        from wm_hub.training.model_card import render_model_card
-
         if manifest.get("base_model") and is_local(run["base_model"]):  # the card names the base others can load
             run = {**run, "base_model": manifest["base_model"]}
         return render_model_card(
@@ -230,20 +219,3 @@ def _model_card(run: dict[str, Any] | None, manifest: dict[str, Any], repo_id: s
         f'backbone = load_backbone("{repo_id}")\n```\n'
     )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-
-
-def results_rows(results: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """``(benchmark, metric, value)`` rows of a results JSON: nested objects give ``a/b`` names, non-numbers are
-    skipped (``{"aurora": {"magicbrush": {"judge": 1.2}}}`` -> ``("aurora/magicbrush", "judge", 1.2)``)."""
-    rows: list[tuple[str, str, float]] = []
-
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if isinstance(item, (int, float)) and not isinstance(item, bool):
-                    rows.append((prefix or "-", str(key), float(item)))
-                else:
-                    visit(f"{prefix}/{key}" if prefix else str(key), item)
-
-    visit("", results)
-    return rows

@@ -1,14 +1,5 @@
-"""Inference: logits processors, batched image generation, and the forward/inverse-dynamics pipelines."""
+"""Inference: batched image generation, action decoding and scoring, and the forward/inverse-dynamics pipelines.
 
-from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline
-from wm_hub.inference.generation import ImageGenerationOutput, generate_images
-from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-from wm_hub.inference.logits_processors import ImageOnlyLogitsProcessor
-
-__all__ = [
-    "ForwardDynamicsPipeline",
-    "ImageGenerationOutput",
-    "ImageOnlyLogitsProcessor",
-    "InverseDynamicsPipeline",
-    "generate_images",
-]
+Import the modules by full path; this package imports nothing itself (``import wm_hub`` registers the pipelines
+through the light :mod:`~wm_hub.inference.registration`).
+"""

@@ -19,12 +19,8 @@ from PIL import Image
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-from wm_hub.inference.pipelines import (
-    INVERSE_DYNAMICS_TASK,
-    BackbonePipeline,
-    encode_observations,
-    load_observation,
-)
+from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
+from wm_hub.inference.tasks import INVERSE_DYNAMICS_TASK
 from wm_hub.models.base import Backbone
 
 ImageInput = Image.Image | str | os.PathLike

@@ -60,7 +60,7 @@ def generate_images(
 
     Candidates of a prompt share it (``num_return_sequences``): one call decodes ``batch * num_candidates`` rows
     in lockstep, the regime where decoding costs little more per step than a single sample. Only image codes can be
-    sampled (:class:`~wm_hub.inference.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
+    sampled (:class:`~wm_hub.models.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
     end-of-line) are forced, so every candidate has exactly ``image_seq_len`` image tokens.
 
     Args:

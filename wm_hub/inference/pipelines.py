@@ -1,4 +1,4 @@
-"""``forward-dynamics`` and ``inverse-dynamics`` tasks for ``transformers.pipeline``, registered by ``import wm_hub``.
+"""What the ``forward-dynamics`` and ``inverse-dynamics`` pipelines share (registered by :mod:`.registration`).
 
 ``pipeline(task, model=path_or_id)`` loads a model through the task's ``pt_model`` classes first and only then
 through the names in ``config.architectures``; a Chameleon folder would load as transformers' stock class, which
@@ -20,9 +20,6 @@ from PIL import Image, UnidentifiedImageError
 from transformers import Pipeline
 
 from wm_hub.models.base import Backbone
-
-FORWARD_DYNAMICS_TASK = "forward-dynamics"
-INVERSE_DYNAMICS_TASK = "inverse-dynamics"
 
 # Keyword arguments ``transformers.pipeline`` gives every ``pt_model`` class that a backbone has no use for.
 _PIPELINE_ONLY_KWARGS = ("_from_pipeline", "trust_remote_code", "code_revision", "local_files_only")
@@ -173,21 +170,3 @@ def encode_observations(backbone: Backbone, observations: list[Image.Image | tor
             )
         result.append(ids.cpu())
     return result
-
-
-def register_pipelines() -> None:
-    """Register ``forward-dynamics`` and ``inverse-dynamics`` with ``transformers.pipelines.PIPELINE_REGISTRY``."""
-    from transformers.pipelines import PIPELINE_REGISTRY
-
-    from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline
-    from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-
-    for task, pipeline_class in (
-        (FORWARD_DYNAMICS_TASK, ForwardDynamicsPipeline),
-        (INVERSE_DYNAMICS_TASK, InverseDynamicsPipeline),
-    ):
-        registered = PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
-        if registered is not pipeline_class:
-            PIPELINE_REGISTRY.register_pipeline(
-                task, pipeline_class=pipeline_class, pt_model=WorldModelLoader, type="multimodal"
-            )

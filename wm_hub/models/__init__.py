@@ -1,6 +1,5 @@
-"""Backbones: one module per unified-VLM family behind the interface of :mod:`wm_hub.models.base`."""
+"""Backbones: one module per unified-VLM family behind the interface of :mod:`wm_hub.models.base`.
 
-from wm_hub.models.base import Backbone, BackboneConfig, PromptFormat, SequenceExample
-from wm_hub.models.loading import load_backbone
-
-__all__ = ["Backbone", "BackboneConfig", "PromptFormat", "SequenceExample", "load_backbone"]
+Import the modules by full path (:func:`wm_hub.load_backbone` is the usual entry point); this package imports
+nothing itself, so the light modules (:mod:`~wm_hub.models.model_folder`) stay light.
+"""

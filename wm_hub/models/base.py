@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from wm_hub.models.logits_processors import ImageOnlyLogitsProcessor
+
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
@@ -348,9 +350,7 @@ class Backbone(ABC):
     # Generation
     # ----------------------------------------------------------------------------------------------------------
     def image_logits_processor(self, prompt_length: int):
-        """An :class:`~wm_hub.inference.logits_processors.ImageOnlyLogitsProcessor` for prompts of this length."""
-        from wm_hub.inference.logits_processors import ImageOnlyLogitsProcessor
-
+        """An :class:`~wm_hub.models.logits_processors.ImageOnlyLogitsProcessor` for prompts of this length."""
         return ImageOnlyLogitsProcessor(
             prompt_length=prompt_length,
             layout=self.generation_layout(),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import json
-import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PretrainedConfig
 
+from wm_hub.atomic_io import read_json_object
 from wm_hub.models.base import Backbone, BackboneConfig, read_backbone_config
+from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, is_adapter_folder, resolve_model_folder
 
 # arch -> (module, class); imported lazily so that one family's optional pieces never block another.
 BACKBONES: dict[str, tuple[str, str]] = {
@@ -21,22 +22,6 @@ BACKBONES: dict[str, tuple[str, str]] = {
 
 # model_type of a stock checkpoint (no wm_hub settings in config.json) -> arch.
 MODEL_TYPE_TO_ARCH = {"chameleon": "chameleon", "emu3": "emu3", "gemma": "liquid"}
-
-
-RUN_SUMMARY = "training_run.json"  # what wm-hub's trainers write beside a fine-tuned model
-
-
-def trained_task(name_or_path: str | os.PathLike) -> str | None:
-    """``"idm"`` or ``"fdm"``: what a local wm-hub checkpoint was fine-tuned as (``None``: unrecorded, or a Hub id)."""
-    path = os.path.join(os.path.expanduser(os.fspath(name_or_path)), RUN_SUMMARY)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            task = json.load(handle).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return task if task in ("idm", "fdm") else None
 
 
 def backbone_class(arch: str) -> type[Backbone]:
@@ -66,8 +51,8 @@ def load_backbone(
     The same code path serves a folder written by ``wm-hub tiny-model``, a checkpoint saved by wm-hub and a
     stock checkpoint from the Hub (Anole-7b in HF layout, Liquid-7B, Emu3). A Hub id is downloaded once, at one
     commit, and read from the cache afterwards, ``HF_HUB_OFFLINE=1`` included
-    (:func:`wm_hub.hub.resolve_model_folder`); a model published as a LoRA adapter (``wm-hub push model``
-    without ``--merge``) loads its base model and merges the adapter (:func:`wm_hub.hub.load_adapter_backbone`).
+    (:func:`~wm_hub.models.model_folder.resolve_model_folder`); a model published as a LoRA adapter (``wm-hub push
+    model`` without ``--merge``) loads its base model and merges the adapter (:func:`load_adapter_backbone`).
 
     Args:
         name_or_path: Local folder or Hub id.
@@ -85,8 +70,6 @@ def load_backbone(
     Returns:
         The backbone, in eval mode.
     """
-    from wm_hub.hub import is_adapter_folder, load_adapter_backbone, resolve_model_folder
-
     name_or_path = resolve_model_folder(name_or_path, revision, token=kwargs.pop("token", None))
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
@@ -110,6 +93,42 @@ def load_backbone(
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     backbone = backbone_class(config.arch).from_pretrained(name_or_path, config, **kwargs)
     backbone.model.eval()
+    if device is not None:
+        backbone.to(device)
+    return backbone
+
+
+def load_adapter_backbone(folder: str | Path, **kwargs: Any) -> Backbone:
+    """Load an adapter-layout model: its base backbone with the saved wm-hub settings, and the adapter merged in.
+
+    Args:
+        folder: The adapter folder (``adapter_config.json``, ``adapter_model.safetensors``, ``wm_hub.json``).
+        **kwargs: For :func:`load_backbone` of the base model (``device``, ``dtype``...); ``arch`` must match the
+            saved one.
+
+    Returns:
+        The backbone with the merged LM, in eval mode.
+    """
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(f"{folder}: an adapter without {MANIFEST} (the wm-hub settings it was trained with)")
+    saved = BackboneConfig.from_dict(read_json_object(folder / MANIFEST)["backbone"])
+    adapter = read_json_object(folder / ADAPTER_CONFIG)
+    if kwargs.get("arch") not in (None, saved.arch):
+        raise ValueError(f"{folder} is a {saved.arch!r} adapter, not {kwargs['arch']!r}")
+    overrides = {name: getattr(saved, name) for name in ("image_size", "prompt", "separator_token")}
+    overrides["image_token_offset"] = saved.image_token_offset
+    overrides.update({key: kwargs.pop(key) for key in list(overrides) if key in kwargs})
+    device = kwargs.pop("device", None)
+    backbone = load_backbone(
+        adapter["base_model_name_or_path"], revision=adapter.get("revision"), **overrides, **kwargs
+    )
+    backbone.model = PeftModel.from_pretrained(backbone.model, str(folder)).merge_and_unload().eval()
+    if (folder / "tokenizer_config.json").is_file():
+        backbone.tokenizer = AutoTokenizer.from_pretrained(str(folder))
     if device is not None:
         backbone.to(device)
     return backbone

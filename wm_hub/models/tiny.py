@@ -6,7 +6,7 @@ classes) at a size that trains and samples on a laptop CPU. ``save_pretrained`` 
 them; nothing is downloaded.
 
 The random VQGAN of the Chameleon and Liquid presets decodes every code to noise; pass ``vqgan=`` a fitted one
-(:mod:`wm_hub.models.vq_fitting`) to get an image tokenizer whose pictures can be recognised.
+(:mod:`wm_hub.training.vq_fitting`) to get an image tokenizer whose pictures can be recognised.
 """
 
 from __future__ import annotations
@@ -394,7 +394,7 @@ def build_tiny_backbone(arch: str, spec: TinySpec | None = None, vqgan: VQModel 
     Args:
         arch: ``chameleon``, ``liquid`` or ``emu3``.
         spec: Sizes and seed (defaults: :class:`TinySpec`).
-        vqgan: Chameleon and Liquid only: a fitted VQGAN (:func:`wm_hub.models.vq_fitting.fit_vqgan`, or
+        vqgan: Chameleon and Liquid only: a fitted VQGAN (:func:`wm_hub.training.vq_fitting.fit_vqgan`, or
             ``VQModel.from_pretrained`` of a saved one) instead of a random one; its codebook size and image size
             must be the spec's.
     """

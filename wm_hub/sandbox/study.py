@@ -44,12 +44,12 @@ from safetensors.torch import load_file
 from scipy.stats import wilcoxon
 from transformers import pipeline
 
-from wm_hub import load_backbone
 from wm_hub.atomic_io import write_json, write_jsonl, write_text
 from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations
 from wm_hub.bootstrap.sampling import SamplingConfig, sample_annotations
 from wm_hub.data.shapes_world import ShapesTriplet, ShapesWorld
 from wm_hub.evaluation.probe import ProbeConfig, run_probe
+from wm_hub.models.loading import load_backbone
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import demo_recipe, fine_tune
 from wm_hub.sandbox.measure import greedy_next_codes, image_scores, measure_dynamics

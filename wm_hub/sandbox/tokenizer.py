@@ -2,7 +2,7 @@
 
 A world model copies what does not change, so the sandbox tokenizer must give an unchanged cell the same code
 whatever happens elsewhere (stability), and decode every code to a picture of the right content (exactness). An
-unsupervised VQ autoencoder (:mod:`wm_hub.models.vq_fitting`) does neither at the demo's budget: its encoder's
+unsupervised VQ autoencoder (:mod:`wm_hub.training.vq_fitting`) does neither at the demo's budget: its encoder's
 GroupNorm sees the whole picture and surplus codes split the background (stability 0.54-0.66, measured). The shapes
 world knows what each cell holds, so :func:`fit_sandbox_tokenizer` fits the same ``diffusers.VQModel`` layout with
 that knowledge:
@@ -39,9 +39,9 @@ from tqdm import tqdm
 from wm_hub.data.shapes_world import Scene, ShapeObject, ShapesWorld, WorldConfig
 from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes
 from wm_hub.models.tiny import TinySpec, tiny_vqgan, zero_residual_branches
-from wm_hub.models.vq_fitting import images_to_pixels
 from wm_hub.sandbox.cells import CellReader, cell_patterns, scene_contents
 from wm_hub.sandbox.world import SANDBOX_WORLD
+from wm_hub.training.vq_fitting import images_to_pixels
 
 
 @dataclass

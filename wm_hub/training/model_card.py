@@ -13,8 +13,6 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from wm_hub.hub import results_rows
-
 # model_cards/ is installed as package data next to wm_hub (setup.cfg), so cards render outside a checkout too.
 WORLD_MODEL_TEMPLATE = files("model_cards") / "world_model.md.j2"
 
@@ -44,7 +42,7 @@ def render_model_card(
             ``prompt``, ``mixture``, ``loss``, ``training``, ``lora``, ``metrics``, ``versions``.
         model_id: How users load the model: its Hub id, or the output folder.
         results: Evaluation results (``{benchmark: {metric: value}}``) for an evaluation table
-            (:func:`wm_hub.hub.results_rows`).
+            (:func:`results_rows`).
         datasets: Hub ids of the training datasets (card metadata).
         license: Licence identifier (card metadata).
         adapter_only: The repository holds the LoRA adapter only (``wm-hub push model`` without ``--merge``).
@@ -79,3 +77,20 @@ def render_model_card(
             results=results_rows(results) if results else [],
             adapter_only=adapter_only,
         )
+
+
+def results_rows(results: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """``(benchmark, metric, value)`` rows of a results JSON: nested objects give ``a/b`` names, non-numbers are
+    skipped (``{"aurora": {"magicbrush": {"judge": 1.2}}}`` -> ``("aurora/magicbrush", "judge", 1.2)``)."""
+    rows: list[tuple[str, str, float]] = []
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, (int, float)) and not isinstance(item, bool):
+                    rows.append((prefix or "-", str(key), float(item)))
+                else:
+                    visit(f"{prefix}/{key}" if prefix else str(key), item)
+
+    visit("", results)
+    return rows

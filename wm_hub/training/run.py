@@ -39,13 +39,13 @@ from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_h
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTTrainer, get_peft_config
 
-from wm_hub import load_backbone
 from wm_hub.data.mixture import Mixture, build_mixture
-from wm_hub.data.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.models.base import Backbone
-from wm_hub.models.loading import RUN_SUMMARY
+from wm_hub.models.loading import load_backbone
+from wm_hub.models.model_folder import RUN_SUMMARY
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.model_card import render_model_card
+from wm_hub.training.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.training.trainers import FDMTrainer, IDMTrainer
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """IDM and FDM trainers: TRL's ``SFTTrainer`` with the recognition-weighted loss, on pre-tokenised data.
 
-The trainers take the output of :func:`wm_hub.data.pretokenize.pretokenize` as is (``input_ids``, ``labels``,
+The trainers take the output of :func:`wm_hub.training.pretokenize.pretokenize` as is (``input_ids``, ``labels``,
 ``token_weights``): TRL's dataset preparation is skipped, no column is dropped, and :class:`WorldModelCollator` pads
 the rows. ``compute_loss`` runs the model through TRL's fused LM head (per-token log-probabilities, no ``(B, T, V)``
 logits) and applies :func:`wm_hub.training.losses.weighted_token_loss`.

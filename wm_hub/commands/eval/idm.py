@@ -33,11 +33,11 @@ def _read_predictions(path: Path) -> dict[str, dict]:
 def _eval_idm(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from wm_hub import load_backbone
     from wm_hub.data.build_report import MissingFilesError
     from wm_hub.evaluation.text_metrics import TextMetricsConfig, compute_text_metrics_by_subset, config_summary
     from wm_hub.evaluation.triplet_sources import load_eval_triplets
     from wm_hub.inference.actions import generate_actions
+    from wm_hub.models.loading import load_backbone
 
     predictions_path = check_generation_arguments(args)
     check_trained_task("--model", args.model, "idm")

@@ -11,8 +11,8 @@ from wm_hub.commands.eval._arguments import check_generation_arguments
 
 
 def _eval_spatial(args: argparse.Namespace) -> int:
-    from wm_hub import load_backbone
     from wm_hub.evaluation.spatial import SpatialConfig, accuracy_report, answer_questions, read_questions
+    from wm_hub.models.loading import load_backbone
 
     predictions_path = check_generation_arguments(args)
     try:
