@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from wm_hub import load_backbone  # noqa: E402
 from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations  # noqa: E402
 from wm_hub.bootstrap.pairs import load_pairs  # noqa: E402
-from wm_hub.data.hub_layout import build_hub_dataset  # noqa: E402
+from wm_hub.hub.dataset_folder import build_hub_dataset  # noqa: E402
 from wm_hub.inference.actions import generate_actions  # noqa: E402
 from wm_hub.inference.scoring import action_log_likelihoods  # noqa: E402
 from wm_hub.models.tiny import save_tiny_model  # noqa: E402

@@ -20,8 +20,8 @@ from dataset_builders.synthetic_triplets import SyntheticTripletsBuilder
 from wm_hub.bootstrap.annotate import CONFIG_FILE, RUN_FILE, AnnotateConfig, action_verb, annotate, read_annotations
 from wm_hub.bootstrap.pairs import load_pairs
 from wm_hub.cli import main
-from wm_hub.data.hub_layout import build_hub_dataset
 from wm_hub.data.shapes_world import ShapesWorld
+from wm_hub.hub.dataset_folder import build_hub_dataset
 from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.scoring import action_log_likelihoods
 

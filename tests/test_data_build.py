@@ -15,8 +15,8 @@ from shared_data import require
 
 from dataset_builders.aurora import PAPER_SUBSETS, AuroraBuilder
 from wm_hub.cli import build_parser, main
-from wm_hub.data import hub_layout
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
+from wm_hub.hub import dataset_folder
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
@@ -123,7 +123,7 @@ class GeneratedTriplets(datasets.GeneratorBasedBuilder):
 
 
 def test_generated_data_needs_no_data_dir(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(hub_layout, "builder_class", lambda name: GeneratedTriplets)
+    monkeypatch.setattr(dataset_folder, "builder_class", lambda name: GeneratedTriplets)
     out = tmp_path / "generated"
     assert main(["data", "build", "generated", "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["examples"] == {"train": 3}

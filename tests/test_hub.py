@@ -121,8 +121,8 @@ def _digest_row(row: dict) -> dict:
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, tiny_model_dirs):
     """The folders to publish and what they give locally."""
-    from wm_hub.data.hub_layout import build_hub_dataset
     from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+    from wm_hub.hub.dataset_folder import build_hub_dataset
 
     root = tmp_path_factory.mktemp("to-publish")
     base = tiny_model_dirs("chameleon")

@@ -9,9 +9,9 @@ import datasets
 import numpy as np
 import pytest
 
-from dataset_builders import builder_class
 from dataset_builders.shapes_world import ShapesWorldBuilder
 from wm_hub.cli import main
+from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.data.shapes_world import ACTION_KINDS, PALETTE, Scene, ShapesWorld, WorldConfig, cell_token_indices
 

@@ -8,9 +8,9 @@ from itertools import pairwise
 import numpy as np
 from test_keyframes import write_video
 
-from dataset_builders import builder_class
 from dataset_builders.video_keyframes import VideoKeyframesBuilder
 from wm_hub.bootstrap.keyframes import KeyframeConfig, find_keyframes, read_frames
+from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 

@@ -93,7 +93,7 @@ def test_show_weights_command_on_a_built_shapes_world(tiny_model_dirs, tmp_path,
     import json
 
     from wm_hub.cli import main
-    from wm_hub.data.hub_layout import build_hub_dataset
+    from wm_hub.hub.dataset_folder import build_hub_dataset
 
     build_hub_dataset("shapes_world", tmp_path / "shapes", config_name="triplets", num_train=5, num_test=2)
     capsys.readouterr()

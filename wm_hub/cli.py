@@ -249,7 +249,7 @@ def _add_demo(subparsers) -> None:
 
 
 def _data_build(args: argparse.Namespace) -> int:
-    from wm_hub.data.hub_layout import build_hub_dataset
+    from wm_hub.hub.dataset_folder import build_hub_dataset
 
     config_kwargs = {"skip_missing": True} if args.skip_missing else {}
     if args.annotations:

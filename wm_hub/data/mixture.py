@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 import numpy as np
 
-from dataset_builders import BUILDERS, builder_class
+from wm_hub.data.builder_registry import builder_class, check_builder_name
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 
@@ -40,7 +40,7 @@ class SourceConfig:
     """One source of triplets in a mixture.
 
     Args:
-        builder: A registered dataset builder (``dataset_builders.BUILDERS``), e.g. ``aurora``.
+        builder: A registered dataset builder (:mod:`wm_hub.data.builder_registry`), e.g. ``aurora``.
         path: A Hub dataset id or a local dataset folder for ``datasets.load_dataset`` (instead of ``builder``).
         config: The builder config (``ag``, ``kubric``, ``bench``...) or the ``load_dataset`` config name.
         data_dir: The folder the builder reads (``load_dataset``'s ``data_dir`` for ``path`` sources); a relative
@@ -71,8 +71,8 @@ class SourceConfig:
                 "a mixture source needs exactly one of 'builder' (a registered dataset builder) or 'path' (a Hub "
                 f"id or a local dataset folder); got builder={self.builder!r}, path={self.path!r}"
             )
-        if self.builder is not None and self.builder not in BUILDERS:
-            raise ValueError(f"Unknown dataset builder {self.builder!r}; choose one of {sorted(BUILDERS)}")
+        if self.builder is not None:
+            check_builder_name(self.builder)
         if self.path is not None and self.builder_kwargs:
             raise ValueError(f"source {self.label}: builder_kwargs apply to 'builder' sources only")
         if self.builder is not None and self.revision is not None:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_text, write_with
 from wm_hub.data.build_report import image_problem
+from wm_hub.data.builder_registry import builder_class
 from wm_hub.evaluation import judge
 from wm_hub.evaluation.baselines import InstructPix2PixConfig
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
@@ -260,8 +261,6 @@ def load_bench(
         MissingFilesError: Images are missing or unreadable and ``skip_missing`` is false (names every row).
         ValueError: Unknown subsets, or subsets whose rows have no ground-truth target (clevr, emu, epic).
     """
-    from dataset_builders import builder_class
-
     builder = builder_class("aurora")(
         config_name="bench",
         data_dir=str(data_dir),

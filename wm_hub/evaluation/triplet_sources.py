@@ -20,7 +20,7 @@ from typing import Any
 
 import datasets
 
-from dataset_builders import builder_class
+from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 AURORA_BENCH_FILE = "test.json"

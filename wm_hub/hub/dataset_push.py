@@ -11,6 +11,7 @@ from typing import Any
 
 from wm_hub.atomic_io import read_json_object
 from wm_hub.hub.commit import commit_folder, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.hub.dataset_folder import build_hub_dataset
 from wm_hub.training.model_card import PAPER_CITATION
 
 PROVENANCE = "provenance.json"
@@ -110,8 +111,6 @@ def push_dataset(folder: str | Path, repo_id: str, config: DatasetPushConfig | N
         tmp = Path(tmp)
         provenance: dict[str, Any] = {}
         if (folder / "annotations.jsonl").is_file() or any(folder.glob("annotations-*.jsonl")):
-            from wm_hub.data.hub_layout import build_hub_dataset
-
             built = build_hub_dataset("synthetic_triplets", tmp / "built", data_dir=folder).out
             provenance.update(_annotation_provenance(folder))
         elif (folder / CARD).is_file() and (folder / "data").is_dir():

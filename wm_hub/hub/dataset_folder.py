@@ -21,8 +21,8 @@ from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from dataset_builders import builder_class
 from wm_hub.data.build_report import REPORT_FILENAME, BuildReport, ReportingBuilder
+from wm_hub.data.builder_registry import builder_class
 
 CONFIG_NAME = "default"
 
@@ -57,7 +57,7 @@ def build_hub_dataset(
     build leaves no ``out`` behind.
 
     Args:
-        name: Registered builder (``dataset_builders.BUILDERS``), e.g. ``aurora``.
+        name: Registered builder (:mod:`wm_hub.data.builder_registry`), e.g. ``aurora``.
         out: Output folder; must not exist or be empty.
         data_dir: Local folder the builder reads (``None`` for builders that generate their data).
         config_name: Builder config, e.g. ``bench`` (default: the builder's default or only config).
