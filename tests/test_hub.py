@@ -267,6 +267,26 @@ def test_pushing_identical_content_again_makes_no_commit(hub, pushed):  # noqa: 
     assert hub.head("org/fdm") == pushed["fdm"]["commit"]
 
 
+def test_a_recipe_with_push_to_hub_publishes_through_the_push_path(hub, hub_env, tiny_model_dirs, tmp_path):  # noqa: F811
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    command = [sys.executable, str(recipes / "fdm.py"), "--config", str(recipes / "tiny" / "fdm.yaml")]
+    command += ["--model_name_or_path", str(tiny_model_dirs("chameleon")), "--output_dir", str(tmp_path / "run")]
+    command += ["--cache_dir", str(tmp_path / "cache"), "--max_steps", "2", "--save_steps", "1"]
+    command += ["--eval_strategy", "no", "--push_to_hub", "true", "--hub_model_id", "org/trained-fdm"]
+    env = {**hub_env, "WANDB_DISABLED": "true"}
+    process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-4000:]
+    assert (tmp_path / "run" / "checkpoint-2").is_dir()  # saved locally, never published
+    files = hub.files("org/trained-fdm")
+    assert {"config.json", "model.safetensors", "README.md", "wm_hub.json", "training_run.json"} <= set(files)
+    assert "adapter/adapter_config.json" in files  # a LoRA run: the merged layout keeps the adapter beside it
+    assert not [name for name in files if "checkpoint" in name or name.endswith(".bin") or name.startswith("_")]
+    assert json.loads(files["wm_hub.json"])["task"] == "fdm"
+    assert "org/trained-fdm" in files["README.md"].decode()
+    assert [commit.title for commit in hub.history("org/trained-fdm")][0] == "End of training"
+    assert hub.token not in process.stdout + process.stderr
+
+
 def test_revisions_are_branches_and_the_token_is_never_written(hub, pushed):  # noqa: F811
     assert pushed["fdm_round_2"]["revision"] == "round-2"
     assert json.loads(hub.files("org/fdm-merged", revision="round-2")["config.json"])["wm_hub"]["prompt"] == (

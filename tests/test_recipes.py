@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,7 +21,7 @@ from trl import TrlParser
 
 from wm_hub import load_backbone
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
-from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main, push_world_model
+from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -169,18 +168,12 @@ def test_the_recipe_scripts_report_a_missing_recipe_without_a_traceback(tmp_path
     assert "Traceback" not in completed.stderr
 
 
-def test_pushing_is_one_upload_of_the_finished_folder_without_checkpoints_or_pickled_args(monkeypatch, tmp_path):
+def test_push_to_hub_needs_a_publisher_and_pushes_once_at_the_end(tmp_path):
     with pytest.raises(ValueError, match="hub_strategy='every_save' would push LoRA checkpoints"):
         WorldModelSFTConfig(output_dir=str(tmp_path), push_to_hub=True, hub_strategy="every_save")
-    calls = []
-    monkeypatch.setattr(
-        "huggingface_hub.upload_folder", lambda **kwargs: calls.append(kwargs) or SimpleNamespace(commit_url="url")
-    )
-    args = SimpleNamespace(output_dir=str(tmp_path), hub_token=None, hub_revision=None)
-    assert push_world_model(SimpleNamespace(hub_model_id="me/tiny-fdm", args=args)) == "url"
-    (call,) = calls
-    assert call["repo_id"] == "me/tiny-fdm" and call["folder_path"] == str(tmp_path)
-    assert {"checkpoint-*", "_*", "*training_args.bin"} <= set(call["ignore_patterns"])
+    args = WorldModelSFTConfig(output_dir=str(tmp_path), push_to_hub=True, hub_model_id="me/x", report_to="none")
+    with pytest.raises(ValueError, match="nothing publishes the model: run recipes/idm.py or recipes/fdm.py"):
+        main("fdm", DataArguments(), args, ModelArguments(model_name_or_path="none"))
 
 
 def _png(path: Path, shade: int) -> None:

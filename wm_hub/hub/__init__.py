@@ -4,11 +4,11 @@ Pushes go through ``huggingface_hub.HfApi`` (``create_repo``, ``create_branch``,
 ``create_commit``) and follow three rules:
 
 - **one commit per push**: everything a push publishes (weights, card, metadata) is staged in a temporary folder and
-  sent in a single ``create_commit``, whose ``parent_commit`` is the head the comparison was made against, so the
+  sent in a single ``create_commit``, whose ``parent_commit`` is the head the push started from, so the
   remote moves from one complete state to the next; an interrupted push leaves it where it was and a rerun completes
   it;
-- **idempotent**: the staged files are compared with the remote's (git blob ids for regular files, sha256 for LFS
-  files) first; identical content makes no commit at all;
+- **idempotent**: ``create_commit`` drops every staged file whose content the remote already holds (the hashes
+  the Hub reports at pre-upload), and identical content makes no commit at all;
 - **no secrets**: the token comes from ``HF_TOKEN`` or the login cache and is never printed or written; what is
   published is a curated list of files (no pickled training arguments, no checkpoints).
 
@@ -36,7 +36,7 @@ with ``snapshot_download`` at the requested revision, so the language model, tok
 the same commit; ``HF_HUB_OFFLINE=1`` reads the cached snapshot.
 """
 
-from wm_hub.hub.commit import PushResult, commit_folder, git_blob_oid
+from wm_hub.hub.commit import PushResult, commit_folder
 from wm_hub.hub.dataset_push import SOURCES, DatasetPushConfig, push_dataset
 from wm_hub.hub.model_push import ModelPushConfig, push_model
 
@@ -46,7 +46,6 @@ __all__ = [
     "ModelPushConfig",
     "PushResult",
     "commit_folder",
-    "git_blob_oid",
     "push_dataset",
     "push_model",
 ]

@@ -1,9 +1,8 @@
-"""The one commit of a push: staging, comparison with the remote, ``create_commit`` (see :mod:`wm_hub.hub`)."""
+"""The one commit of a push: staging and ``create_commit`` against the head it started from (see :mod:`wm_hub.hub`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -44,26 +43,12 @@ class PushResult:
         return dataclasses.asdict(self)
 
 
-def git_blob_oid(data: bytes) -> str:
-    """git's object id of a file's content (what the Hub reports for regular, non-LFS files)."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+def _remote_files(api: Any, repo_id: str, repo_type: str, revision: str) -> dict[str, str]:
+    """path -> the Hub's blob id of every file of ``revision``."""
+    from huggingface_hub.hf_api import RepoFile
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _unchanged(remote: Any, path: Path) -> bool:
-    """Whether a remote ``RepoFile`` holds exactly the content of the local file ``path``."""
-    if remote is None or remote.size != path.stat().st_size:
-        return False
-    if remote.lfs is not None:
-        return remote.lfs.sha256 == _sha256(path)
-    return remote.blob_id == git_blob_oid(path.read_bytes())
+    tree = api.list_repo_tree(repo_id, repo_type=repo_type, revision=revision, recursive=True)
+    return {item.path: item.blob_id for item in tree if isinstance(item, RepoFile)}
 
 
 def commit_folder(
@@ -79,9 +64,14 @@ def commit_folder(
 ) -> PushResult:
     """Make the remote branch hold ``staging``'s files, in one commit, or in none if it already does.
 
+    Every staged file goes to ``HfApi.create_commit`` with ``parent_commit`` set to the head the deletions were
+    computed against; ``huggingface_hub`` drops the files whose content the remote already holds (it compares
+    the hashes the Hub reports at pre-upload) and makes no commit at all when nothing is left.
+
     Args:
         staging: The files to publish, laid out as in the repository.
-        repo_id: ``org/name``; created (``private`` as asked) if missing.
+        repo_id: ``org/name`` (a bare ``name`` is created in the token owner's namespace); created (``private`` as
+            asked) if missing.
         repo_type: ``model`` or ``dataset``.
         revision: Branch to push to (created from ``main`` if missing); ``None`` is ``main``.
         private: Visibility of a repository this push creates (an existing one keeps its visibility).
@@ -93,28 +83,17 @@ def commit_folder(
         The push's outcome.
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.hf_api import RepoFile
 
     api = HfApi(token=token)
     branch = revision or "main"
-    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    repo_id = api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True).repo_id
     if branch != "main":
         api.create_branch(repo_id, repo_type=repo_type, branch=branch, exist_ok=True)
     head = api.repo_info(repo_id, repo_type=repo_type, revision=branch).sha
-    remote = {
-        item.path: item
-        for item in api.list_repo_tree(repo_id, repo_type=repo_type, revision=head, recursive=True)
-        if isinstance(item, RepoFile)
-    }
+    before = _remote_files(api, repo_id, repo_type, head)
     local = {path.relative_to(staging).as_posix(): path for path in sorted(staging.rglob("*")) if path.is_file()}
-    additions = [name for name, path in local.items() if not _unchanged(remote.get(name), path)]
-    deletions = [name for name in remote if name not in local and owns(name)]
-    result = PushResult(repo_id, repo_type, branch, head, created_commit=False)
-    if not additions and not deletions:
-        logger.info("%s@%s already holds this content: no commit", repo_id, branch)
-        return result
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(local[name])) for name in additions]
-    operations += [CommitOperationDelete(path_in_repo=name) for name in deletions]
+    operations: list[Any] = [CommitOperationAdd(name, str(path)) for name, path in local.items()]
+    operations += [CommitOperationDelete(name) for name in before if name not in local and owns(name)]
     info = api.create_commit(
         repo_id,
         operations,
@@ -123,8 +102,15 @@ def commit_folder(
         revision=branch,
         parent_commit=head,
     )
+    result = PushResult(repo_id, repo_type, branch, head, created_commit=False)
+    if info.oid == head:
+        logger.info("%s@%s already holds this content: no commit", repo_id, branch)
+        return result
+    after = _remote_files(api, repo_id, repo_type, info.oid)
+    uploaded = [name for name, blob in after.items() if before.get(name) != blob]
+    deleted = [name for name in before if name not in after]
     return dataclasses.replace(
-        result, commit=info.oid, created_commit=True, url=info.commit_url, uploaded=additions, deleted=deletions
+        result, commit=info.oid, created_commit=True, url=info.commit_url, uploaded=uploaded, deleted=deleted
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,9 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from wm_hub.atomic_io import read_json_object
-from wm_hub.hub.commit import commit_folder, copy_tree, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.hub.commit import (
+    PushResult,
+    commit_folder,
+    copy_tree,
+    require_online,
+    stage_file,
+    wm_hub_version,
+    write_json,
+)
 from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, RUN_SUMMARY, is_local
 from wm_hub.training.model_card import render_model_card
+
+logger = logging.getLogger(__name__)
 
 ADAPTER_SUBFOLDER = "adapter"
 CARD = "README.md"
@@ -104,6 +115,31 @@ def push_model(folder: str | Path, repo_id: str, config: ModelPushConfig | None 
             commit_message=message,
             token=token,
         )
+
+
+def push_trained_model(training_args: Any) -> PushResult:
+    """Publish a finished ``recipes/{idm,fdm}.py`` run as its ``push_to_hub`` settings say, like ``wm-hub push``.
+
+    The repository is ``hub_model_id`` (default: the name of ``output_dir``, in the token owner's namespace), the
+    branch ``hub_revision``, the visibility ``hub_private_repo``; the merged layout is published (the run's
+    weights load without the base model, ``adapter/`` beside them for a LoRA run).
+
+    Args:
+        training_args: The run's ``WorldModelSFTConfig`` (``transformers.TrainingArguments`` fields).
+
+    Returns:
+        :class:`PushResult`.
+    """
+    config = ModelPushConfig(
+        revision=training_args.hub_revision,
+        private=bool(training_args.hub_private_repo),
+        merge=True,
+        commit_message="End of training",
+    )
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    result = push_model(training_args.output_dir, repo_id, config, token=training_args.hub_token)
+    logger.info("Pushed %s to %s", training_args.output_dir, result.url or f"{result.repo_id} (unchanged)")
+    return result
 
 
 def _backbone_settings(folder: Path) -> dict[str, Any] | None:

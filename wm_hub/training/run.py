@@ -12,13 +12,14 @@
    offline, without the base model. The adapter alone is in ``output_dir/adapter`` (its ``adapter_config.json``
    names the base model). ``training_run.json`` summarises the run (mixture sizes, hyper-parameters, metrics,
    world size) and ``README.md`` is the model card rendered from it;
-5. push ``output_dir`` (checkpoints and ``_*`` excluded) to the repository that the trainer created from
-   ``hub_model_id``/``hub_private_repo`` when ``push_to_hub`` is set.
+5. when ``push_to_hub`` is set, hand the finished ``output_dir`` to ``publish`` on the main process: the recipe
+   scripts pass :func:`wm_hub.hub.model_push.push_trained_model`, the same push as ``wm-hub push model`` (one
+   commit, no checkpoints or pickled arguments, the card re-rendered for the repository).
 
 Why the merged model is not pushed with ``trainer.push_to_hub()``: that method re-saves ``trainer.model``, the PEFT
 wrapper, as ``adapter_config.json`` + adapter weights at the folder's root, and ``transformers`` applies a root
 adapter on top of the weights it finds there (the merged ones), so the LoRA update would count twice; it also
-replaces the model card with TRL's. wm-hub keeps the trainer's repository settings and uploads the finished folder.
+replaces the model card with TRL's. Publishing is the hub layer's, which this module (below it) never imports.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -36,7 +37,6 @@ from accelerate.utils import DeepSpeedPlugin
 from peft import PeftModel
 from transformers import set_seed
 from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import SFTTrainer, get_peft_config
 
 from wm_hub.data.mixture import Mixture, build_mixture
@@ -54,13 +54,16 @@ Task = Literal["idm", "fdm"]
 TRAINERS = {"idm": IDMTrainer, "fdm": FDMTrainer}
 ADAPTER_SUBFOLDER = "adapter"
 # Never uploaded: checkpoints (optimizer states), private folders, and pickled TrainingArguments (may hold hub_token).
-PUSH_IGNORE_PATTERNS = ["_*", f"{PREFIX_CHECKPOINT_DIR}-*", "*training_args.bin"]
 REPORTED_METRICS = ("global_step", "epoch", "train_runtime")  # besides every loss and accuracy
 VERSIONED_PACKAGES = ("wm-hub", "torch", "transformers", "trl", "peft", "datasets", "accelerate")
 
 
 def main(
-    task: Task, data_args: DataArguments, training_args: WorldModelSFTConfig, model_args: ModelArguments
+    task: Task,
+    data_args: DataArguments,
+    training_args: WorldModelSFTConfig,
+    model_args: ModelArguments,
+    publish: Callable[[WorldModelSFTConfig], Any] | None = None,
 ) -> dict[str, Any]:
     """Train and save an IDM or FDM as the recipe says.
 
@@ -69,11 +72,15 @@ def main(
         data_args: The data mixture and instruction strings.
         training_args: ``SFTConfig`` fields plus the loss weighting.
         model_args: The backbone and LoRA settings.
+        publish: Called with ``training_args`` on the main process once the model is saved, when ``push_to_hub``
+            is set (the recipe scripts pass :func:`wm_hub.hub.model_push.push_trained_model`).
 
     Returns:
         With ``dry_run``, the mixture's sizes (nothing else happens); otherwise the run summary written to
         ``output_dir/training_run.json``.
     """
+    if training_args.push_to_hub and publish is None:
+        raise ValueError("push_to_hub is set but nothing publishes the model: run recipes/idm.py or recipes/fdm.py")
     if data_args.task is not None and data_args.task != task:
         raise ValueError(
             f"this recipe is for the {data_args.task.upper()} (task: {data_args.task}), not the {task.upper()}: "
@@ -130,7 +137,7 @@ def main(
         model_id = trainer.hub_model_id if training_args.push_to_hub else str(output_dir)
         render_model_card(summary, model_id).save(output_dir / "README.md")
         if training_args.push_to_hub:
-            push_world_model(trainer)
+            publish(training_args)
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
     return summary
@@ -193,26 +200,6 @@ def whole_model_loading(deepspeed_plugin: DeepSpeedPlugin | None) -> Iterator[No
         yield
     finally:
         set_hf_deepspeed_config(deepspeed_plugin.hf_ds_config)
-
-
-def push_world_model(trainer: SFTTrainer) -> str:
-    """Upload ``output_dir`` to the trainer's Hub repository (``hub_model_id``, ``hub_revision``, ``hub_token``).
-
-    Returns:
-        The URL of the commit.
-    """
-    from huggingface_hub import upload_folder
-
-    commit = upload_folder(
-        repo_id=trainer.hub_model_id,
-        folder_path=trainer.args.output_dir,
-        commit_message="End of training",
-        token=trainer.args.hub_token,
-        revision=trainer.args.hub_revision,
-        ignore_patterns=PUSH_IGNORE_PATTERNS,
-    )
-    logger.info("Pushed %s to %s", trainer.args.output_dir, commit.commit_url)
-    return commit.commit_url
 
 
 def run_summary(
