@@ -103,7 +103,8 @@ class Backbone(ABC):
     """A unified VLM seen as a world model: LM + text tokenizer + VQ image tokenizer.
 
     Subclasses implement the image tokenizer (``_encode``/``_decode``/``prequant_features``), the mapping between
-    VQ codes and LM ids, and the image block layout. Sequence building, saving and the generation layout are
+    VQ codes and LM ids, and the image block layout, and call :meth:`_set_image_vocabulary` in ``__init__`` (the
+    token grid, the image token ids, begin/end-of-image). Sequence building, saving and the generation layout are
     shared.
 
     Attributes:
@@ -125,10 +126,24 @@ class Backbone(ABC):
     # ----------------------------------------------------------------------------------------------------------
     # Image tokenizer (per backend)
     # ----------------------------------------------------------------------------------------------------------
+    def _set_image_vocabulary(self, grid: tuple[int, int], image_token_ids: torch.Tensor, boi: str, eoi: str) -> None:
+        """Record the image side of the vocabulary (every subclass calls this once in ``__init__``).
+
+        Args:
+            grid: Height and width of the token grid of one image.
+            image_token_ids: LM ids of all image code tokens.
+            boi: The begin-of-image token (text form, looked up in the tokenizer).
+            eoi: The end-of-image token.
+        """
+        self._grid = grid
+        self._image_token_ids = image_token_ids.sort().values
+        self._boi = self._token_id(boi)
+        self._eoi = self._token_id(eoi)
+
     @property
-    @abstractmethod
     def image_grid(self) -> tuple[int, int]:
         """Height and width of the token grid of one image."""
+        return self._grid
 
     @property
     def image_seq_len(self) -> int:
@@ -137,9 +152,9 @@ class Backbone(ABC):
         return height * width
 
     @property
-    @abstractmethod
     def image_token_ids(self) -> torch.Tensor:
         """LM ids of all image code tokens, sorted ascending (LongTensor)."""
+        return self._image_token_ids
 
     @cached_property
     def _image_token_id_set(self) -> frozenset[int]:
@@ -187,14 +202,14 @@ class Backbone(ABC):
         return pad if pad is not None else self.eos_token_id
 
     @property
-    @abstractmethod
     def boi_token_id(self) -> int:
         """Begin-of-image token."""
+        return self._boi
 
     @property
-    @abstractmethod
     def eoi_token_id(self) -> int:
         """End-of-image token."""
+        return self._eoi
 
     def image_prefix_ids(self) -> list[int]:
         """Tokens that open an image block (a generation prompt for an image ends with them)."""

@@ -97,28 +97,8 @@ class ChameleonBackbone(Backbone):
         self._code_to_id = torch.tensor([mapping.img2bpe[code] for code in range(num_codes)], dtype=torch.long)
         self._id_to_code = torch.full((model.config.vocab_size,), -1, dtype=torch.long)
         self._id_to_code[self._code_to_id] = torch.arange(num_codes)
-        self._image_token_ids = self._code_to_id.sort().values
-        self._boi = self._token_id(BOI_TOKEN)
-        self._eoi = self._token_id(EOI_TOKEN)
-        downsample = 2 ** (len(vqgan.config.block_out_channels) - 1)
-        side = config.image_size // downsample
-        self._grid = (side, side)
-
-    @property
-    def image_grid(self) -> tuple[int, int]:
-        return self._grid
-
-    @property
-    def image_token_ids(self) -> torch.Tensor:
-        return self._image_token_ids
-
-    @property
-    def boi_token_id(self) -> int:
-        return self._boi
-
-    @property
-    def eoi_token_id(self) -> int:
-        return self._eoi
+        side = config.image_size // 2 ** (len(vqgan.config.block_out_channels) - 1)
+        self._set_image_vocabulary((side, side), self._code_to_id, BOI_TOKEN, EOI_TOKEN)
 
     @property
     def image_tokenizer(self) -> VQModel:

@@ -78,8 +78,7 @@ class Emu3Backbone(Backbone):
                 f"image_size {config.image_size} is not a multiple of the Emu3 VQ spatial factor {factor}"
             )
         side = config.image_size // factor
-        self._grid = (side, side)
-        height, width = self._grid
+        height, width = side, side
 
         mapping = Emu3ImageVocabularyMapping(model.config.vocabulary_map)
         num_codes = self.vqmodel.config.codebook_size
@@ -90,10 +89,7 @@ class Emu3Backbone(Backbone):
         self._code_to_id = torch.tensor([mapping.img2bpe[code] for code in range(num_codes)], dtype=torch.long)
         self._id_to_code = torch.full((model.config.text_config.vocab_size,), -1, dtype=torch.long)
         self._id_to_code[self._code_to_id] = torch.arange(num_codes)
-        self._image_token_ids = self._code_to_id.sort().values
-
-        self._boi = self._token_id(BOI_TOKEN)
-        self._eoi = self._token_id(EOI_TOKEN)
+        self._set_image_vocabulary((height, width), self._code_to_id, BOI_TOKEN, EOI_TOKEN)
         self._eol = self._token_id(EOL_TOKEN)
         self._eof = self._token_id(EOF_TOKEN)
         self._prefix = [self._boi, *self._text_ids(f"{height}*{width}"), self._token_id(IMAGE_WRAPPER_TOKEN)]
@@ -104,24 +100,8 @@ class Emu3Backbone(Backbone):
         return self.model.model.vqmodel
 
     @property
-    def image_grid(self) -> tuple[int, int]:
-        return self._grid
-
-    @property
-    def image_token_ids(self) -> torch.Tensor:
-        return self._image_token_ids
-
-    @property
     def image_tokenizer(self) -> Emu3VQVAE:
         return self.vqmodel
-
-    @property
-    def boi_token_id(self) -> int:
-        return self._boi
-
-    @property
-    def eoi_token_id(self) -> int:
-        return self._eoi
 
     @property
     def eol_token_id(self) -> int:

@@ -63,30 +63,11 @@ class LiquidBackbone(Backbone):
             raise ValueError(
                 f"image_token_offset {offset} + {num_codes} codes exceed the LM vocabulary ({model.config.vocab_size})"
             )
-        self._image_token_ids = torch.arange(offset, offset + num_codes)
         missing = [token for token in (BOI_TOKEN, EOI_TOKEN) if token not in tokenizer.get_vocab()]
         if missing:
             raise ValueError(f"not a Liquid checkpoint: the tokenizer has no {missing} (a plain Gemma model?)")
-        self._boi = self._token_id(BOI_TOKEN)
-        self._eoi = self._token_id(EOI_TOKEN)
         side = config.image_size // 2 ** (len(vqgan.config.block_out_channels) - 1)
-        self._grid = (side, side)
-
-    @property
-    def image_grid(self) -> tuple[int, int]:
-        return self._grid
-
-    @property
-    def image_token_ids(self) -> torch.Tensor:
-        return self._image_token_ids
-
-    @property
-    def boi_token_id(self) -> int:
-        return self._boi
-
-    @property
-    def eoi_token_id(self) -> int:
-        return self._eoi
+        self._set_image_vocabulary((side, side), torch.arange(offset, offset + num_codes), BOI_TOKEN, EOI_TOKEN)
 
     @property
     def image_tokenizer(self) -> VQModel:
