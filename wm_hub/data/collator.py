@@ -2,7 +2,7 @@
 
 Rows come from :func:`wm_hub.training.pretokenize.pretokenize`: ``input_ids``, ``labels`` (``-100`` outside the
 completion) and ``token_weights`` (recognition weights), one value per token. The collator pads them on the right to
-the longest row of the batch; padding is never attended to, never a label and weighs 0.
+the longest row of the batch with TRL's ``pad``; padding is never attended to, never a label and weighs 0.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from trl.trainer.utils import pad
 
 from wm_hub.models.base import IGNORE_INDEX
 
@@ -38,24 +39,25 @@ class WorldModelCollator:
             ``input_ids`` (long, padded with ``pad_token_id``), ``attention_mask`` (long, 0 on padding), ``labels``
             (long, ``-100`` on padding) and ``token_weights`` (float32, 0 on padding), each ``(B, T)``.
         """
-        lengths = [len(row["input_ids"]) for row in rows]
-        width = max(lengths)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch = {
-            "input_ids": torch.full((len(rows), width), self.pad_token_id, dtype=torch.long),
-            "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
-            "labels": torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long),
-            "token_weights": torch.zeros((len(rows), width), dtype=torch.float32),
-        }
-        for index, (row, length) in enumerate(zip(rows, lengths)):
+        ids, labels, weights, masks = [], [], [], []
+        for index, row in enumerate(rows):
+            length = len(row["input_ids"])
             if len(row["labels"]) != length:
                 raise ValueError(f"row {index}: {len(row['labels'])} labels for {length} input_ids")
-            weights = row.get("token_weights")
-            if weights is not None and len(weights) != length:
-                raise ValueError(f"row {index}: {len(weights)} token_weights for {length} input_ids")
-            batch["input_ids"][index, :length] = torch.as_tensor(row["input_ids"])
-            batch["attention_mask"][index, :length] = 1
-            batch["labels"][index, :length] = torch.as_tensor(row["labels"])
-            batch["token_weights"][index, :length] = 1.0 if weights is None else torch.as_tensor(weights)
+            row_weights = row.get("token_weights")
+            if row_weights is not None and len(row_weights) != length:
+                raise ValueError(f"row {index}: {len(row_weights)} token_weights for {length} input_ids")
+            ids.append(torch.as_tensor(row["input_ids"], dtype=torch.long))
+            labels.append(torch.as_tensor(row["labels"], dtype=torch.long))
+            masks.append(torch.ones(length, dtype=torch.long))
+            weights.append(
+                torch.ones(length) if row_weights is None else torch.as_tensor(row_weights, dtype=torch.float32)
+            )
+        multiple = self.pad_to_multiple_of or None
+        batch = {
+            "input_ids": pad(ids, self.pad_token_id, pad_to_multiple_of=multiple),
+            "attention_mask": pad(masks, 0, pad_to_multiple_of=multiple),
+            "labels": pad(labels, IGNORE_INDEX, pad_to_multiple_of=multiple),
+            "token_weights": pad(weights, 0, pad_to_multiple_of=multiple),
+        }
         return batch

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from wm_hub.inference.generation import left_pad
 from wm_hub.models.base import Backbone, ImageLike
 
 IGNORE_INDEX = -100
@@ -78,12 +79,8 @@ def position_log_likelihoods(
 def _score_batch(
     backbone: Backbone, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]
 ) -> list[SequenceScore]:
-    length = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), length), backbone.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for row, ids in enumerate(sequences):
-        input_ids[row, length - len(ids) :] = torch.as_tensor(list(ids), dtype=torch.long)
-        attention_mask[row, length - len(ids) :] = 1
+    input_ids, attention_mask = left_pad(sequences, backbone.pad_token_id)
+    length = input_ids.shape[1]
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     # Left padding puts every row's end at ``length``: logits for the last ``keep`` positions cover every scored
     # token (the logit predicting token t sits at t - 1).
