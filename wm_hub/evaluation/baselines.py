@@ -1,9 +1,9 @@
-"""Baselines of AURORA-BENCH (paper Tables 2 and 6): copy the source, and InstructPix2Pix.
+"""The InstructPix2Pix baseline of AURORA-BENCH (paper Tables 2 and 6; the copy baseline is in
+:mod:`wm_hub.evaluation.aurora`).
 
-- ``copy``: the source observation is the prediction (the paper's "Copy" column: best L1/CLIP-I/DINO, judge 0).
-- InstructPix2Pix (Brooks et al., 2023) through diffusers' ``StableDiffusionInstructPix2PixPipeline``; the model
-  id (``timbrooks/instruct-pix2pix`` by default) or a local folder is an option. Sources are resized to a square
-  ``resolution`` (a multiple of 8) so that rows of any size share a batch.
+InstructPix2Pix (Brooks et al., 2023) through diffusers' ``StableDiffusionInstructPix2PixPipeline``; the model
+id (``timbrooks/instruct-pix2pix`` by default) or a local folder is an option. Sources are resized to a square
+``resolution`` (a multiple of 8) so that rows of any size share a batch.
 """
 
 from __future__ import annotations
@@ -15,11 +15,6 @@ import torch
 from PIL import Image
 
 DEFAULT_IP2P_MODEL = "timbrooks/instruct-pix2pix"
-
-
-def copy_predictions(sources: Sequence[Image.Image]) -> list[Image.Image]:
-    """The copy baseline: each source, as RGB, is its own prediction."""
-    return [source.convert("RGB") for source in sources]
 
 
 @dataclass
