@@ -51,9 +51,12 @@ def main() -> None:
             results.append({"variant": name, "loss_weighting": weighting, "loss_weight_floor": floor,
                             "train_seconds": seconds, **scores})  # fmt: skip
             print(json.dumps(results[-1]))
+    recipe = yaml.safe_load(demo_recipe("fdm").read_text())
+    labelled = next(source for source in recipe["sources"] if source["builder"] == "shapes_world")
     record = {
         "recipe": "recipes/sandbox/demo-fdm.yaml (labelled triplets only)",
-        "max_steps": args.max_steps or yaml.safe_load(demo_recipe("fdm").read_text())["max_steps"],
+        "max_steps": args.max_steps or recipe["max_steps"],
+        "num_train": labelled["builder_kwargs"]["num_train"],
         "num_eval": args.num_eval,
         "load_average": os.getloadavg(),
         "results": results,

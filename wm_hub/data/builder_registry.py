@@ -27,9 +27,13 @@ def builder_names() -> list[str]:
 
 def check_builder_name(name: str) -> None:
     """Raise a ``ValueError`` naming the registered builders when ``name`` is not one of them."""
+    _entry_point(name)
+
+
+def _entry_point(name: str) -> EntryPoint:
     registered = _registered()
     if name in registered:
-        return
+        return registered[name]
     if not registered:
         raise ValueError(
             f"Unknown dataset builder {name!r}: no builder is registered under the {ENTRY_POINT_GROUP!r} entry "
@@ -45,5 +49,4 @@ def builder_class(name: str) -> type[datasets.GeneratorBasedBuilder]:
     Raises:
         ValueError: ``name`` is not registered (the message lists the registered names).
     """
-    check_builder_name(name)
-    return _registered()[name].load()
+    return _entry_point(name).load()

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from wm_hub.inference.generation import left_pad
-from wm_hub.models.base import Backbone, ImageLike
-
-IGNORE_INDEX = -100
+from wm_hub.models.base import IGNORE_INDEX, Backbone, ImageLike
 
 
 @dataclass(frozen=True)
