@@ -192,7 +192,7 @@ def test_sandbox_video_key_frames_are_the_action_frames_and_pairs_hold_one_actio
 SHIPPED_BASE = REPO / "sandbox" / "base"
 # the short fine-tune of the test: steps of each recipe and what it must reach on 60 held-out triplets
 IDM_TEST_STEPS, IDM_TEST_FLOOR = 200, 0.05
-FDM_TEST_STEPS, FDM_TEST_FLOOR = 100, 0.4
+FDM_TEST_STEPS, FDM_TEST_FLOOR = 200, 0.4
 
 
 def test_the_shipped_base_loads_in_both_pipelines_and_its_card_states_its_measurements():
