@@ -289,3 +289,45 @@ def test_score_reference_and_bad_answers(crafted, tmp_path):
         score_study(ScoreConfig(study, answers=bad))
     for text in ("row r9: no such row", "best and worst are both 2", "worst 4 is not a displayed", "answered twice"):
         assert text in str(error.value)
+
+
+def test_build_refuses_one_prediction_folder_under_two_names(checkout, tmp_path):
+    root, predictions = checkout
+    twice = {"alpha": predictions["alpha"], "copy": Path(f"{predictions['alpha']}/"), "beta": predictions["beta"]}
+    with pytest.raises(SystemExit, match="same prediction folder would be one model shown twice: alpha and copy"):
+        main(build_args(root, twice, tmp_path / "study"))
+    assert not (tmp_path / "study").exists()
+
+
+def test_score_refuses_no_answers_a_bad_alpha_a_file_as_out_and_a_non_database(crafted, tmp_path):
+    study, answers = crafted
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(SystemExit, match="empty.jsonl: no answers yet"):
+        main(["human-eval", "score", str(study), "--answers", str(empty)])
+    with pytest.raises(SystemExit, match=r"alpha must be in \(0, 1\), got 2.0"):
+        main(["human-eval", "score", str(study), "--answers", str(answers), "--alpha", "2"])
+    a_file = tmp_path / "scores"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit, match="--out .*scores is a file"):
+        main(["human-eval", "score", str(study), "--answers", str(answers), "--out", str(a_file)])
+    garbage = tmp_path / "answers.sqlite"
+    garbage.write_text("not a database")
+    with pytest.raises(SystemExit, match="answers.sqlite: not an answers database .*file is not a database"):
+        main(["human-eval", "score", str(study), "--answers", str(garbage)])
+    assert not (study / "scores.json").exists() and a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("port", ["0", "-1", "70000"])
+def test_serve_refuses_a_port_outside_the_tcp_range(study, port):
+    # 70000 used to bind to port 4464 (70000 mod 65536) and -1 ended in an OverflowError traceback
+    with pytest.raises(SystemExit, match=f"--port must be in 1..65535, got {port}"):
+        main(["human-eval", "serve", str(study), "--port", port])
+
+
+def test_serve_names_an_answers_database_it_cannot_open(study, tmp_path):
+    garbage = tmp_path / "answers.sqlite"
+    garbage.write_text("not a database")
+    for db, cause in ((tmp_path, "unable to open database file"), (garbage, "file is not a database")):
+        with pytest.raises(SystemExit, match=f"cannot open the answers database there \\({cause}\\)"):
+            main(["human-eval", "serve", str(study), "--db", str(db)])

@@ -42,6 +42,8 @@ def _build(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from wm_hub.human_eval.app import create_app
 
+    if not 1 <= args.port <= 65535:
+        raise SystemExit(f"error: --port must be in 1..65535, got {args.port}")
     try:
         app = create_app(args.study, db_path=args.db)
     except (ValueError, FileNotFoundError) as error:

@@ -16,6 +16,7 @@ Pages:
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from flask import Flask, abort, redirect, render_template, request, send_from_directory, url_for
@@ -39,10 +40,15 @@ def create_app(study_dir: str | Path, db_path: str | Path | None = None) -> Flas
 
     Raises:
         FileNotFoundError: No ``study.json`` in ``study_dir``.
-        ValueError: ``study.json`` is malformed, or the database belongs to another study.
+        ValueError: ``study.json`` is malformed, or the database belongs to another study or cannot be opened
+            (a folder, a file that is not SQLite, a missing parent folder).
     """
     study = load_study(study_dir)
-    store = AnswerStore(db_path or Path(study_dir) / ANSWERS_FILE, study.fingerprint)
+    db_path = Path(db_path or Path(study_dir) / ANSWERS_FILE)
+    try:
+        store = AnswerStore(db_path, study.fingerprint)
+    except sqlite3.Error as error:
+        raise ValueError(f"{db_path}: cannot open the answers database there ({error})") from None
     app = Flask(__name__)
     app.config.update(STUDY=study, STORE=store)
     positions = range(1, study.num_outputs + 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -54,6 +55,12 @@ class ScoreConfig:
     zero_method: str = "wilcox"
     out: str | Path | None = None
 
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ValueError(f"--out {self.out} is a file; scores.json and scores.md need a folder")
+
 
 def read_answers(path: str | Path, study_fingerprint: str | None = None) -> list[Answer]:
     """Answers from an app database (``.sqlite``/``.db``) or a JSON Lines file.
@@ -64,18 +71,22 @@ def read_answers(path: str | Path, study_fingerprint: str | None = None) -> list
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: A JSON Lines line that is not an answer (the line and field are named), or a database of
-            another study.
+        ValueError: A JSON Lines line that is not an answer (the line and field are named), a database of
+            another study, or a file that is not an SQLite database.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such answers file")
     if path.suffix in (".sqlite", ".db", ".sqlite3"):
-        store = AnswerStore(path)
-        stored = store.study_fingerprint()
+        try:
+            store = AnswerStore(path)
+            stored = store.study_fingerprint()
+            answers = store.answers()
+        except sqlite3.DatabaseError as error:
+            raise ValueError(f"{path}: not an answers database of wm-hub human-eval serve ({error})") from None
         if study_fingerprint is not None and stored is not None and stored != study_fingerprint:
             raise ValueError(f"{path}: these answers were collected for another study (study.json differs)")
-        return store.answers()
+        return answers
     answers = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -310,11 +321,14 @@ def score_study(config: ScoreConfig) -> tuple[dict[str, Any], Path, Path]:
 
     Raises:
         FileNotFoundError: No key or no answers file.
-        ValueError: Bad answers or reference.
+        ValueError: Bad answers or reference, or no answer at all (a table of dashes is not a result).
     """
     study = Path(config.study)
     key = load_key(study)
-    answers = read_answers(config.answers or study / ANSWERS_FILE, load_study(study).fingerprint)
+    answers_path = config.answers or study / ANSWERS_FILE
+    answers = read_answers(answers_path, load_study(study).fingerprint)
+    if not answers:
+        raise ValueError(f"{answers_path}: no answers yet; collect some with `wm-hub human-eval serve {study}`")
     scores = score_answers(answers, key, config)
     out = Path(config.out or study)
     json_path, md_path = out / "scores.json", out / "scores.md"

@@ -105,6 +105,14 @@ class StudyConfig:
         missing = [f"{name}: {path}" for name, path in self.predictions.items() if not Path(path).is_dir()]
         if missing:
             raise FileNotFoundError("prediction folder(s) not found: " + "; ".join(missing))
+        names_of: dict[Path, list[str]] = {}
+        for name, path in self.predictions.items():
+            names_of.setdefault(Path(path).resolve(), []).append(name)
+        shared = [f"{' and '.join(names)} ({path})" for path, names in names_of.items() if len(names) > 1]
+        if shared:
+            raise ValueError(
+                "models given the same prediction folder would be one model shown twice: " + "; ".join(shared)
+            )
 
 
 @dataclass
