@@ -9,7 +9,8 @@ from PIL import Image, ImageDraw
 
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 from wm_hub.models.base import IGNORE_INDEX
-from wm_hub.training.pretokenize import PretokenizeConfig, backbone_fingerprint, pretokenize
+from wm_hub.training.pretokenize import PretokenizeConfig, backbone_fingerprint, encode_triplets, pretokenize
+from wm_hub.training.recognition import recognition_weights
 
 
 def scene(cell: tuple[int, int], colour=(220, 30, 30), size: int = 64) -> Image.Image:
@@ -88,9 +89,38 @@ def test_second_call_is_served_from_cache(tiny_backbones, triplet_parquet, tmp_p
     second = pretokenize(load_triplets(triplet_parquet, tmp_path / "cache"), backbone)
     assert calls == [] and second["input_ids"] == first["input_ids"]
     assert second.cache_files[0]["filename"] == first.cache_files[0]["filename"]
-    # other settings -> another fingerprint -> computed again
-    pretokenize(triplets, backbone, PretokenizeConfig(weight_normalization="none"))
-    assert calls
+    # other settings -> other sequences and weights, from the same encoded images (the encoder is not run again)
+    raw = pretokenize(triplets, backbone, PretokenizeConfig(weight_normalization="none"))
+    assert calls == [] and raw["token_weights"] != first["token_weights"]
+    assert raw.cache_files[0]["filename"] != first.cache_files[0]["filename"]
+
+
+def test_idm_and_fdm_share_one_encoding_and_weights_equal_the_one_pass_reference(
+    tiny_backbones, triplet_parquet, tmp_path, monkeypatch
+):
+    backbone = tiny_backbones("chameleon")
+    triplets = load_triplets(triplet_parquet, tmp_path / "cache")
+    calls = []
+    original = backbone.encode_images_with_features
+    monkeypatch.setattr(backbone, "encode_images_with_features", lambda images: calls.append(1) or original(images))
+    fdm = pretokenize(triplets, backbone, PretokenizeConfig(task="fdm", loss_weighting="l2", weight_floor=0.5))
+    encoded_once = len(calls)
+    idm = pretokenize(triplets, backbone, PretokenizeConfig(task="idm", loss_weighting="none"))
+    assert encoded_once > 0 and len(calls) == encoded_once and len(idm) == len(fdm) == 3
+    # an encoded dataset is taken as it is
+    encoded = encode_triplets(triplets, backbone)
+    assert len(calls) == encoded_once
+    assert (
+        pretokenize(encoded, backbone, PretokenizeConfig(task="idm", loss_weighting="none"))["input_ids"]
+        == (idm["input_ids"])
+    )
+    for index in range(len(triplets)):
+        row = triplets[index]
+        _, features = original([row["source"], row["target"]])
+        expected = recognition_weights(features[0], features[1], "mean", floor=0.5)
+        sequence = backbone.build_fdm_sequence(row["source"], row["action"], row["target"])
+        weights = torch.tensor(fdm[index]["token_weights"])[sequence.target_image_positions]
+        torch.testing.assert_close(weights, expected)
 
 
 def test_in_memory_dataset_caches_under_cache_dir(tiny_backbones, tmp_path, monkeypatch):
@@ -98,7 +128,8 @@ def test_in_memory_dataset_caches_under_cache_dir(tiny_backbones, tmp_path, monk
     rows = [make_triplet("a", scene((0, 0)), scene((3, 3)), "move", "test")]
     triplets = datasets.Dataset.from_list(rows, features=TRIPLET_FEATURES)
     first = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
-    assert list((tmp_path / "tok").glob("pretokenized-*.arrow"))
+    # the encoded images land in cache_dir; the sequences, made from that file-backed result, next to it
+    assert list((tmp_path / "tok").glob("encoded-*.arrow")) and len(list((tmp_path / "tok").glob("*.arrow"))) == 2
     monkeypatch.setattr(backbone, "encode_images_with_features", lambda images: pytest.fail("recomputed"))
     assert pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")["input_ids"] == first["input_ids"]
 

@@ -23,7 +23,7 @@ recipe always holds out the same rows).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,7 @@ def build_mixture(
     seed: int = 0,
     data_root: str | Path | None = None,
     cache_dir: str | None = None,
+    prepare: Callable[[datasets.Dataset], datasets.Dataset] | None = None,
 ) -> Mixture:
     """Load every source as triplets, pick its rows deterministically and concatenate them.
 
@@ -151,6 +152,9 @@ def build_mixture(
         seed: Seed of every random draw.
         data_root: Folder that relative ``data_dir`` values are resolved against (default: the working directory).
         cache_dir: ``datasets`` cache folder for builders and ``load_dataset`` (default: the ``datasets`` one).
+        prepare: Applied to each source's whole split before its rows are picked (training passes
+            ``encode_triplets`` here: a source is encoded once, whatever it is mixed with, and a row repeated by
+            ``weight`` is encoded once).
 
     Returns:
         The mixture with a report per source.
@@ -171,7 +175,7 @@ def build_mixture(
     if duplicates:
         raise ValueError(f"mixture sources share the label(s) {duplicates}: give each a distinct 'name'")
 
-    loaded = [_load_source(source, data_root, cache_dir) for source in sources]
+    loaded = [_load_source(source, data_root, cache_dir, prepare) for source in sources]
     picks = [_pick_rows(len(ds), source, seed) for ds, source in zip(loaded, sources)]
     held_out = [np.zeros(0, dtype=np.int64) for _ in sources]
     if eval_size is not None:
@@ -186,7 +190,7 @@ def build_mixture(
         return Mixture(train, evaluation, reports, [])
     if not eval_sources:
         return Mixture(train, None, reports, [])
-    eval_loaded = [_load_source(source, data_root, cache_dir) for source in eval_sources]
+    eval_loaded = [_load_source(source, data_root, cache_dir, prepare) for source in eval_sources]
     eval_picks = [_pick_rows(len(ds), source, seed) for ds, source in zip(eval_loaded, eval_sources)]
     eval_reports = [
         SourceReport(source.label, len(ds), 0, len(rows))
@@ -196,8 +200,13 @@ def build_mixture(
     return Mixture(train, evaluation, reports, eval_reports)
 
 
-def _load_source(source: SourceConfig, data_root: str | Path | None, cache_dir: str | None) -> datasets.Dataset:
-    """The source's split as a dataset of exactly :data:`TRIPLET_FEATURES`."""
+def _load_source(
+    source: SourceConfig,
+    data_root: str | Path | None,
+    cache_dir: str | None,
+    prepare: Callable[[datasets.Dataset], datasets.Dataset] | None = None,
+) -> datasets.Dataset:
+    """The source's split as a dataset of exactly :data:`TRIPLET_FEATURES`, then through ``prepare``."""
     data_dir = None
     if source.data_dir is not None:
         data_dir = Path(data_root or ".") / Path(source.data_dir).expanduser()
@@ -228,7 +237,8 @@ def _load_source(source: SourceConfig, data_root: str | Path | None, cache_dir: 
             "convert it with a dataset builder (`wm-hub data build`)"
         )
     dataset = dataset.select_columns(list(TRIPLET_FEATURES))
-    return dataset if dataset.features == TRIPLET_FEATURES else dataset.cast(TRIPLET_FEATURES)
+    dataset = dataset if dataset.features == TRIPLET_FEATURES else dataset.cast(TRIPLET_FEATURES)
+    return prepare(dataset) if prepare is not None else dataset
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

@@ -15,13 +15,47 @@ LossWeighting = Literal["none", "l2"]
 WeightNormalization = Literal["mean", "none"]
 
 
+def change_distances(source_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
+    """Per-token squared L2 distance ``|| z_src,l - z_tgt,l ||^2`` between pre-quantisation features.
+
+    Args:
+        source_features: ``(B, L, D)`` or ``(L, D)`` features of the source images, in token order.
+        target_features: Same shape, for the targets.
+
+    Returns:
+        Distances of shape ``(B, L)`` (or ``(L,)``), float32.
+    """
+    if source_features.shape != target_features.shape:
+        raise ValueError(f"feature shapes differ: {tuple(source_features.shape)} vs {tuple(target_features.shape)}")
+    return (source_features.float() - target_features.float()).pow(2).sum(dim=-1)
+
+
+def weights_from_distances(
+    distances: torch.Tensor, normalization: WeightNormalization = "mean", floor: float = 0.0
+) -> torch.Tensor:
+    """Recognition weights from :func:`change_distances` (see :func:`recognition_weights` for the arguments)."""
+    distances = distances.float()
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"the weight floor must be in [0, 1], got {floor}")
+    if normalization == "none":
+        weights = distances
+    elif normalization == "mean":
+        mean = distances.mean(dim=-1, keepdim=True)
+        spread = distances.amax(dim=-1, keepdim=True) - distances.amin(dim=-1, keepdim=True)
+        uniform = spread <= 1e-12 * mean.clamp_min(1e-30)
+        weights = torch.where(uniform, torch.ones_like(distances), distances / mean.clamp_min(1e-30))
+    else:
+        raise ValueError(f"unknown weight normalization {normalization!r}; use 'mean' or 'none'")
+    return weights if floor == 0.0 else floor + (1.0 - floor) * weights
+
+
 def recognition_weights(
     source_features: torch.Tensor,
     target_features: torch.Tensor,
     normalization: WeightNormalization = "mean",
     floor: float = 0.0,
 ) -> torch.Tensor:
-    """Per-token squared L2 distance between source and target pre-quantisation features.
+    """Per-token squared L2 distance between source and target pre-quantisation features, as loss weights.
 
     Args:
         source_features: ``(B, L, D)`` or ``(L, D)`` features of the source images, in token order.
@@ -37,18 +71,4 @@ def recognition_weights(
     Returns:
         Weights of shape ``(B, L)`` (or ``(L,)``), float32.
     """
-    if source_features.shape != target_features.shape:
-        raise ValueError(f"feature shapes differ: {tuple(source_features.shape)} vs {tuple(target_features.shape)}")
-    distances = (source_features.float() - target_features.float()).pow(2).sum(dim=-1)
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"the weight floor must be in [0, 1], got {floor}")
-    if normalization == "none":
-        weights = distances
-    elif normalization == "mean":
-        mean = distances.mean(dim=-1, keepdim=True)
-        spread = distances.amax(dim=-1, keepdim=True) - distances.amin(dim=-1, keepdim=True)
-        uniform = spread <= 1e-12 * mean.clamp_min(1e-30)
-        weights = torch.where(uniform, torch.ones_like(distances), distances / mean.clamp_min(1e-30))
-    else:
-        raise ValueError(f"unknown weight normalization {normalization!r}; use 'mean' or 'none'")
-    return weights if floor == 0.0 else floor + (1.0 - floor) * weights
+    return weights_from_distances(change_distances(source_features, target_features), normalization, floor)

@@ -33,6 +33,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Literal
 
+import datasets
 from accelerate.utils import DeepSpeedPlugin
 from peft import PeftModel
 from transformers import set_seed
@@ -45,7 +46,7 @@ from wm_hub.models.loading import load_backbone
 from wm_hub.models.model_folder import RUN_SUMMARY
 from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.model_card import render_model_card
-from wm_hub.training.pretokenize import PretokenizeConfig, pretokenize
+from wm_hub.training.pretokenize import PretokenizeConfig, encode_triplets, pretokenize
 from wm_hub.training.trainers import FDMTrainer, IDMTrainer
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,9 @@ def main(
     backbone.config.prompt = data_args.prompt_format(backbone.config.prompt)
     backbone.image_tokenizer.to(training_args.device)
     with training_args.main_process_first(desc="data mixture and pre-tokenisation"):
-        mixture = _build_mixture(data_args)
+        mixture = _build_mixture(
+            data_args, prepare=lambda dataset: encode_triplets(dataset, backbone, cache_dir=data_args.cache_dir)
+        )
         train_dataset = pretokenize(mixture.train, backbone, pretokenize_config, cache_dir=data_args.cache_dir)
         eval_dataset = None
         if mixture.eval is not None:
@@ -262,7 +265,9 @@ def run_summary(
     }
 
 
-def _build_mixture(data_args: DataArguments) -> Mixture:
+def _build_mixture(
+    data_args: DataArguments, prepare: Callable[[datasets.Dataset], datasets.Dataset] | None = None
+) -> Mixture:
     return build_mixture(
         data_args.sources,
         eval_sources=data_args.eval_sources,
@@ -270,6 +275,7 @@ def _build_mixture(data_args: DataArguments) -> Mixture:
         seed=data_args.mixture_seed,
         data_root=data_args.data_root,
         cache_dir=data_args.cache_dir,
+        prepare=prepare,
     )
 
 
