@@ -9,7 +9,13 @@ from PIL import Image, ImageDraw
 
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 from wm_hub.models.base import IGNORE_INDEX
-from wm_hub.training.pretokenize import PretokenizeConfig, backbone_fingerprint, encode_triplets, pretokenize
+from wm_hub.training.pretokenize import (
+    PretokenizeConfig,
+    backbone_fingerprint,
+    encode_triplets,
+    image_fingerprint,
+    pretokenize,
+)
 from wm_hub.training.recognition import recognition_weights
 
 
@@ -141,8 +147,23 @@ def test_fingerprint_follows_the_vq_weights(tiny_model_dirs):
     assert backbone_fingerprint(one) == backbone_fingerprint(two)
     with torch.no_grad():
         two.vqgan.quant_conv.bias.add_(1.0)
-    two._wm_hub_fingerprint = None
+    two._wm_hub_image_fingerprint = None
     assert backbone_fingerprint(one) != backbone_fingerprint(two)
+
+
+def test_another_instruction_shares_the_image_encoding_but_not_the_sequences(tiny_backbones, tmp_path, monkeypatch):
+    # the demo's FDM sets fdm_instruction: its labelled triplets must reuse the IDM's encoding (it re-encoded them)
+    backbone = tiny_backbones("chameleon")
+    rows = [make_triplet("a", scene((0, 0)), scene((3, 3)), "move", "test")]
+    triplets = datasets.Dataset.from_list(rows, features=TRIPLET_FEATURES)
+    before = backbone_fingerprint(backbone), image_fingerprint(backbone)
+    first = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
+    monkeypatch.setattr(backbone.config.prompt, "fdm_instruction", "Redraw the picture:")
+    assert image_fingerprint(backbone) == before[1] and backbone_fingerprint(backbone) != before[0]
+    monkeypatch.setattr(backbone, "encode_images_with_features", lambda images: pytest.fail("re-encoded"))
+    second = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
+    assert second["input_ids"] != first["input_ids"]
+    assert second["input_ids"][0][-20:] == first["input_ids"][0][-20:]  # the same target tokens
 
 
 def test_missing_columns_are_named(tiny_backbones):

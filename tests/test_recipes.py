@@ -104,18 +104,24 @@ def test_demo_recipes_fine_tune_the_sandbox_base_fully_on_the_sandbox_world(reci
     assert data_args.task == task and training_args.output_dir == f"demo_out/{task}"
     assert model_args.model_name_or_path == "sandbox/base"
     assert not model_args.use_peft and model_args.dtype == "float32" and not training_args.bf16
-    labelled = data_args.sources[0]
-    assert labelled.builder == "shapes_world" and (
-        labelled.builder_kwargs["image_size"],
-        labelled.builder_kwargs["grid"],
-    ) == (32, 4)
+    labelled = [source for source in data_args.sources if source.builder == "shapes_world"]
+    assert labelled and all(
+        (source.builder_kwargs["image_size"], source.builder_kwargs["grid"]) == (32, 4) for source in labelled
+    )
     if task == "fdm":  # the paper's C-FDM: labelled + IDM-labelled video pairs (top-K), recognition-weighted
         assert training_args.loss_weighting == "l2"
-        assert data_args.sources[1].builder == "synthetic_triplets"
-        assert data_args.sources[1].builder_kwargs == {"annotation_files": ["sampled.jsonl"]}
+        synthetic = [source for source in data_args.sources if source.builder != "shapes_world"]
+        assert [source.builder for source in synthetic] == ["synthetic_triplets"]
+        assert synthetic[0].builder_kwargs == {"annotation_files": ["sampled.jsonl"]}
     else:
-        assert training_args.loss_weighting == "none" and len(data_args.sources) == 1
+        assert training_args.loss_weighting == "none" and len(labelled) == len(data_args.sources)
     assert training_args.max_steps > 0 and training_args.save_strategy.value == "no"
+
+
+def test_the_demo_fdm_trains_on_the_idm_labelled_triplets():
+    # same builders and kwargs: the FDM stage reuses the IDM stage's encoding of them instead of encoding them again
+    idm, fdm = (parse("--config", str(RECIPES / "sandbox" / f"demo-{task}.yaml"))[0] for task in ("idm", "fdm"))
+    assert idm.sources == [source for source in fdm.sources if source.builder == "shapes_world"]
 
 
 def test_command_line_flags_override_the_yaml():

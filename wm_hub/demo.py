@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from PIL import Image, ImageDraw
 from wm_hub.atomic_io import write_json, write_text
 from wm_hub.bootstrap.annotate import read_annotations
 from wm_hub.sandbox.cells import CellReader, scene_contents
-from wm_hub.sandbox.finetune import fine_tune
+from wm_hub.sandbox.finetune import busy_child_env, fine_tune
 from wm_hub.sandbox.measure import image_scores
 from wm_hub.sandbox.videos import TRUTH_FILE, label_accuracy, write_sandbox_videos
 from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD
@@ -71,8 +70,7 @@ class DemoConfig:
 
 
 def _run(command: list[str]) -> None:
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    subprocess.run(command, check=True, env=env)
+    subprocess.run(command, check=True, env=busy_child_env())
 
 
 def _wm_hub(*args: str) -> None:

@@ -21,6 +21,23 @@ import yaml
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
+def busy_child_env() -> dict[str, str]:
+    """The environment of a subprocess that has the machine to itself while its caller waits for it.
+
+    When the caller's environment sets ``OMP_NUM_THREADS``, it is passed on unchanged (with ``OMP_WAIT_POLICY``):
+    whoever set it shares the cores out. Otherwise the child gets every core this process may use and spinning
+    OpenMP threads. Without this, ``accelerate launch`` (no ``--cpu`` flag, no ``OMP_NUM_THREADS``) sets
+    ``OMP_NUM_THREADS=1`` and a CPU run trains on one core, and passive waiting puts each of the many small ops of
+    a tiny model to sleep and wakes it again. Measured on 2 CPU cores, an IDM step of 16 rows from the sandbox base:
+    0.26 s on one thread, 0.23 s on two passive threads, 0.15 s on two active ones.
+    """
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+        env["OMP_WAIT_POLICY"] = "ACTIVE"
+    return env
+
+
 def demo_recipe(task: str) -> Path:
     """``recipes/sandbox/demo-<task>.yaml`` of a source checkout (``task`` is ``"idm"`` or ``"fdm"``)."""
     return RECIPES_DIR / "sandbox" / f"demo-{task}.yaml"
@@ -70,7 +87,7 @@ def fine_tune(
     if in_process:
         _train_here(task, config)
         return Path(output_dir)
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    env = busy_child_env()
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
     launch += ["--mixed_precision", "no", "--dynamo_backend", "no"]
     with tempfile.TemporaryDirectory() as tmp:
