@@ -244,3 +244,21 @@ def test_real_videos_get_six_keyframes_and_full_resolution_images(tmp_path, caps
                 assert frame.size == size
     [skip] = _rows(tmp_path / "out" / "skipped.jsonl")
     assert skip["video"] == str(truncated.resolve())
+
+
+@pytest.mark.parametrize("pixel_format", ["rgb24", "bgr24", "rgba", "bgra", "bgr0"])
+def test_packed_rgb_frames_are_read_as_ffmpeg_reads_their_luma(pixel_format):
+    # packed RGB (the sandbox videos are FFV1 bgr0) is converted by OpenCV, not by a scaler built for every frame
+    from wm_hub.bootstrap.keyframes import _grey
+
+    channels = 3 if pixel_format.endswith("24") else 4
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 44, channels), dtype=np.uint8)
+    if pixel_format == "bgr0":
+        frame = av.VideoFrame.from_ndarray(pixels, format="bgra").reformat(format="bgr0")
+    else:
+        frame = av.VideoFrame.from_ndarray(pixels, format=pixel_format)
+    assert frame.format.name == pixel_format
+    expected = frame.to_ndarray(format="gray").astype(int)
+    grey = _grey(frame, (44, 30))
+    assert grey.shape == (30, 44) and grey.dtype == np.uint8
+    assert np.abs(grey.astype(int) - expected).max() <= 1
