@@ -276,6 +276,10 @@ def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
         fdm(str(corrupt), "a")
     with pytest.raises(ValueError, match="2 actions for 1 images"):
         fdm([source], ["a", "b"])
+    with pytest.raises(ValueError, match=r"action\[1\]: a blank action"):
+        fdm([source, source], ["a", "  "])
+    with pytest.raises(ValueError, match=r"actions\[1\]\[0\]: a blank action"):
+        fdm(source, actions=["a", ""])
     with pytest.raises(TypeError, match="verifier must be"):
         fdm(source, "a", num_candidates=2, verifier=3)
     with pytest.raises(ValueError, match="num_candidates"):
@@ -371,3 +375,21 @@ def test_gpu_verification_benchmark_runs_in_tiny_mode(tmp_path):
     assert result["ratios"]["best_of_2_over_one_sample"] == pytest.approx(
         timings["best_of_2_s"] / timings["one_sample_s"]
     )
+
+
+def test_a_checkpoint_fine_tuned_for_the_other_task_is_refused(model_dirs, tmp_path):
+    # the CLI refused it already; from Python, an IDM loaded as an FDM sampled pictures without complaint
+    from transformers import pipeline
+
+    idm = tmp_path / "trained-idm"
+    shutil.copytree(model_dirs["fdm"], idm)
+    (idm / "training_run.json").write_text(json.dumps({"task": "idm"}))
+    with pytest.raises(ValueError, match="ForwardDynamicsPipeline needs an FDM .* fine-tuned as an IDM"):
+        pipeline("forward-dynamics", model=str(idm), device="cpu")
+    verifier = pipeline("inverse-dynamics", model=str(idm), device="cpu")
+    assert verifier.backbone.trained_task == "idm"
+    fdm = pipeline("forward-dynamics", model=str(model_dirs["fdm"]), device="cpu")  # a base model: no record
+    assert fdm.backbone.trained_task is None
+    (idm / "training_run.json").write_text(json.dumps({"task": "fdm"}))
+    with pytest.raises(ValueError, match="InverseDynamicsPipeline needs an IDM .* fine-tuned as an FDM"):
+        fdm(Image.new("RGB", (32, 32)), "move", num_candidates=2, verifier=str(idm))

@@ -62,6 +62,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
     without verifier).
     """
 
+    trained_task = "fdm"
+
     def __init__(self, model: Any, **kwargs: Any):
         super().__init__(model, **kwargs)
         self._verifiers: dict[str, InverseDynamicsPipeline] = {}
@@ -281,4 +283,6 @@ def _per_image(action: Any, count: int, what: str) -> list[str]:
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"{what}[{index}]: expected a string, got {type(text).__name__}")
+        if not text.strip():
+            raise ValueError(f"{what}[{index}]: a blank action (an FDM predicts what an action does)")
     return texts

@@ -36,6 +36,8 @@ class InverseDynamicsPipeline(BackbonePipeline):
         reduction: ``"sum"`` (default) or ``"mean"``: the score is the total or per-token log-probability.
     """
 
+    trained_task = "idm"
+
     def __call__(
         self, source: Observation | Sequence[Observation], target: Observation | Sequence[Observation], **kwargs: Any
     ) -> dict[str, Any] | list[dict[str, Any]]:

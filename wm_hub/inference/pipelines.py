@@ -99,9 +99,17 @@ class BackbonePipeline(Pipeline):
     _load_video_processor = False
     _load_feature_extractor = False
     _load_tokenizer = False
+    # what the pipeline's model must have been fine-tuned as, if wm-hub fine-tuned it (``Backbone.trained_task``)
+    trained_task: str
 
     def __init__(self, model: Any, **kwargs: Any):
         self.backbone: Backbone = as_backbone(model)
+        found = self.backbone.trained_task
+        if found is not None and found != self.trained_task:
+            raise ValueError(
+                f"{type(self).__name__} needs an {self.trained_task.upper()} or a base model; this checkpoint was "
+                f"fine-tuned as an {found.upper()} (its training_run.json says task: {found})"
+            )
         kwargs.setdefault("tokenizer", self.backbone.tokenizer)
         super().__init__(model=self.backbone.model, **kwargs)
         self.backbone.image_tokenizer.to(self.device)

@@ -112,9 +112,12 @@ class Backbone(ABC):
         model: The causal language model (image tokens are ordinary vocabulary entries).
         tokenizer: The text tokenizer.
         config: wm-hub settings (image size, instruction strings...).
+        trained_task: ``"idm"`` or ``"fdm"`` for a checkpoint wm-hub fine-tuned (its ``training_run.json``), set by
+            :func:`~wm_hub.models.loading.load_backbone`; ``None`` for a base model or an unrecorded one.
     """
 
     arch: ClassVar[str]
+    trained_task: str | None = None
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: BackboneConfig):
         self.model = model

@@ -11,7 +11,13 @@ from transformers import PretrainedConfig
 
 from wm_hub.atomic_io import read_json_object
 from wm_hub.models.base import Backbone, BackboneConfig, read_backbone_config
-from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, is_adapter_folder, resolve_model_folder
+from wm_hub.models.model_folder import (
+    ADAPTER_CONFIG,
+    MANIFEST,
+    is_adapter_folder,
+    resolve_model_folder,
+    trained_task,
+)
 
 # arch -> (module, class); imported lazily so that one family's optional pieces never block another.
 BACKBONES: dict[str, tuple[str, str]] = {
@@ -92,6 +98,7 @@ def load_backbone(
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     backbone = backbone_class(config.arch).from_pretrained(name_or_path, config, **kwargs)
+    backbone.trained_task = trained_task(name_or_path)
     backbone.model.eval()
     if device is not None:
         backbone.to(device)
@@ -129,6 +136,7 @@ def load_adapter_backbone(folder: str | Path, **kwargs: Any) -> Backbone:
     backbone.model = PeftModel.from_pretrained(backbone.model, str(folder)).merge_and_unload().eval()
     if (folder / "tokenizer_config.json").is_file():
         backbone.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    backbone.trained_task = trained_task(folder)
     if device is not None:
         backbone.to(device)
     return backbone
