@@ -7,7 +7,10 @@ timed round-robin after a warm-up (median of ``--repeats``):
 
 - ``one_sample``: ``pipe(image, action)``, one candidate, no verifier;
 - ``best_of_N``: ``pipe(image, action, num_candidates=N, verifier=idm)``: ONE batched generation of the N candidates
-  sharing the prompt, then ONE batched IDM forward scoring all N;
+  sharing the prompt, then ONE batched IDM forward scoring all N (the IDM has its own VQ: candidates are decoded
+  and re-encoded);
+- ``best_of_N_shared_vq``: the same with an IDM that shares the FDM's image tokenizer (here the same backbone, as
+  in the paper): the IDM scores the sampled ids, only the winner is decoded;
 - ``N_sequential_samples``: N calls of ``one_sample`` (what a loop over single samples costs, without scoring);
 - ``sequential_best_of_N``: N single-sample calls, each followed by its own IDM score (best-of-N done one at a time);
 - the parts of best-of-N: ``generation_N`` (``generate_images`` with N candidates, no decoding), ``vq_decode_N``
@@ -64,6 +67,8 @@ def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
     idm_backbone = build_tiny_backbone(arch, TinySpec(seed=1))
     fdm = pipeline("forward-dynamics", model=fdm_backbone, device="cpu")
     idm = pipeline("inverse-dynamics", model=idm_backbone, device="cpu")
+    # an IDM that shares the FDM's image tokenizer (here: the same backbone) scores the sampled ids directly
+    shared_vq_idm = pipeline("inverse-dynamics", model=fdm_backbone, device="cpu")
     example = ShapesWorld(WorldConfig(image_size=fdm_backbone.config.image_size)).triplet("test", 0)
     source, action = example.source, example.action.text
     prompt = fdm_backbone.build_fdm_sequence(source, action).input_ids
@@ -87,6 +92,7 @@ def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
     cases = {
         "one_sample": lambda: fdm(source, action, seed=SEED),
         f"best_of_{n}": lambda: fdm(source, action, num_candidates=n, verifier=idm, seed=SEED),
+        f"best_of_{n}_shared_vq": lambda: fdm(source, action, num_candidates=n, verifier=shared_vq_idm, seed=SEED),
         f"{n}_sequential_samples": sequential_samples,
         f"sequential_best_of_{n}": sequential_best_of_n,
         f"generation_{n}": lambda: generate_images(fdm_backbone, [prompt], n, seed=SEED, decode=False),
@@ -100,6 +106,7 @@ def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
     best = median[f"best_of_{n}"]
     ratios = {
         f"best_of_{n}_over_one_sample": best / median["one_sample"],
+        f"best_of_{n}_shared_vq_over_best_of_{n}": median[f"best_of_{n}_shared_vq"] / best,
         f"{n}_sequential_samples_over_one_sample": median[f"{n}_sequential_samples"] / median["one_sample"],
         f"{n}_sequential_samples_over_best_of_{n}": median[f"{n}_sequential_samples"] / best,
         f"sequential_best_of_{n}_over_best_of_{n}": median[f"sequential_best_of_{n}"] / best,

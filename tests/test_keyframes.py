@@ -262,3 +262,13 @@ def test_packed_rgb_frames_are_read_as_ffmpeg_reads_their_luma(pixel_format):
     grey = _grey(frame, (44, 30))
     assert grey.shape == (30, 44) and grey.dtype == np.uint8
     assert np.abs(grey.astype(int) - expected).max() <= 1
+
+
+def test_the_default_flow_scores_a_repeated_frame_zero_without_running(monkeypatch):
+    from wm_hub.bootstrap import keyframes as module
+
+    frame = np.random.default_rng(2).integers(0, 256, (32, 48), dtype=np.uint8)
+    moved = np.roll(frame, 3, axis=1)
+    assert module.FarnebackFlow()(frame, moved) > 0.5
+    monkeypatch.setattr(module.cv2, "calcOpticalFlowFarneback", lambda *args: pytest.fail("ran the flow"))
+    assert module.FarnebackFlow()(frame, frame.copy()) == 0.0

@@ -249,6 +249,42 @@ def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_ima
     assert all(r["candidates"] == [] and r["scores"] == [] and isinstance(r["score"], float) for r in results)
 
 
+def test_a_verifier_with_the_fdm_image_tokenizer_scores_the_sampled_ids(
+    pipes, tiny_backbones, world_images, monkeypatch
+):
+    # same VQ model: no decode + re-encode of every candidate, and only the winners are decoded
+    from transformers import pipeline
+
+    fdm, _ = pipes
+    verifier = pipeline("inverse-dynamics", model=tiny_backbones("chameleon"), device="cpu")
+    assert verifier.backbone.image_fingerprint() == fdm.backbone.image_fingerprint()
+    seen, decoded, encoded = {}, [], []
+    score, decode, encode = verifier.score, fdm.backbone.decode_images, verifier.backbone.encode_images
+
+    def spy_score(sources, candidates, actions):
+        seen["candidates"] = candidates
+        return score(sources, candidates, actions)
+
+    def spy_decode(ids):
+        decoded.append(len(ids))
+        return decode(ids)
+
+    monkeypatch.setattr(verifier, "score", spy_score)
+    monkeypatch.setattr(fdm.backbone, "decode_images", spy_decode)
+    monkeypatch.setattr(
+        verifier.backbone, "encode_images", lambda images: encoded.append(len(images)) or encode(images)
+    )
+    sources = [Image.open(world_images / "src0.png"), Image.open(world_images / "src1.png")]
+    results = fdm(sources, ACTIONS[0], num_candidates=3, verifier=verifier, seed=0, return_image_ids=True)
+    assert decoded == [2] and max(encoded) == 2  # the two winners decoded, the two sources encoded, no candidate
+    assert all(isinstance(c, torch.Tensor) for c in seen["candidates"]) and len(seen["candidates"]) == 6
+    for row, result in enumerate(results):
+        row_ids = torch.stack(seen["candidates"][row * 3 : (row + 1) * 3])
+        expected = score([sources[row]] * 3, list(row_ids), [ACTIONS[0]] * 3)
+        assert result["score"] == pytest.approx(max(expected), abs=1e-4)
+        assert torch.equal(result["image_ids"], row_ids[expected.index(max(expected))])
+
+
 def test_save_pretrained_writes_a_folder_the_pipeline_reloads(pipes, world_images, tmp_path):
     from transformers import pipeline
 

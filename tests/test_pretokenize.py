@@ -13,7 +13,6 @@ from wm_hub.training.pretokenize import (
     PretokenizeConfig,
     backbone_fingerprint,
     encode_triplets,
-    image_fingerprint,
     pretokenize,
 )
 from wm_hub.training.recognition import recognition_weights
@@ -147,7 +146,7 @@ def test_fingerprint_follows_the_vq_weights(tiny_model_dirs):
     assert backbone_fingerprint(one) == backbone_fingerprint(two)
     with torch.no_grad():
         two.vqgan.quant_conv.bias.add_(1.0)
-    two._wm_hub_image_fingerprint = None
+    two._image_fingerprint = None
     assert backbone_fingerprint(one) != backbone_fingerprint(two)
 
 
@@ -156,10 +155,10 @@ def test_another_instruction_shares_the_image_encoding_but_not_the_sequences(tin
     backbone = tiny_backbones("chameleon")
     rows = [make_triplet("a", scene((0, 0)), scene((3, 3)), "move", "test")]
     triplets = datasets.Dataset.from_list(rows, features=TRIPLET_FEATURES)
-    before = backbone_fingerprint(backbone), image_fingerprint(backbone)
+    before = backbone_fingerprint(backbone), backbone.image_fingerprint()
     first = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
     monkeypatch.setattr(backbone.config.prompt, "fdm_instruction", "Redraw the picture:")
-    assert image_fingerprint(backbone) == before[1] and backbone_fingerprint(backbone) != before[0]
+    assert backbone.image_fingerprint() == before[1] and backbone_fingerprint(backbone) != before[0]
     monkeypatch.setattr(backbone, "encode_images_with_features", lambda images: pytest.fail("re-encoded"))
     second = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
     assert second["input_ids"] != first["input_ids"]

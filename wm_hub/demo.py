@@ -11,8 +11,9 @@ missing), through the real commands and recipes:
 4. fine-tune the FDM from the base on labelled triplets plus the kept pairs, recognition-weighted
    (``accelerate launch recipes/fdm.py --config recipes/sandbox/demo-fdm.yaml``);
 5. on held-out triplets: IDM exact match, the IDM's video labels against the hidden truth, FDM predictions through
-   ``pipeline("forward-dynamics")`` (greedy, one sample, best-of-8 with the IDM verifier), each read back cell by
-   cell (:class:`~wm_hub.sandbox.cells.CellReader`) against the copy-the-source baseline.
+   ``pipeline("forward-dynamics")`` (greedy; one sample, the first of the 8 candidates; best-of-8 with the IDM
+   verifier), each read back cell by cell (:class:`~wm_hub.sandbox.cells.CellReader`) against the copy-the-source
+   baseline.
 
 It writes ``demo_grid.png`` (source | best-of-8 prediction | target, with the action and the IDM's label),
 ``summary.json`` and ``report.md``.
@@ -128,10 +129,11 @@ def evaluate_demo(out: Path, config: DemoConfig) -> tuple[dict[str, Any], Image.
     fdm = pipeline("forward-dynamics", model=str(out / "fdm"))
     labels = generate_actions(idm.backbone, [(t.source, t.target) for t in triplets], max_new_tokens=24)
     greedy = fdm(sources, actions, num_candidates=1, top_k=1, seed=config.seed)
-    single = fdm(sources, actions, num_candidates=1, seed=config.seed)
     best = fdm(
         sources, actions, num_candidates=config.num_candidates, verifier=idm, seed=config.seed, return_candidates=True
     )
+    # one sample (N = 1): each row's first candidate, drawn before any verification (paired with best-of-N)
+    single = [row["candidates"][0] if row["candidates"] else row["image"] for row in best]
     # the oracle verifier keeps the candidate with the most cells right (first of equals), read in one batch
     contents = reader.read([image for row in best for image in row["candidates"]])
     contents = contents.reshape(config.num_eval, config.num_candidates, -1)
@@ -144,7 +146,7 @@ def evaluate_demo(out: Path, config: DemoConfig) -> tuple[dict[str, Any], Image.
         "idm_exact_match": sum(a == b for a, b in zip(labels, actions)) / config.num_eval,
         "video_label_accuracy": None,
         "fdm": _cells(reader, [row["image"] for row in greedy], truth, changed),
-        "fdm_sampled_n1": _cells(reader, [row["image"] for row in single], truth, changed),
+        "fdm_sampled_n1": _cells(reader, single, truth, changed),
         f"best_of_{config.num_candidates}": _cells(reader, [row["image"] for row in best], truth, changed),
         f"oracle_best_of_{config.num_candidates}": image_scores(oracle, truth, changed),
         "copy": {

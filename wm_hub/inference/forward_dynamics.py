@@ -224,13 +224,20 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         batch = ids.shape[0]
         flat_ids = ids.reshape(batch * num_candidates, -1)
         candidates = None
-        if verifier is not None or (keep_candidates and num_candidates > 1):
+        if keep_candidates and num_candidates > 1:
             candidates = self.backbone.decode_images(flat_ids)
         scores = None
         if verifier is not None:
+            # With the FDM's own image tokenizer the verifier reads the sampled ids themselves: no decode and
+            # re-encode (a lossy VQGAN need not map a decoded picture back to the ids the FDM sampled)
+            if verifier.backbone.image_fingerprint() == self.backbone.image_fingerprint():
+                observed = list(flat_ids)
+            else:
+                candidates = candidates if candidates is not None else self.backbone.decode_images(flat_ids)
+                observed = candidates
             sources = [source for source in model_inputs["sources"] for _ in range(num_candidates)]
             actions = [text for text in model_inputs["actions"] for _ in range(num_candidates)]
-            scores = verifier.score(sources, candidates, actions)
+            scores = verifier.score(sources, observed, actions)
         winners = []
         for row in range(batch):
             if scores is None:
@@ -239,7 +246,7 @@ class ForwardDynamicsPipeline(BackbonePipeline):
             row_scores = scores[row * num_candidates : (row + 1) * num_candidates]
             winners.append(max(range(num_candidates), key=row_scores.__getitem__))  # first of equal maxima
         if candidates is None:
-            images = self.backbone.decode_images(ids[:, 0])
+            images = self.backbone.decode_images(ids[torch.arange(batch), torch.tensor(winners)])
         else:
             images = [candidates[row * num_candidates + winner] for row, winner in enumerate(winners)]
         return {

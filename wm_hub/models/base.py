@@ -9,6 +9,7 @@ its VQ image tokenizer. It turns images into LM token ids and back, and builds t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -264,6 +265,30 @@ class Backbone(ABC):
         """:meth:`encode_images` and :meth:`prequant_features` in one encoder pass."""
         codes, features = self._encode_codes(self._pixels(images))
         return self.codes_to_ids(codes).long().cpu(), features.float().cpu()
+
+    def image_fingerprint(self) -> str:
+        """A hash of everything that decides a picture's LM ids: VQ weights, preprocessing, vocabulary, image settings.
+
+        Two backbones with equal fingerprints turn any picture into the same ids, so ids made by one are valid input
+        of the other (a verifier scores an FDM's sampled ids as they are; an FDM reuses an IDM's encoded data). The
+        prompts are left out: they decide sequences, not picture tokens. Computed once: the VQ model is frozen.
+        """
+        cached = getattr(self, "_image_fingerprint", None)
+        if cached is not None:
+            return cached
+        digest = hashlib.sha256()
+        settings = {key: value for key, value in self.config.to_dict().items() if key != "prompt"}
+        digest.update(repr(sorted(settings.items())).encode())
+        digest.update(repr(sorted(self.tokenizer.get_vocab().items())).encode())
+        for name, tensor in sorted(self.image_tokenizer.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(str(tensor.dtype).encode())
+            digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        processor = getattr(self, "image_processor", None)
+        if processor is not None:
+            digest.update(processor.to_json_string().encode())
+        self._image_fingerprint = digest.hexdigest()
+        return self._image_fingerprint
 
     @torch.no_grad()
     def decode_images(self, image_ids: torch.Tensor) -> list[Image.Image]:

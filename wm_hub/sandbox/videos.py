@@ -62,8 +62,14 @@ def write_sandbox_videos(
             stream = container.add_stream("ffv1", rate=25)
             stream.width = stream.height = world.image_size
             stream.pix_fmt = "bgr0"
-            for frame in video.frames:
-                container.mux(stream.encode(av.VideoFrame.from_image(frame)))
+            # a video repeats a few pictures (still frames are the same object): convert each to bgr0 once
+            converted: dict[int, av.VideoFrame] = {}
+            for index, frame in enumerate(video.frames):
+                if id(frame) not in converted:
+                    converted[id(frame)] = av.VideoFrame.from_image(frame).reformat(format="bgr0")
+                picture = converted[id(frame)]
+                picture.pts = index
+                container.mux(stream.encode(picture))
             container.mux(stream.encode())
         os.replace(tmp, path)
     write_jsonl(Path(root) / TRUTH_FILE, ({"world": dataclasses.asdict(world), **row} for row in truth))

@@ -13,7 +13,6 @@ Arrow file instead of recomputing.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -75,34 +74,9 @@ class PretokenizeConfig:
             raise ValueError("loss_weighting='l2' weights FDM target image tokens; use loss_weighting='none' for idm")
 
 
-def image_fingerprint(backbone: Backbone) -> str:
-    """A hash of everything that decides a picture's tokens: VQ weights, preprocessing, vocabulary, image settings.
-
-    The prompts are left out: an IDM and an FDM with another instruction (``fdm_instruction``) encode the same
-    pictures into the same ids, so they share :func:`encode_triplets`' cache. Cached on the backbone: the VQ model is
-    frozen.
-    """
-    cached = getattr(backbone, "_wm_hub_image_fingerprint", None)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256()
-    settings = {key: value for key, value in backbone.config.to_dict().items() if key != "prompt"}
-    digest.update(repr(sorted(settings.items())).encode())
-    digest.update(repr(sorted(backbone.tokenizer.get_vocab().items())).encode())
-    for name, tensor in sorted(backbone.image_tokenizer.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    processor = getattr(backbone, "image_processor", None)
-    if processor is not None:
-        digest.update(processor.to_json_string().encode())
-    backbone._wm_hub_image_fingerprint = digest.hexdigest()
-    return backbone._wm_hub_image_fingerprint
-
-
 def backbone_fingerprint(backbone: Backbone) -> str:
-    """:func:`image_fingerprint` plus the prompts, which decide the sequences (read anew: they can be changed)."""
-    return Hasher.hash([image_fingerprint(backbone), backbone.config.to_dict()["prompt"]])
+    """``Backbone.image_fingerprint`` plus the prompts, which decide the sequences (read anew: they can change)."""
+    return Hasher.hash([backbone.image_fingerprint(), backbone.config.to_dict()["prompt"]])
 
 
 def _encode_batch(batch: dict[str, list[Any]], backbone: Backbone) -> dict[str, list]:
@@ -150,7 +124,7 @@ def encode_triplets(
     missing = {"source", "target"} - set(dataset.column_names)
     if missing:
         raise ValueError(f"encode_triplets needs image columns source, target; missing {sorted(missing)}")
-    fingerprint = Hasher.hash([dataset._fingerprint, image_fingerprint(backbone), PRETOKENIZE_FORMAT_VERSION])
+    fingerprint = Hasher.hash([dataset._fingerprint, backbone.image_fingerprint(), PRETOKENIZE_FORMAT_VERSION])
     kept = [name for name in dataset.column_names if name not in ("source", "target")]
     features = datasets.Features({**{name: dataset.features[name] for name in kept}, **ENCODED_FEATURES})
     return dataset.map(
