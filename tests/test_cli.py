@@ -108,6 +108,8 @@ def test_predict_refuses_bad_arguments_before_loading_the_model(tmp_path):
     for extra, message in (
         (["--num-candidates", "0"], "--num-candidates must be >= 1, got 0"),
         (["--temperature", "0"], "--temperature must be > 0"),
+        (["--top-k", "0"], "--top-k must be an integer >= 1"),
+        (["--top-p", "1.5"], r"--top-p must be in \(0, 1\]"),
         (["--action", "  "], "--action is blank"),
         (["--out", str(source)], "is a file: give an output folder"),
         (["--model", str(idm)], "fine-tuned as an IDM"),

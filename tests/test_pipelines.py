@@ -320,6 +320,12 @@ def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
         fdm(source, "a", num_candidates=2, verifier=3)
     with pytest.raises(ValueError, match="num_candidates"):
         fdm(source, "a", num_candidates=0)
+    # values that transformers would read as "off" without a word
+    with pytest.raises(ValueError, match=r"top_k must be an integer >= 1 .* got 0"):
+        fdm(source, "a", top_k=0)
+    for top_p in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"top_p must be in \(0, 1\] .* got {top_p}"):
+            fdm(source, "a", top_p=top_p)
     with pytest.raises(ValueError, match="differ in length"):
         idm.score(source, [source, source], ["a", "b", "c"])
 
@@ -378,6 +384,10 @@ def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
         main(["generate", "--fdm", str(tmp_path / "nowhere"), "--image", source, "--action", "a", "--out", str(out)])
     with pytest.raises(SystemExit, match="needs --idm"):
         main(["generate", *args, "--action", "a", "--num-candidates", "4", "--out", str(out)])
+    with pytest.raises(SystemExit, match="--top-k must be an integer >= 1"):
+        main(["generate", *args, "--action", "a", "--top-k", "0", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"--top-p must be in \(0, 1\]"):
+        main(["rollout", *args, "--actions", "a", "--top-p", "0", "--out", str(folder)])
 
 
 def test_cli_refuses_a_model_fine_tuned_for_the_other_task(model_dirs, world_images, tmp_path):

@@ -97,13 +97,15 @@ def _open_image(path: str):
 
 def _predict(args: argparse.Namespace) -> int:
     from wm_hub.commands._checks import check_trained_task
-    from wm_hub.inference.generation import generate_images
+    from wm_hub.inference.generation import check_sampling, generate_images
     from wm_hub.models.loading import load_backbone
 
     if args.num_candidates < 1:
         raise SystemExit(f"error: --num-candidates must be >= 1, got {args.num_candidates}")
-    if args.temperature <= 0:
-        raise SystemExit(f"error: --temperature must be > 0, got {args.temperature}")
+    try:
+        check_sampling(args.temperature, args.top_k, args.top_p, as_flags=True)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     if not args.action.strip():
         raise SystemExit("error: --action is blank: give the action text")
     if Path(args.out).exists() and not Path(args.out).is_dir():

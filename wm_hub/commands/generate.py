@@ -48,8 +48,12 @@ def _sampling(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"error: --num-candidates must be >= 1, got {args.num_candidates}")
     if args.num_candidates > 1 and args.idm is None:
         raise SystemExit("error: --num-candidates > 1 needs --idm MODEL to choose the best candidate")
-    if args.temperature <= 0:
-        raise SystemExit(f"error: --temperature must be > 0, got {args.temperature}")
+    from wm_hub.inference.generation import check_sampling
+
+    try:
+        check_sampling(args.temperature, args.top_k, args.top_p, as_flags=True)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     return {
         "num_candidates": args.num_candidates,
         "temperature": args.temperature,

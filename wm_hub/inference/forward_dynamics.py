@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from wm_hub.inference.generation import generate_images
+from wm_hub.inference.generation import check_sampling, generate_images
 from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
 from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
 from wm_hub.inference.tasks import INVERSE_DYNAMICS_TASK
@@ -140,9 +140,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
             forward["num_candidates"] = num_candidates
         if verifier is not None:
             forward["verifier"] = self._resolve_verifier(verifier)
+        check_sampling(temperature, top_k, top_p)
         if temperature is not None:
-            if temperature <= 0:
-                raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
             forward["temperature"] = temperature
         if top_k is not None:
             forward["top_k"] = top_k

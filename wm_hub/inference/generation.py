@@ -45,6 +45,32 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch
 
 
 @torch.no_grad()
+def check_sampling(
+    temperature: float | None, top_k: int | None, top_p: float | None, *, as_flags: bool = False
+) -> None:
+    """Refuse sampling settings that would silently mean something else (top_k=0 keeps every token, top_p > 1 too).
+
+    Args:
+        temperature: Sampling temperature (``None``: not given).
+        top_k: Top-k (``None``: off).
+        top_p: Nucleus mass (``None``: off).
+        as_flags: Name the settings as command-line flags (``--top-k``) in the error.
+
+    Raises:
+        ValueError: Naming the setting and the values it takes.
+    """
+
+    def name(setting: str) -> str:
+        return f"--{setting.replace('_', '-')}" if as_flags else setting
+
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"{name('temperature')} must be > 0 (sampling), got {temperature}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"{name('top_k')} must be an integer >= 1 (unset keeps every image token), got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"{name('top_p')} must be in (0, 1] (unset or 1 keeps every image token), got {top_p!r}")
+
+
 def generate_images(
     backbone: Backbone,
     prompts: Sequence[Sequence[int]],
@@ -79,8 +105,7 @@ def generate_images(
     """
     if not prompts:
         raise ValueError("generate_images needs at least one prompt")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 (sampling), got {temperature}")
+    check_sampling(temperature, top_k, top_p)
     prefix = backbone.image_prefix_ids()
     for row, prompt in enumerate(prompts):
         if list(prompt[-len(prefix) :]) != prefix:
