@@ -131,6 +131,19 @@ def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):
 
 
 @pytest.mark.slow
+def test_demo_refuses_sizes_below_one_before_training(tmp_path):
+    # --num-eval 0 trained both models for minutes, then failed on the empty evaluation
+    for flag, name in (
+        ("--num-eval", "num_eval"),
+        ("--num-videos", "num_videos"),
+        ("--k", "k"),
+        ("--train-steps", "train_steps"),
+    ):
+        with pytest.raises(SystemExit, match=f"error: DemoConfig: {name} must be >= 1"):
+            main(["demo", "--out", str(tmp_path / "d"), flag, "0"])
+    assert not (tmp_path / "d").exists()
+
+
 def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     """A short `wm-hub demo` on a random sandbox base: every stage through the real commands, report written."""
     from wm_hub.sandbox.pretrain import SandboxPretrainConfig, build_sandbox_base

@@ -140,9 +140,16 @@ def _predict(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from wm_hub.demo import DemoConfig, run_demo
 
-    config = DemoConfig(
-        out=Path(args.out), num_eval=args.num_eval, num_videos=args.num_videos, k=args.k, train_steps=args.train_steps
-    )
+    try:
+        config = DemoConfig(
+            out=Path(args.out),
+            num_eval=args.num_eval,
+            num_videos=args.num_videos,
+            k=args.k,
+            train_steps=args.train_steps,
+        )
+    except ValueError as error:  # before any training
+        raise SystemExit(f"error: {error}") from None
     if args.base:
         config.base = Path(args.base)
     summary = run_demo(config)

@@ -69,6 +69,15 @@ class DemoConfig:
     train_steps: int | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("num_eval", "num_videos", "k", "num_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DemoConfig: {name} must be >= 1, got {getattr(self, name)}")
+        if self.train_steps is not None and self.train_steps < 1:
+            raise ValueError(
+                f"DemoConfig: train_steps must be >= 1 (unset: the recipes' steps), got {self.train_steps}"
+            )
+
 
 def _run(command: list[str]) -> None:
     subprocess.run(command, check=True, env=busy_child_env())
