@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 from pathlib import Path
 
@@ -285,3 +286,15 @@ def test_a_short_fine_tune_from_the_base_learns_both_dynamics(tmp_path):
     assert before["idm_exact_match_before_fine_tuning"] < IDM_TEST_FLOOR <= idm["idm_exact_match"]
     assert before["fdm_before_fine_tuning"]["changed_cells"] + 0.15 < FDM_TEST_FLOOR <= fdm["fdm"]["changed_cells"]
     assert fdm["fdm"]["all_cells"] > before["fdm_before_fine_tuning"]["all_cells"] + 0.2
+
+
+def test_demo_subprocesses_get_every_core_unless_the_caller_set_the_threads(monkeypatch):
+    # accelerate launch without --cpu or OMP_NUM_THREADS sets one thread: the demo trained on one core of two
+    from wm_hub.sandbox.finetune import busy_child_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    env = busy_child_env()
+    assert env["OMP_NUM_THREADS"] == str(len(os.sched_getaffinity(0))) and env["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert busy_child_env()["OMP_NUM_THREADS"] == "3" and busy_child_env()["OMP_WAIT_POLICY"] == "PASSIVE"

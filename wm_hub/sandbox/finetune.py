@@ -33,7 +33,8 @@ def busy_child_env() -> dict[str, str]:
     """
     env = dict(os.environ)
     if "OMP_NUM_THREADS" not in env:
-        env["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # not on macOS
+        env["OMP_NUM_THREADS"] = str(cores or 1)
         env["OMP_WAIT_POLICY"] = "ACTIVE"
     return env
 
