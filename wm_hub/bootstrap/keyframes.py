@@ -254,15 +254,17 @@ def _grey(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     if frame.format.name in _LUMA_FIRST_FORMATS:
         plane = frame.planes[0]
         luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+        if (frame.width, frame.height) == size:
+            return luma.copy()  # a view of the plane: the decoder may reuse its memory for a later frame
     elif frame.format.name in _PACKED_RGB_FORMATS:
         channels, conversion = _PACKED_RGB_FORMATS[frame.format.name]
         plane = frame.planes[0]
         rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width * channels]
-        luma = cv2.cvtColor(rows.reshape(frame.height, frame.width, channels), conversion)
+        luma = cv2.cvtColor(rows.reshape(frame.height, frame.width, channels), conversion)  # a new array
     else:
-        luma = frame.to_ndarray(format="gray")
+        luma = frame.to_ndarray(format="gray")  # a new array
     if (frame.width, frame.height) == size:
-        return luma.copy()  # the decoder may reuse the plane's memory for a later frame
+        return luma
     return cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
 
 
