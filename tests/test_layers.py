@@ -20,7 +20,6 @@ LAYERS = {
     "dataset_builders": 4,
     "wm_hub.hub": 5,
     "wm_hub.human_eval": 5,
-    "wm_hub.commands": 6,
     "wm_hub.demo": 6,
     "wm_hub.cli": 7,
 }

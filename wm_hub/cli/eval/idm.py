@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from wm_hub.atomic_io import read_jsonl_log, write_json
-from wm_hub.commands._checks import check_trained_task
-from wm_hub.commands.eval._arguments import check_generation_arguments
+from wm_hub.cli._checks import check_trained_task
+from wm_hub.cli.eval._arguments import check_generation_arguments
 
 
 def _split_list(text: str | None) -> list[str] | None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from wm_hub.atomic_io import read_jsonl_log, write_json
-from wm_hub.commands.eval._arguments import check_generation_arguments
+from wm_hub.cli.eval._arguments import check_generation_arguments
 
 
 def _eval_spatial(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Training and annotation at scale run as ``accelerate launch recipes/<stage>.py --config recipes/<model>/<stage>.yaml``;
 everything else is a ``wm-hub`` subcommand. ``wm-hub <task> --help`` explains each one.
 
-The model and data tasks are defined here; every other task lives in a module of :mod:`wm_hub.commands` with a
+The model and data tasks are defined here; every other task lives in a module of :mod:`wm_hub.cli` with a
 ``register(subparsers)`` function, found at start-up (see that package), so a new task is one new module.
 """
 
@@ -96,7 +96,7 @@ def _open_image(path: str):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from wm_hub.commands._checks import check_trained_task
+    from wm_hub.cli._checks import check_trained_task
     from wm_hub.inference.generation import check_sampling, generate_images
     from wm_hub.models.loading import load_backbone
 
@@ -541,18 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def command_modules() -> list:
-    """The modules of :mod:`wm_hub.commands`, in name order (each defines ``register(subparsers)``)."""
-    import wm_hub.commands as package
-
-    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_"))
-    return [importlib.import_module(f"{package.__name__}.{name}") for name in names]
+    """The task modules of this package, in name order (each defines ``register(subparsers)``)."""
+    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
+    return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wm-hub`` console script."""
     args = build_parser().parse_args(argv)
     return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

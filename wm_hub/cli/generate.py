@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from wm_hub.atomic_io import write_json, write_with
-from wm_hub.commands._checks import check_trained_task
+from wm_hub.cli._checks import check_trained_task
 
 
 def _check_model(flag: str, name: str) -> None:
