@@ -11,10 +11,10 @@ kept. The same run in one process is ``wm-hub annotate``; see docs/annotation.md
 """
 
 from wm_hub.bootstrap.annotate import AnnotateConfig, annotate
-from wm_hub.training.configs import parse_recipe
+from wm_hub.config_parser import ConfigParser, parse_config
 
 if __name__ == "__main__":
-    (config,) = parse_recipe((AnnotateConfig,))
+    (config,) = parse_config(ConfigParser((AnnotateConfig,)))
     summary = annotate(config)
     if summary is not None:
         print(

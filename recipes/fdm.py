@@ -7,10 +7,13 @@ Any recipe field can be overridden on the command line (``--learning_rate 1e-4``
 data mixture and prints its sizes. See recipes/README.md.
 """
 
+from wm_hub.config_parser import ConfigParser, parse_config
 from wm_hub.hub.model_push import push_trained_model
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.run import main
 
 if __name__ == "__main__":
-    data_args, training_args, model_args = parse_recipe((DataArguments, WorldModelSFTConfig, ModelArguments))
+    data_args, training_args, model_args = parse_config(
+        ConfigParser((DataArguments, WorldModelSFTConfig, ModelArguments))
+    )
     main("fdm", data_args, training_args, model_args, publish=push_trained_model)

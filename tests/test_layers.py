@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # docs/architecture.md: models <- data <- training / inference <- bootstrap / evaluation / sandbox <- hub /
 # human_eval <- the command line. A module may import its own layer or any layer below, never one above.
 LAYERS = {
+    "wm_hub.config_parser": 0,
     "wm_hub.atomic_io": 0,
     "wm_hub.models": 1,
     "wm_hub.data": 2,

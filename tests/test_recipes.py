@@ -20,7 +20,8 @@ from shared_data import require
 from trl import TrlParser
 
 from wm_hub import load_backbone
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
+from wm_hub.config_parser import ConfigParser, parse_config
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
 from wm_hub.training.run import ADAPTER_SUBFOLDER, RUN_SUMMARY, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,7 +160,7 @@ def test_a_wrong_recipe_is_one_line_naming_the_file_and_key(tmp_path, capsys, te
     if text is not None:
         recipe.write_text("model_name_or_path: x\noutput_dir: " + str(tmp_path / "o") + "\n" + text)
     with pytest.raises(SystemExit) as exit_info:
-        parse_recipe((DataArguments, WorldModelSFTConfig, ModelArguments), args=["--config", str(recipe)])
+        parse_config(ConfigParser((DataArguments, WorldModelSFTConfig, ModelArguments)), ["--config", str(recipe)])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")

@@ -99,13 +99,14 @@ def fine_tune(
 
 
 def _train_here(task: str, config: dict[str, Any]) -> None:
-    """Parse ``config`` as ``recipes/<task>.py`` does (:func:`~wm_hub.training.configs.parse_recipe`) and train."""
-    from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, parse_recipe
+    """Parse ``config`` as ``recipes/<task>.py`` does (:func:`~wm_hub.config_parser.parse_config`) and train."""
+    from wm_hub.config_parser import ConfigParser, parse_config
+    from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
     from wm_hub.training.run import main
 
     with tempfile.TemporaryDirectory() as tmp:
         written = Path(tmp) / "recipe.yaml"
         written.write_text(yaml.safe_dump(config, sort_keys=False))
         types = (DataArguments, WorldModelSFTConfig, ModelArguments)
-        data_args, training_args, model_args = parse_recipe(types, args=["--config", str(written)])
+        data_args, training_args, model_args = parse_config(ConfigParser(types), ["--config", str(written)])
     main(task, data_args, training_args, model_args)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -244,42 +243,3 @@ def _source(item: SourceConfig | dict[str, Any]) -> SourceConfig:
     if unknown:
         raise ValueError(f"unknown mixture source field(s) {unknown} in {item!r}")
     return SourceConfig(**item)
-
-
-def parse_recipe(dataclass_types: tuple[type, ...], args: list[str] | None = None) -> tuple[Any, ...]:
-    """``TrlParser(dataclass_types).parse_args_and_config(args)``, with a bad recipe as one line, not a traceback.
-
-    A missing ``--config`` file, YAML that does not parse, an unknown key (with the closest known ones) or a value a
-    config refuses ends the process with ``error: ...`` naming the file and the key; only the main process of an
-    ``accelerate launch`` prints it.
-
-    Raises:
-        SystemExit: The recipe is wrong (exit status 2).
-    """
-    import difflib
-    import re
-
-    import yaml
-    from trl import TrlParser
-
-    argv = sys.argv[1:] if args is None else args
-    config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
-    where = f"recipe {config}: " if config else ""
-    try:
-        return TrlParser(dataclass_types).parse_args_and_config(args=args)
-    except FileNotFoundError as error:
-        message = f"{error.filename or config}: no such recipe file"
-    except yaml.YAMLError as error:
-        message = f"{where}not valid YAML: {' '.join(str(error).split())}"
-    except (ValueError, TypeError) as error:
-        unknown = re.findall(r"'--(\w+)'", str(error)) if "Unknown arguments" in str(error) else []
-        if unknown:
-            known = [f.name for kind in dataclass_types for f in dataclasses.fields(kind)]
-            close = {name: difflib.get_close_matches(name, known) for name in unknown}
-            hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
-            message = f"{where}unknown key(s): {'; '.join(hints)}"
-        else:
-            message = f"{where}{error}"
-    if os.environ.get("RANK", "0") == "0":
-        print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)

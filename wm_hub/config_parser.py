@@ -1,0 +1,108 @@
+"""Command lines and YAML recipes built from config dataclasses, as TRL builds its scripts' (``TrlParser``).
+
+Every ``wm-hub`` task and every ``recipes/*.py`` script parses its options with :class:`ConfigParser`: the options
+are the fields of the task's config dataclass (``--batch_size`` and ``--batch-size`` both work), ``--config
+recipe.yaml`` sets any of them from YAML and the command line overrides the file. A field's help is its
+``metadata["help"]`` or, failing that, its entry in the dataclass's Google-style ``Args:`` docstring, so a config
+documents its options once. :func:`parse_config` turns a bad recipe or option into one ``error: ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+from trl import TrlParser
+
+_ARG = re.compile(r"^(\s*)(\w+)(?: \([^)]*\))?:\s*(.*)$")
+
+
+def docstring_args(kind: type) -> dict[str, str]:
+    """The ``Args:`` (or ``Attributes:``) entries of a class docstring, one line each: ``name -> text``."""
+    doc = inspect.getdoc(kind) or ""
+    entries: dict[str, str] = {}
+    inside, indent, name = False, None, None
+    for line in doc.splitlines():
+        if line.strip() in ("Args:", "Attributes:"):
+            inside, indent, name = True, None, None
+            continue
+        if not inside:
+            continue
+        if line and not line[0].isspace():  # the next section
+            inside = False
+            continue
+        match = _ARG.match(line)
+        if match and (indent is None or len(match.group(1)) == indent):
+            indent, name = len(match.group(1)), match.group(2)
+            entries[name] = match.group(3).strip()
+        elif name is not None and line.strip():
+            entries[name] += " " + line.strip()
+    return entries
+
+
+class ConfigParser(TrlParser):
+    """A ``TrlParser`` whose options explain themselves from the config dataclasses' docstrings.
+
+    Args:
+        dataclass_types: The config dataclasses whose fields become options.
+        **kwargs: ``argparse.ArgumentParser`` arguments (``prog``, ``description``, ``epilog``...); the help keeps
+            the description's line breaks.
+    """
+
+    def __init__(self, dataclass_types: type | Iterable[type] | None = None, **kwargs: Any):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(dataclass_types, **kwargs)
+
+    def _add_dataclass_arguments(self, dtype: type) -> None:
+        before = len(self._actions)
+        super()._add_dataclass_arguments(dtype)
+        helps = docstring_args(dtype)
+        fields = {field.name: field for field in dataclasses.fields(dtype)}
+        for action in self._actions[before:]:
+            field = fields.get(action.dest)
+            if field is None or action.help or action.dest not in helps:
+                continue
+            default = "" if action.required or action.default in (None, False) else f" (default: {action.default})"
+            action.help = (helps[action.dest] + default).replace("%", "%%")
+
+
+def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tuple[Any, ...]:
+    """``parser.parse_args_and_config(args)``, with a bad recipe or option as one line, not a traceback.
+
+    A missing ``--config`` file, YAML that does not parse, an unknown key (with the closest known ones) or a value a
+    config refuses (its ``__post_init__`` raising ``ValueError``) ends the process with ``error: ...`` naming the
+    file and the key; only the main process of an ``accelerate launch`` prints it.
+
+    Raises:
+        SystemExit: The recipe or an option is wrong (exit status 2).
+    """
+    import yaml
+
+    argv = list(sys.argv[1:] if args is None else args)
+    config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
+    where = f"recipe {config}: " if config else ""
+    try:
+        return parser.parse_args_and_config(args=argv)
+    except FileNotFoundError as error:
+        message = f"{error.filename or config}: no such recipe file"
+    except yaml.YAMLError as error:
+        message = f"{where}not valid YAML: {' '.join(str(error).split())}"
+    except (ValueError, TypeError) as error:
+        unknown = re.findall(r"'--(\w+)'", str(error)) if "Unknown arguments" in str(error) else []
+        if unknown:
+            known = [field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind)]
+            close = {name: difflib.get_close_matches(name, known) for name in unknown}
+            hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
+            message = f"{where}unknown key(s): {'; '.join(hints)}"
+        else:
+            message = f"{where}{error}"
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
