@@ -47,17 +47,31 @@ def docstring_args(kind: type) -> dict[str, str]:
     return entries
 
 
+class ParagraphFormatter(argparse.HelpFormatter):
+    """Help text wrapped to the terminal paragraph by paragraph: the description's line breaks are kept, and lines
+    that start with spaces (examples, listings) are left as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip():
+                lines.append(indent + line)
+            else:
+                lines.append(super()._fill_text(line, width, indent))
+        return "\n".join(lines)
+
+
 class ConfigParser(TrlParser):
     """A ``TrlParser`` whose options explain themselves from the config dataclasses' docstrings.
 
     Args:
         dataclass_types: The config dataclasses whose fields become options.
         **kwargs: ``argparse.ArgumentParser`` arguments (``prog``, ``description``, ``epilog``...); the help keeps
-            the description's line breaks.
+            their line breaks (:class:`ParagraphFormatter`).
     """
 
     def __init__(self, dataclass_types: type | Iterable[type] | None = None, **kwargs: Any):
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", ParagraphFormatter)
         super().__init__(dataclass_types, **kwargs)
 
     def _add_dataclass_arguments(self, dtype: type) -> None:
@@ -66,11 +80,11 @@ class ConfigParser(TrlParser):
         helps = docstring_args(dtype)
         fields = {field.name: field for field in dataclasses.fields(dtype)}
         for action in self._actions[before:]:
-            field = fields.get(action.dest)
-            if field is None or action.help or action.dest not in helps:
+            if action.dest not in fields or action.help == argparse.SUPPRESS:
                 continue
-            default = "" if action.required or action.default in (None, False) else f" (default: {action.default})"
-            action.help = (helps[action.dest] + default).replace("%", "%%")
+            text = action.help or helps.get(action.dest, "").replace("%", "%%")
+            shown = not (action.required or action.default in (None, False, "") or "default" in text)
+            action.help = f"{text} (default: {action.default})" if shown else text
 
 
 def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tuple[Any, ...]:

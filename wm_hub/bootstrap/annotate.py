@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from wm_hub.atomic_io import write_json, write_jsonl, write_with
 from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
@@ -90,10 +90,15 @@ class AnnotateConfig:
     batch_size: int = field(default=8, metadata={"help": "pairs per generation batch"})
     max_new_tokens: int = field(default=48, metadata={"help": "longest action in tokens"})
     shard_size: int = field(default=128, metadata={"help": "pairs per output shard"})
-    do_sample: bool = field(default=False, metadata={"help": "sample actions instead of greedy decoding"})
+    do_sample: bool = field(
+        default=False, metadata={"help": "sample actions instead of greedy decoding", "aliases": ["--sample"]}
+    )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-    class_source: str = field(default="auto", metadata={"help": "action_class from: auto, verb, input"})
+    class_source: Literal["auto", "verb", "input"] = field(
+        default="auto",
+        metadata={"help": "action_class: the video's class folder, else the action's verb (auto); verb; input"},
+    )
     origin_prefix: str = field(default="video_keyframes", metadata={"help": "origin of key-frame folder pairs"})
     dtype: str | None = field(default=None, metadata={"help": "LM dtype, e.g. bfloat16"})
     device: str | None = field(default=None, metadata={"help": "device (default: accelerate's)"})

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_with
+from wm_hub.cli._tasks import Task
 
 ARCHS = ("chameleon", "liquid", "emu3")
 FIT_REPORT = "vq_fit.json"  # written next to a fitted VQGAN: data, settings, held-out PSNR
@@ -522,31 +523,81 @@ SUBCOMMANDS: tuple[Callable, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``wm-hub`` argument parser with one subparser per task."""
-    parser = argparse.ArgumentParser(
-        prog="wm-hub",
-        description="World models from unified vision-language models (Chameleon/Anole, Liquid, Emu3): an inverse "
-        "dynamics model bootstraps a forward dynamics model. Run `wm-hub <task> --help` for each task.",
-    )
-    from wm_hub import __version__
-
-    parser.add_argument("--version", action="version", version=f"wm-hub {__version__}")
-    subparsers = parser.add_subparsers(title="tasks", metavar="<task>", required=True)
-    for add in SUBCOMMANDS:
-        add(subparsers)
-    for module in command_modules():
-        module.register(subparsers)
-    return parser
+# Task groups: `wm-hub <group> <task>`; the one-line help of the group.
+GROUPS = {
+    "data": "build triplet datasets (Hub layout) and inspect them",
+    "eval": "evaluate models and predictions (AURORA-BENCH, IDM text metrics, spatial reasoning)",
+    "human-eval": "blind best/worst human evaluation: build a study, serve it, score it (paper Table 5)",
+    "push": "publish a model or synthetic trajectories to the Hugging Face Hub (one commit, idempotent)",
+    "sandbox": "fit the sandbox tokenizer, pretrain the sandbox base, run the sandbox study",
+}
+DESCRIPTION = (
+    "World models from unified vision-language models (Chameleon/Anole, Liquid, Emu3): an inverse dynamics model "
+    "bootstraps a forward dynamics model. Run `wm-hub <task> --help` for each task."
+)
 
 
 def command_modules() -> list:
-    """The task modules of this package, in name order (each defines ``register(subparsers)``)."""
-    names = sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
-    return [importlib.import_module(f"{__name__}.{name}") for name in names]
+    """The task modules of this package and its subpackages, in name order (none starting with ``_``)."""
+    names = sorted(
+        info.name
+        for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}.")
+        if not any(part.startswith("_") for part in info.name.split("."))
+    )
+    return [importlib.import_module(name) for name in names]
+
+
+def tasks() -> dict[tuple[str, ...], Task]:
+    """Every config-built task, by its command words (reads the modules, imports no config)."""
+    return {task.words: task for module in command_modules() for task in getattr(module, "TASKS", ())}
+
+
+def build_parser(light: bool = False) -> argparse.ArgumentParser:
+    """The ``wm-hub`` argument parser with one subparser per task.
+
+    Args:
+        light: Give each config-built task only its one-line help, without importing its configs (what
+            ``wm-hub --help`` prints); ``False`` builds every task's full parser.
+    """
+    from wm_hub import __version__
+
+    # The task parsers of a full build are ConfigParsers (trl's TrlParser); the light one imports neither.
+    parser_class = argparse.ArgumentParser if light else importlib.import_module("wm_hub.config_parser").ConfigParser
+    parser = argparse.ArgumentParser(prog="wm-hub", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"wm-hub {__version__}")
+    subparsers = parser.add_subparsers(title="tasks", metavar="<task>", required=True, parser_class=parser_class)
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for words, task in tasks().items():
+        if len(words) == 2 and words[0] not in groups:
+            group = subparsers.add_parser(words[0], help=GROUPS[words[0]], description=GROUPS[words[0]])
+            title = f"{words[0]} tasks"
+            groups[words[0]] = group.add_subparsers(
+                title=title, metavar=f"<{title[:-1]}>", required=True, parser_class=parser_class
+            )
+        where = groups[words[0]] if len(words) == 2 else subparsers
+        if light:
+            where.add_parser(words[-1], help=task.help)
+        else:
+            task.parser(where)
+    for module in command_modules():
+        if hasattr(module, "register"):
+            module.register(subparsers)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wm-hub`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    known = tasks()
+    for count in (2, 1):
+        task = known.get(tuple(argv[:count]))
+        if task is not None:
+            from wm_hub.config_parser import parse_config
+
+            return task.run(*parse_config(task.parser(), argv[count:]))
+    if not argv or argv[0].startswith("-") or argv[0] in GROUPS:  # help, version, or a group without its task
+        build_parser(light=True).parse_args(argv)
     args = build_parser().parse_args(argv)
     return args.func(args)

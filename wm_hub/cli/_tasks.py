@@ -1,0 +1,58 @@
+"""What a ``wm-hub`` task module declares: its words, its config dataclasses and the function that runs it.
+
+A task module of :mod:`wm_hub.cli` holds ``TASKS = (Task(...), ...)`` and imports nothing heavy at the top: the
+config dataclasses are named by a function (``configs``) that the command line calls only when the task runs or its
+help is asked for, so ``wm-hub --help`` reads every module without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wm_hub.config_parser import ConfigParser
+
+
+@dataclass(frozen=True)
+class Task:
+    """One ``wm-hub`` task.
+
+    Args:
+        words: The command words, e.g. ``("annotate",)`` or ``("eval", "aurora")``.
+        help: One line for ``wm-hub --help``.
+        configs: Returns the config dataclasses whose fields are the task's options (imported when called).
+        run: Called with the parsed configs (and, when ``arguments`` adds any, a namespace of those last); returns
+            the exit status.
+        description: The task's ``--help`` text.
+        epilog: Examples shown after the options.
+        arguments: Adds the few options that are not config fields (positional inputs), if any.
+    """
+
+    words: tuple[str, ...]
+    help: str
+    configs: Callable[[], tuple[type, ...]]
+    run: Callable[..., int]
+    description: str = ""
+    epilog: str = ""
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+    @property
+    def name(self) -> str:
+        """The task as typed after ``wm-hub``: ``"eval aurora"``."""
+        return " ".join(self.words)
+
+    def parser(self, subparsers: argparse._SubParsersAction | None = None) -> ConfigParser:
+        """The task's parser, standalone (``prog="wm-hub <words>"``) or added to ``subparsers`` under its last word."""
+        from wm_hub.config_parser import ConfigParser  # imports trl: only when the task runs or explains itself
+
+        options = {"description": self.description or self.help, "epilog": self.epilog}
+        if subparsers is None:
+            parser = ConfigParser(self.configs(), prog=f"wm-hub {self.name}", **options)
+        else:
+            parser = subparsers.add_parser(self.words[-1], help=self.help, dataclass_types=self.configs(), **options)
+        if self.arguments is not None:
+            self.arguments(parser)
+        return parser
