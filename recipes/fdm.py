@@ -4,16 +4,10 @@
         --config recipes/anole-7b/fdm.yaml --model_name_or_path /models/anole-7b --data_root /data
 
 Any recipe field can be overridden on the command line (``--learning_rate 1e-4``); ``--dry_run`` only builds the
-data mixture and prints its sizes. See recipes/README.md.
+data mixture and prints its sizes. ``wm-hub train fdm --config ...`` launches the same (see recipes/README.md).
 """
 
-from wm_hub.config_parser import ConfigParser, parse_config
-from wm_hub.hub.model_push import push_trained_model
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
-from wm_hub.training.run import main
+from wm_hub.cli.train import train
 
 if __name__ == "__main__":
-    data_args, training_args, model_args = parse_config(
-        ConfigParser((DataArguments, WorldModelSFTConfig, ModelArguments))
-    )
-    main("fdm", data_args, training_args, model_args, publish=push_trained_model)
+    train("fdm")

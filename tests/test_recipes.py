@@ -383,3 +383,46 @@ def test_model_revision_reaches_load_backbone_for_hub_ids_only(tmp_path):
     _, _, local = parse("--config", recipe, "--model_name_or_path", str(tmp_path), "--model_revision", "round-2")
     with pytest.raises(ValueError, match="applies to Hub ids"):
         local.backbone_kwargs()
+
+
+def test_wm_hub_train_checks_the_recipe_before_launching(tmp_path, capsys):
+    from wm_hub.cli import main as cli
+
+    tiny_idm = str(RECIPES / "tiny" / "idm.yaml")
+    with pytest.raises(SystemExit, match=r"recipe is for the IDM \(task: idm\), not the FDM: run wm-hub train idm"):
+        cli(["train", "fdm", "--config", tiny_idm])
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["train", "idm", "--config", tiny_idm, "--lerning_rate", "1"])
+    assert exit_info.value.code == 2
+    assert "unknown option(s): lerning_rate (did you mean learning_rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["train", "idm", "--config", tiny_idm, "--num_processes", "0"])
+    assert capsys.readouterr().err == "error: recipe " + tiny_idm + ": num_processes must be >= 1, got 0\n"
+
+
+def test_wm_hub_train_launches_the_recipe_with_accelerate(tmp_path):
+    from wm_hub.cli.train import LaunchArguments, launch_command
+
+    argv = ["--config", "r.yaml", "--learning_rate", "1e-4"]
+    command = launch_command("fdm", argv, LaunchArguments(num_processes=2, accelerate_config_file="zero2.yaml"))
+    assert command[1:] == [
+        "-m", "accelerate.commands.launch", "--config_file", "zero2.yaml", "--num_processes", "2",
+        "-m", "wm_hub.cli.train", "fdm", *argv,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_wm_hub_train_trains_the_tiny_idm(tmp_path, tiny_model_dirs):
+    out = tmp_path / "idm"
+    command = [
+        sys.executable, "-m", "wm_hub.cli", "train", "idm", "--config", str(RECIPES / "tiny" / "idm.yaml"),
+        "--model_name_or_path", str(tiny_model_dirs("chameleon")), "--output_dir", str(out), "--max_steps", "2",
+        "--eval_strategy", "no", "--save_strategy", "no", "--cache_dir", str(tmp_path / "cache"),
+        "--num_processes", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-5000:]
+    summary = json.loads((out / RUN_SUMMARY).read_text())
+    assert summary["task"] == "idm" and summary["metrics"]["global_step"] == 2
+    assert load_backbone(str(out)).trained_task == "idm"

@@ -109,12 +109,15 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
     except yaml.YAMLError as error:
         message = f"{where}not valid YAML: {' '.join(str(error).split())}"
     except (ValueError, TypeError) as error:
-        unknown = re.findall(r"'--(\w+)'", str(error)) if "Unknown arguments" in str(error) else []
+        text = str(error)
+        in_recipe, on_command_line = "Unknown arguments" in text, "not used by the HfArgumentParser" in text
+        unknown = re.findall(r"'--([\w-]+)'", text) if in_recipe or on_command_line else []
         if unknown:
             known = [field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind)]
-            close = {name: difflib.get_close_matches(name, known) for name in unknown}
+            close = {name: difflib.get_close_matches(name.replace("-", "_"), known) for name in unknown}
             hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
-            message = f"{where}unknown key(s): {'; '.join(hints)}"
+            kind = f"{where}unknown key(s)" if in_recipe else "unknown option(s)"
+            message = f"{kind}: {'; '.join(hints)}"
         else:
             message = f"{where}{error}"
     if os.environ.get("RANK", "0") == "0":

@@ -26,6 +26,7 @@ GROUPS = {
     "human-eval": "blind best/worst human evaluation: build a study, serve it, score it (paper Table 5)",
     "push": "publish a model or synthetic trajectories to the Hugging Face Hub (one commit, idempotent)",
     "sandbox": "fit the sandbox tokenizer, pretrain the sandbox base, run the sandbox study",
+    "train": "fine-tune an IDM or FDM from a YAML recipe under accelerate launch (as `trl sft` runs its script)",
 }
 DESCRIPTION = (
     "World models from unified vision-language models (Chameleon/Anole, Liquid, Emu3): an inverse dynamics model "
@@ -90,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if task is not None:
             from wm_hub.config_parser import parse_config
 
-            return task.run(*parse_config(task.parser(), argv[count:]))
+            configs = parse_config(task.parser(), argv[count:])
+            return task.run(argv[count:], *configs) if task.forwards_argv else task.run(*configs)
     if not argv or argv[0].startswith("-") or argv[0] in GROUPS:  # help, version, or a group without its task
         build_parser(light=True).parse_args(argv)
     args = build_parser().parse_args(argv)

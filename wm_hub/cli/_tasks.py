@@ -29,6 +29,8 @@ class Task:
         description: The task's ``--help`` text.
         epilog: Examples shown after the options.
         arguments: Adds the few options that are not config fields (positional inputs), if any.
+        forwards_argv: ``run`` is a launcher: after the options are checked it gets the task's own command line
+            first (to hand on to the process it starts), then the configs.
     """
 
     words: tuple[str, ...]
@@ -38,6 +40,7 @@ class Task:
     description: str = ""
     epilog: str = ""
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    forwards_argv: bool = False
 
     @property
     def name(self) -> str:
