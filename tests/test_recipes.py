@@ -426,3 +426,12 @@ def test_wm_hub_train_trains_the_tiny_idm(tmp_path, tiny_model_dirs):
     summary = json.loads((out / RUN_SUMMARY).read_text())
     assert summary["task"] == "idm" and summary["metrics"]["global_step"] == 2
     assert load_backbone(str(out)).trained_task == "idm"
+
+
+def test_a_dry_run_reports_once_not_on_every_process(monkeypatch, capsys):
+    data_args, training_args, model_args = parse("--config", str(RECIPES / "tiny" / "idm.yaml"), "--dry_run")
+    assert main("idm", data_args, training_args, model_args)["train_rows"] == 64
+    assert json.loads(capsys.readouterr().out)["train_rows"] == 64
+    monkeypatch.setattr(WorldModelSFTConfig, "process_index", property(lambda self: 1))  # a replica of a launch
+    assert main("idm", data_args, training_args, model_args)["train_rows"] == 64
+    assert capsys.readouterr().out == ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import transformers
 from accelerate.utils import DeepSpeedPlugin
 from peft import PeftModel
 from transformers import set_seed
@@ -57,6 +59,23 @@ ADAPTER_SUBFOLDER = "adapter"
 # Never uploaded: checkpoints (optimizer states), private folders, and pickled TrainingArguments (may hold hub_token).
 REPORTED_METRICS = ("global_step", "epoch", "train_runtime")  # besides every loss and accuracy
 VERSIONED_PACKAGES = ("wm-hub", "torch", "transformers", "trl", "peft", "datasets", "accelerate")
+
+
+def setup_logging(training_args: WorldModelSFTConfig) -> None:
+    """Log as the Hugging Face example scripts do: ``transformers`` and ``datasets`` at the process's level
+    (``log_level`` on the main process, ``log_level_replica`` elsewhere), wm-hub's own steps at INFO on the main
+    process only."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logging.getLogger("wm_hub").setLevel(logging.INFO if training_args.should_log else max(level, logging.WARNING))
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
 
 
 def main(
@@ -93,10 +112,13 @@ def main(
         weight_normalization=training_args.weight_normalization,
         weight_floor=training_args.loss_weight_floor,
     )
+    setup_logging(training_args)
     if data_args.dry_run:
         summary = _build_mixture(data_args).summary()
-        print(json.dumps(summary, indent=2))
+        if training_args.process_index == 0:  # one report, not one per process of an accelerate launch
+            print(json.dumps(summary, indent=2))
         return summary
+    logger.info("%s run: %s", task.upper(), {"model": model_args.model_name_or_path, "out": training_args.output_dir})
 
     set_seed(training_args.seed)
     with whole_model_loading(training_args.deepspeed_plugin):
