@@ -83,8 +83,20 @@ class ConfigParser(TrlParser):
             if action.dest not in fields or action.help == argparse.SUPPRESS:
                 continue
             text = action.help or helps.get(action.dest, "").replace("%", "%%")
-            shown = not (action.required or action.default in (None, False, "") or "default" in text)
+            empty = action.default is None or action.default is False or action.default in ("", [])
+            shown = not (action.required or empty or "default" in text)
             action.help = f"{text} (default: {action.default})" if shown else text
+
+
+class ConfigError(SystemExit):
+    """A bad recipe or option: exit status 2, and ``str()`` is the ``error: ...`` line printed for it."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tuple[Any, ...]:
@@ -95,7 +107,7 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
     file and the key; only the main process of an ``accelerate launch`` prints it.
 
     Raises:
-        SystemExit: The recipe or an option is wrong (exit status 2).
+        ConfigError: The recipe or an option is wrong (a ``SystemExit`` with exit status 2).
     """
     import yaml
 
@@ -122,4 +134,4 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
             message = f"{where}{error}"
     if os.environ.get("RANK", "0") == "0":
         print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise ConfigError(f"error: {message}")

@@ -26,7 +26,7 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,18 @@ class DemoConfig:
         seed: Seed of sampling.
     """
 
-    out: Path = Path("demo_out")
-    base: Path = SANDBOX_BASE
-    num_eval: int = 200
-    num_videos: int = 400
-    k: int = 1500
-    num_candidates: int = 8
-    train_steps: int | None = None
-    seed: int = 0
+    out: Path = field(default=Path("demo_out"), metadata={"help": "output folder"})
+    base: Path = field(
+        default=SANDBOX_BASE, metadata={"help": "the pretrained sandbox base (default: sandbox/base of the checkout)"}
+    )
+    num_eval: int = field(default=200, metadata={"help": f"held-out triplets to score (the grid shows {GRID_ROWS})"})
+    num_videos: int = field(default=400, metadata={"help": "unlabelled videos, 5 pairs each"})
+    k: int = field(default=1500, metadata={"help": "pairs kept by stratified top-K"})
+    num_candidates: int = field(default=8, metadata={"help": "candidates of best-of-N verification"})
+    train_steps: int | None = field(
+        default=None, metadata={"help": "IDM/FDM optimizer steps (default: the demo recipes')"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of sampling"})
 
     def __post_init__(self) -> None:
         for name in ("num_eval", "num_videos", "k", "num_candidates"):

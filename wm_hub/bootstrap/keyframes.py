@@ -24,10 +24,23 @@ Full-resolution images of the key frames come from a second, decode-only pass (:
 after the last key frame. Keeping every decoded frame during the first pass would save that pass (on bikes.mp4 it
 takes 0.13 s beside 0.58 s of analysis, about a quarter more) but would hold the whole video in memory, about
 0.9 GB for a 10 s 1080p clip, where the second pass holds one frame at a time.
+
+Key frames of many videos as images (:func:`extract_keyframes`, ``wm-hub keyframes``), the folder that
+``wm-hub annotate`` reads::
+
+    OUT/keyframes_config.json             num_keyframes, min_interval, max_side (a resume must use the same)
+    OUT/keyframes.jsonl                   one row per video: Keyframes fields and the images' paths under OUT
+    OUT/<name>/frame_000010.png           the key frames at full resolution
+    OUT/skipped.jsonl                     the videos of the last run that could not be decoded, and why
+
+``<name>`` is the video's path under the folder given, without its suffix, or the file's stem. A video's images
+are written before its row is appended to the index, so a rerun resumes after a crash: videos already in
+``keyframes.jsonl`` are not redone (a row torn by the crash is).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +52,9 @@ import av
 import cv2
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
+
+from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_with
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
@@ -332,3 +348,139 @@ def find_videos(root: str | Path, extensions: Sequence[str] = VIDEO_EXTENSIONS) 
     """Every file under ``root`` (recursively) whose suffix is in ``extensions`` (case-insensitive), sorted."""
     suffixes = {extension.lower() for extension in extensions}
     return sorted(path for path in Path(root).rglob("*") if path.is_file() and path.suffix.lower() in suffixes)
+
+
+@dataclass
+class KeyframeExtractionConfig:
+    """Which videos to cut into key frames, where to write them and how to choose them (``wm-hub keyframes``).
+
+    Args:
+        out: Output folder (keyframes_config.json, keyframes.jsonl, skipped.jsonl, the images); rerun with the same
+            settings to resume.
+        videos: Video files and folders of videos (searched recursively for :data:`VIDEO_EXTENSIONS`).
+        num_keyframes: Key frames per video, ``K_f`` (paper: 6).
+        min_interval: Least distance in frames between two key frames, ``I_f`` (paper: 20).
+        max_side: Longer side in pixels of the frames the flow runs on; 0 for full resolution.
+
+    Attributes:
+        selection: The :class:`KeyframeConfig` of these settings (``max_side`` 0 becomes ``None``).
+    """
+
+    out: str = field(metadata={"help": "output folder (keyframes.jsonl, skipped.jsonl, images)"})
+    videos: list[str] = field(
+        default_factory=list,
+        metadata={"help": "video files and folders of videos, also given as VIDEO_OR_DIR (default: none)"},
+    )
+    num_keyframes: int = field(default=6, metadata={"help": "key frames per video"})
+    min_interval: int = field(default=20, metadata={"help": "least frames between key frames"})
+    max_side: int = field(
+        default=160,
+        metadata={"help": "longer side in pixels of the frames the flow runs on; 0 for full resolution"},
+    )
+    selection: KeyframeConfig = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not self.videos:
+            raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
+        self.selection = KeyframeConfig(self.num_keyframes, self.min_interval, self.max_side or None)
+
+
+def _video_folders(names: Sequence[str]) -> dict[str, Path]:
+    """Each video of ``names`` (files and folders searched recursively), absolute, to its image folder under OUT."""
+    videos: dict[str, Path] = {}
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            videos.update(
+                (str(video.resolve()), video.relative_to(path).with_suffix("")) for video in find_videos(path)
+            )
+        elif path.is_file():
+            videos[str(path.resolve())] = Path(path.stem)
+        else:
+            raise FileNotFoundError(f"{name}: no such file or folder")
+    if not videos:
+        raise ValueError(f"no video files ({' '.join(VIDEO_EXTENSIONS)}) in {' '.join(names)}")
+    return videos
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume ``out`` when it was started with other selection settings; record them in a new folder."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for the key frames")
+    recorded = out / "keyframes_config.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        for name, value in settings.items():
+            if before.get(name) != value:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(
+                    f"{out} was started with {flag} {before.get(name)}, now {value}: resume with the same settings, "
+                    "or choose another --out"
+                )
+    else:
+        write_json(recorded, settings)
+
+
+def extract_keyframes(config: KeyframeExtractionConfig) -> dict[str, Any]:
+    """Find the key frames of every video and save them as images under ``config.out`` (see the module docstring).
+
+    Videos already in the folder's ``keyframes.jsonl`` are not redone; videos that cannot be decoded are skipped and
+    listed in ``skipped.jsonl``.
+
+    Args:
+        config: The videos, the output folder and the selection settings.
+
+    Returns:
+        ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``skipped`` (videos that could
+        not be decoded), ``skipped_videos`` (the file listing them) and ``skipped_rows`` (their ``video`` and
+        ``reason``).
+
+    Raises:
+        FileNotFoundError: A video or folder given does not exist.
+        ValueError: No video found, ``out`` is a file or was started with other settings, its index is not one this
+            function wrote, two videos would write the same image folder, or none of the videos could be decoded.
+    """
+    videos = _video_folders(config.videos)
+    out = Path(config.out)
+    _check_settings(
+        out, {name: getattr(config.selection, name) for name in ("num_keyframes", "min_interval", "max_side")}
+    )
+    index = out / "keyframes.jsonl"
+    try:
+        done = {row["video"]: Path(row["images"][0]).parent for row in read_jsonl_log(index)}  # a torn row is redone
+    except (ValueError, KeyError, IndexError) as error:
+        raise ValueError(f"{index}: not a key-frame index wm-hub keyframes wrote ({error})") from None
+    owners = {folder: video for video, folder in done.items()}
+    for video, folder in videos.items():
+        if owners.setdefault(folder, video) != video:
+            raise ValueError(f"{owners[folder]} and {video} would both write {out / folder}; use two --out")
+    todo = [(video, folder) for video, folder in videos.items() if video not in done]
+    skipped: list[dict[str, str]] = []
+    with index.open("a") as rows, tqdm(todo, desc="key frames", unit="video") as progress:
+        for video, folder in progress:
+            try:
+                keyframes = find_keyframes(video, config.selection)
+                images = read_frames(video, keyframes.frames)
+            except VideoDecodeError as error:
+                skipped.append({"video": video, "reason": error.reason})
+                progress.set_postfix(skipped=len(skipped))
+                continue
+            paths = []
+            for frame, image in zip(keyframes.frames, images):
+                path = out / folder / f"frame_{frame:06d}.png"
+                write_with(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
+                paths.append(str(path.relative_to(out)))
+            rows.write(json.dumps({**keyframes.to_dict(), "images": paths}) + "\n")  # images first, then the row
+            rows.flush()
+    skipped_path = write_jsonl(out / "skipped.jsonl", skipped)
+    if skipped and len(skipped) == len(videos):  # no key frame at all: not a success
+        listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
+        raise ValueError(f"none of the {len(todo)} videos could be decoded ({skipped_path}): {listing}")
+    return {
+        "keyframes": str(index),
+        "videos": len(todo) - len(skipped),
+        "already_done": len(videos) - len(todo),
+        "skipped": len(skipped),
+        "skipped_videos": str(skipped_path),
+        "skipped_rows": skipped,
+    }

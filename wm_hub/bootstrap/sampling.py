@@ -59,6 +59,26 @@ PLOT_SUFFIX = ".scores.png"
 
 
 @dataclass
+class SamplingFiles:
+    """Where ``wm-hub sample`` reads annotated rows and writes the sample (see :func:`sample_annotations`).
+
+    Args:
+        input: A JSONL file, or a folder: its ``annotations-*.jsonl`` shards if it has any (``wm-hub annotate``
+            output), else all its ``*.jsonl`` files, in name order (:func:`input_files`).
+        out: Output JSONL file; the report and the plot are written next to it (:func:`output_paths`).
+    """
+
+    input: str = field(
+        metadata={
+            "help": "a JSONL file, or a folder: its annotations-*.jsonl shards if it has any (wm-hub annotate "
+            "output), else all its *.jsonl files, in name order",
+            "metavar": "FILE_OR_DIR",
+        }
+    )
+    out: str = field(metadata={"help": "output JSONL file (report and plot are written next to it)"})
+
+
+@dataclass
 class SamplingConfig:
     """How to sample annotated rows.
 
@@ -74,12 +94,24 @@ class SamplingConfig:
         max_plot_classes: Classes drawn in the plot (the first ones in round-robin order); the report has them all.
     """
 
-    k: int
-    score_field: str | None = None
-    class_field: str = "action_class"
-    id_field: str = "id"
-    skip_invalid: bool = False
-    max_plot_classes: int = 40
+    k: int = field(metadata={"help": "number of rows to keep (all when there are fewer)"})
+    score_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "field to rank by; 'mean'/'sum' mean score_mean/score_sum (default: score_mean if the first row "
+            "has it, else score)"
+        },
+    )
+    class_field: str = field(default="action_class", metadata={"help": "field to stratify by"})
+    id_field: str = field(default="id", metadata={"help": "unique id field"})
+    skip_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "skip rows with a missing/non-finite score or missing class/id (counted and listed in the "
+            "report) instead of stopping at the first"
+        },
+    )
+    max_plot_classes: int = field(default=40, metadata={"help": "classes drawn in the plot, best first"})
 
     def __post_init__(self) -> None:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
