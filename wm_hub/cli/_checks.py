@@ -5,11 +5,9 @@ from __future__ import annotations
 
 def check_trained_task(flag: str, name: str, wanted: str) -> None:
     """Refuse a fine-tuned checkpoint of the other task (its ``training_run.json`` says what it was trained as)."""
-    from wm_hub.models.model_folder import trained_task
+    from wm_hub.inference.prediction import check_trained_task as check
 
-    task = trained_task(name)
-    if task is not None and task != wanted:
-        raise SystemExit(
-            f"error: {flag} {name} was fine-tuned as an {task.upper()} (its training_run.json says task: {task}); "
-            f"{flag} needs an {wanted.upper()}"
-        )
+    try:
+        check(flag, name, wanted)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None

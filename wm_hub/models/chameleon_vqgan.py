@@ -10,6 +10,7 @@ computes codes exactly as Chameleon does (squared-distance argmin over the codeb
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,35 @@ def read_vqgan_yaml(path: str | Path) -> dict[str, Any]:
 
     with open(path) as handle:
         return yaml.safe_load(handle)
+
+
+@dataclass
+class ConvertVQGANConfig:
+    """A taming ``vqgan.ckpt`` to write as a diffusers ``VQModel`` folder (``wm-hub convert-vqgan``).
+
+    Args:
+        ckpt: Meta's/Anole's ``vqgan.ckpt``.
+        out: Output folder, e.g. ``<model>/vqgan`` where :func:`load_vqgan` finds it.
+        yaml: Its ``vqgan.yaml`` (``None``: Chameleon-7B's config, :data:`CHAMELEON_VQGAN_YAML`).
+    """
+
+    ckpt: str = field(metadata={"help": "path to vqgan.ckpt"})
+    out: str = field(metadata={"help": "output folder (e.g. MODEL/vqgan, where load_backbone(MODEL) finds it)"})
+    yaml: str | None = field(default=None, metadata={"help": "path to vqgan.yaml (default: Chameleon-7B's config)"})
+
+
+def convert_vqgan(config: ConvertVQGANConfig) -> Path:
+    """Convert ``config.ckpt`` (with ``config.yaml``) and save the ``VQModel``, encoder and decoder, to
+    ``config.out``; returns the folder.
+
+    Raises:
+        FileNotFoundError: ``config.ckpt`` is not a file.
+    """
+    if not Path(config.ckpt).is_file():
+        raise FileNotFoundError(f"--ckpt {config.ckpt}: no such file")
+    vqgan = load_taming_checkpoint(config.ckpt, read_vqgan_yaml(config.yaml) if config.yaml else None)
+    vqgan.save_pretrained(config.out)
+    return Path(config.out)
 
 
 @torch.no_grad()

@@ -11,10 +11,12 @@ The random VQGAN of the Chameleon and Liquid presets decodes every code to noise
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from diffusers import VQModel
@@ -34,7 +36,11 @@ from wm_hub.models import emu3
 from wm_hub.models.base import Backbone, BackboneConfig
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN, ChameleonBackbone
 from wm_hub.models.chameleon import ChameleonWorldModelForConditionalGeneration as ChameleonLM
-from wm_hub.models.chameleon_vqgan import convert_taming_state_dict, vqmodel_config_from_chameleon_vq_config
+from wm_hub.models.chameleon_vqgan import (
+    VQGAN_SUBFOLDER,
+    convert_taming_state_dict,
+    vqmodel_config_from_chameleon_vq_config,
+)
 from wm_hub.models.emu3 import Emu3Backbone
 from wm_hub.models.liquid import LiquidBackbone
 
@@ -58,6 +64,81 @@ class TinySpec:
     num_layers: int = 2
     num_heads: int = 4
     seed: int = 0
+
+
+FIT_REPORT = "vq_fit.json"  # written next to a fitted VQGAN: data, settings, held-out PSNR
+
+
+@dataclass
+class TinyModelConfig:
+    """A tiny backbone to write (``wm-hub tiny-model``), its VQGAN random, fitted or reused.
+
+    Args:
+        arch: Backbone family.
+        out: Output folder (config.json, weights, tokenizer, VQ model).
+        image_size: Image side in pixels (``None``: 64 -> 8x8 tokens, or the ``vqgan``'s).
+        seed: Seed of the random weights (and of the VQGAN fit).
+        num_image_codes: VQ codebook size (``None``: 512, or the ``vqgan``'s).
+        fit_vq: Chameleon/Liquid: fit the VQGAN on this data so that decoded images are recognisable (a few CPU
+            minutes; :func:`wm_hub.training.vq_fitting.write_tiny_model`); its report (held-out PSNR) goes to
+            ``OUT/vqgan/vq_fit.json``.
+        vqgan: Chameleon/Liquid: reuse the fitted VQGAN of a model folder (or its ``vqgan/``) and its report.
+        fit_steps: Training steps of the ``fit_vq`` fit (``None``: ``VQFitConfig``'s).
+    """
+
+    arch: Literal["chameleon", "liquid", "emu3"] = field(metadata={"help": "backbone family"})
+    out: str = field(metadata={"help": "output folder (config.json, weights, tokenizer, VQ model)"})
+    image_size: int | None = field(
+        default=None, metadata={"help": "image side in pixels (default: 64 -> 8x8 tokens, or the --vqgan's)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the random weights (default: 0)"})
+    num_image_codes: int | None = field(
+        default=None, metadata={"help": "VQ codebook size (default: 512, or the --vqgan's)"}
+    )
+    fit_vq: Literal["shapes_world"] | None = field(
+        default=None,
+        metadata={
+            "help": "chameleon/liquid: fit the VQGAN on this data so decoded images are recognisable (a few CPU "
+            "minutes); PSNR in OUT/vqgan/vq_fit.json"
+        },
+    )
+    vqgan: str | None = field(
+        default=None, metadata={"help": "chameleon/liquid: reuse the fitted VQGAN of a model folder (or its vqgan/)"}
+    )
+    fit_steps: int | None = field(
+        default=None, metadata={"help": "training steps of --fit-vq (default: VQFitConfig's)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.fit_vq and self.vqgan:
+            raise ValueError("--fit-vq and --vqgan exclude each other: fit a new VQGAN or reuse a fitted one")
+        if self.fit_steps is not None and not self.fit_vq:
+            raise ValueError("--fit-steps needs --fit-vq")
+        for name in ("image_size", "num_image_codes", "fit_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+
+    def spec(self, vqgan: VQModel | None = None) -> TinySpec:
+        """The sizes and seed to build: the ones given, else the reused ``vqgan``'s, else :class:`TinySpec`'s."""
+        sizes = TinySpec() if vqgan is None else TinySpec(vqgan.config.sample_size, vqgan.config.num_vq_embeddings)
+        return TinySpec(
+            image_size=self.image_size or sizes.image_size,
+            seed=self.seed,
+            num_image_codes=self.num_image_codes or sizes.num_image_codes,
+        )
+
+
+def read_fitted_vqgan(path: str | Path) -> tuple[VQModel, dict[str, Any] | None]:
+    """A saved VQGAN, from a model folder's ``vqgan/`` or a ``VQModel`` folder, and its fit report if it has one.
+
+    Raises:
+        FileNotFoundError: Neither holds a ``VQModel`` (``config.json`` and weights).
+    """
+    folder = Path(path) / VQGAN_SUBFOLDER if (Path(path) / VQGAN_SUBFOLDER).is_dir() else Path(path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"--vqgan {path}: no VQModel folder (config.json + weights) there or in its vqgan/")
+    report = folder / FIT_REPORT
+    return VQModel.from_pretrained(folder), json.loads(report.read_text()) if report.is_file() else None
 
 
 def build_byte_tokenizer(

@@ -41,9 +41,18 @@ from diffusers import VQModel
 from PIL import Image
 from tqdm import tqdm
 
+from wm_hub.atomic_io import write_json
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
-from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes
-from wm_hub.models.tiny import TinySpec, tiny_vqgan, zero_residual_branches
+from wm_hub.models.chameleon_vqgan import VQGAN_SUBFOLDER, decode_codes, encode_codes
+from wm_hub.models.tiny import (
+    FIT_REPORT,
+    TinyModelConfig,
+    TinySpec,
+    read_fitted_vqgan,
+    save_tiny_model,
+    tiny_vqgan,
+    zero_residual_branches,
+)
 
 # Boards from the default world's sparsest (2 objects) to nearly half full: busy pictures spend the fit's steps on
 # colours and shapes rather than the background, sparse ones keep the default world's pictures in the training
@@ -361,3 +370,31 @@ def fit_tiny_vqgan(
     vqgan = tiny_vqgan(spec)
     zero_residual_branches(vqgan)
     return fit_vqgan(vqgan, train, heldout, config)
+
+
+def write_tiny_model(config: TinyModelConfig) -> dict[str, Any] | None:
+    """Write the tiny backbone ``config`` asks for (``wm-hub tiny-model``), with a fitted or reused VQGAN if asked.
+
+    ``fit_vq`` fits the VQGAN first (:func:`fit_tiny_vqgan`, ``fit_steps`` steps, the model's seed); ``vqgan``
+    reuses a saved one, whose sizes become the spec's defaults. The fit report (the data, the spec, the fit
+    settings and :class:`VQFitMetrics`; a reused VQGAN's own report) is written to ``OUT/vqgan/vq_fit.json``.
+
+    Returns:
+        The fit report, ``None`` for a random VQGAN (or a reused one without report).
+
+    Raises:
+        ValueError: A VQGAN asked for an Emu3 backbone (it has its own VQ model), or sizes the VQGAN does not have.
+        FileNotFoundError: ``vqgan`` holds no saved VQGAN.
+    """
+    if config.arch == "emu3" and (config.vqgan or config.fit_vq):
+        raise ValueError("--vqgan/--fit-vq: emu3 has its own VQ model, not Chameleon's VQGAN")
+    vqgan, report = read_fitted_vqgan(config.vqgan) if config.vqgan else (None, None)
+    spec = config.spec(vqgan)
+    if config.fit_vq:
+        fit_config = VQFitConfig(seed=config.seed, **({"steps": config.fit_steps} if config.fit_steps else {}))
+        vqgan, metrics = fit_tiny_vqgan(spec, fit_config)
+        report = {"data": config.fit_vq, "spec": vars(spec), "config": vars(fit_config), **metrics.to_dict()}
+    out = save_tiny_model(config.arch, config.out, spec, vqgan)
+    if report is not None:
+        write_json(out / VQGAN_SUBFOLDER / FIT_REPORT, report)
+    return report
