@@ -3,7 +3,8 @@
 Rows come from the ``aurora`` dataset builder (``bench`` config, :mod:`dataset_builders.aurora`), so the missing-
 image rules are the data layer's: a row whose image is missing or unreadable stops the run with one error naming
 every such row, or with ``skip_missing`` is skipped and named in the results. Ids are ``<subset>/<row index in
-test.json>``.
+test.json>``. The built rows stay in the datasets cache and the next run reuses them (``rebuild`` builds them
+again, after ``test.json`` or its images changed).
 
 Predictions (``AuroraEvalConfig.predictions``):
 
@@ -25,11 +26,10 @@ Outputs: ``results.json`` (``{"subsets": {NAME: {"n", "skipped", METRIC...}}, "o
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 from tqdm.auto import tqdm
@@ -37,102 +37,104 @@ from tqdm.auto import tqdm
 from wm_hub.atomic_io import write_text, write_with
 from wm_hub.data.build_report import image_problem
 from wm_hub.data.builder_registry import builder_class
-from wm_hub.evaluation import judge
-from wm_hub.evaluation.baselines import InstructPix2PixConfig
+from wm_hub.evaluation import judge, split_names
+from wm_hub.evaluation.baselines import DEFAULT_IP2P_MODEL, InstructPix2PixConfig
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
+from wm_hub.evaluation.reports import load_results, write_markdown_report
 
+PAPER_SUBSETS = ("magicbrush", "ag", "something", "whatsup", "kubric")
 METRICS = ("l1", "clip_i", "clip_t", "dino", "judge")
 BUILTIN_PREDICTIONS = ("copy", "ip2p")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CLIP_T_TEXTS = ("auto", "action", "caption")
 MANIFEST = "manifest.json"
-
-
-@dataclass
-class JudgeOptions:
-    """Settings of the GPT-4o-as-judge metric (passed on to :mod:`wm_hub.evaluation.judge`).
-
-    Attributes:
-        model: Chat model name.
-        base_url: OpenAI-compatible endpoint; ``None`` is the client's default (``OPENAI_BASE_URL`` or OpenAI).
-        cache_dir: Reply cache; ``None`` puts it in ``judge_cache/`` beside the results.
-        max_concurrency: Requests in flight at once.
-    """
-
-    model: str = "gpt-4o"
-    base_url: str | None = None
-    cache_dir: str | None = None
-    max_concurrency: int = 8
-
-
-@dataclass
-class ModelOptions:
-    """Sampling settings of a forward-dynamics model's predictions (``predictions`` = a model).
-
-    Attributes:
-        idm: Inverse-dynamics model that picks the best of ``num_candidates`` (``None``: the first candidate).
-        num_candidates: Candidates sampled per row (K of paper Figure 4).
-        temperature: Sampling temperature.
-        top_k: Top-k filter.
-        top_p: Nucleus filter.
-        seed: Sampling seed.
-        dtype: Model dtype name (``bfloat16``...); ``None`` keeps the checkpoint's.
-    """
-
-    idm: str | None = None
-    num_candidates: int = 1
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int = 0
-    dtype: str | None = None
+# The settings of a forward-dynamics model's predictions (what its manifest.json records).
+MODEL_FIELDS = ("idm", "num_candidates", "temperature", "top_k", "top_p", "seed", "dtype")
 
 
 @dataclass
 class AuroraEvalConfig:
-    """One AURORA-BENCH evaluation.
+    """One AURORA-BENCH evaluation (``wm-hub eval aurora``).
 
-    Attributes:
+    Args:
         data_dir: The AURORA checkout root (``test.json`` and ``data/``).
-        predictions: ``copy``, ``ip2p``, a folder of predictions, or a forward-dynamics model (id or folder).
+        predictions: ``copy`` (the source as prediction), ``ip2p`` (InstructPix2Pix), a folder with one image per
+            row (``<folder>/<row id>.png``, e.g. ``DIR/ag/12.png``), or a forward-dynamics model (id or folder).
         out: ``results.json`` to write; the per-row file and generated predictions go beside it.
-        subsets: Benchmark subsets (``task`` values of ``test.json``); default the paper's five.
-        metrics: Any of ``l1``, ``clip_i``, ``clip_t``, ``dino``, ``judge``.
+        subsets: Benchmark subsets (any ``task`` of ``test.json`` with targets), as a list or comma-separated;
+            default the paper's five.
+        metrics: Any of ``l1``, ``clip_i``, ``clip_t``, ``dino``, ``judge``, as a list or comma-separated.
+        report: Also write a Markdown report (Table 2/6 layout) of this run to this file.
         skip_missing: Skip (and name) rows with missing or unreadable images instead of failing.
+        rebuild: Build the benchmark rows from ``data_dir`` again instead of reusing the datasets cache (after
+            editing ``test.json`` or its images).
         name: Label of this run in reports (default from ``predictions``).
         limit: Evaluate only the first ``limit`` rows of each subset (quick checks).
         batch_size: Rows per batch of predictions and metrics.
         device: Torch device of the models; ``None`` picks CUDA when available.
         predictions_dir: Where generated predictions go (default ``<out dir>/predictions``).
+        seed: Sampling seed of InstructPix2Pix and of a forward-dynamics model.
         clip_model: CLIP model for CLIP-I and CLIP-T.
-        dino_model: DINO model.
-        clip_t_text: Text of CLIP-T: ``action``, ``caption`` (rows without one fail), or ``auto`` (caption if any).
-        judge: Judge settings.
-        ip2p: InstructPix2Pix settings.
-        model: Forward-dynamics sampling settings.
+        dino_model: DINO model (ViT or DINOv2) for DINO.
+        clip_t_text: Text of CLIP-T: the row's caption when it has one (``auto``), always the ``action``, or the
+            ``caption`` (rows without one fail).
+        judge_model: Chat model of the GPT-4o-as-judge metric (paper appendix F).
+        judge_base_url: OpenAI-compatible endpoint of the judge (default: the openai client's, ``OPENAI_BASE_URL``
+            or OpenAI); its API key is read from ``OPENAI_API_KEY`` and never written.
+        judge_cache_dir: Judge reply cache (default ``<out dir>/judge_cache``: a rerun sends no request).
+        judge_concurrency: Judge requests in flight at once.
+        ip2p_model: InstructPix2Pix (``predictions`` ``ip2p``): diffusers pipeline id or folder.
+        ip2p_steps: InstructPix2Pix denoising steps.
+        ip2p_guidance_scale: InstructPix2Pix text guidance.
+        ip2p_image_guidance_scale: InstructPix2Pix image guidance.
+        ip2p_resolution: Side of InstructPix2Pix's square inputs and outputs; a multiple of 8.
+        idm: Forward-dynamics model (``predictions`` a model): an inverse-dynamics model that picks the best of
+            ``num_candidates`` (``None``: the first candidate).
+        num_candidates: Forward-dynamics candidates sampled per row (K of paper Figure 4).
+        temperature: Forward-dynamics sampling temperature.
+        top_k: Forward-dynamics top-k filter.
+        top_p: Forward-dynamics nucleus filter.
+        dtype: Forward-dynamics model dtype (``bfloat16``, ``float16``, ``float32``; default the checkpoint's).
     """
 
     data_dir: str
     predictions: str
     out: str
-    subsets: Sequence[str] = ("magicbrush", "ag", "something", "whatsup", "kubric")
-    metrics: Sequence[str] = ("l1",)
+    subsets: list[str] = field(default_factory=lambda: list(PAPER_SUBSETS))
+    metrics: list[str] = field(default_factory=lambda: ["l1"])
+    report: str | None = None
     skip_missing: bool = False
+    rebuild: bool = False
     name: str | None = None
     limit: int | None = None
     batch_size: int = 8
     device: str | None = None
     predictions_dir: str | None = None
+    seed: int = 0
     clip_model: str = DEFAULT_CLIP_MODEL
     dino_model: str = DEFAULT_DINO_MODEL
-    clip_t_text: str = "auto"
-    judge: JudgeOptions = field(default_factory=JudgeOptions)
-    ip2p: InstructPix2PixConfig = field(default_factory=InstructPix2PixConfig)
-    model: ModelOptions = field(default_factory=ModelOptions)
+    clip_t_text: Literal["auto", "action", "caption"] = "auto"
+    judge_model: str = "gpt-4o"
+    judge_base_url: str | None = None
+    judge_cache_dir: str | None = None
+    judge_concurrency: int = 8
+    ip2p_model: str = DEFAULT_IP2P_MODEL
+    ip2p_steps: int = 20
+    ip2p_guidance_scale: float = 7.5
+    ip2p_image_guidance_scale: float = 1.5
+    ip2p_resolution: int = 512
+    idm: str | None = None
+    num_candidates: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
-        self.subsets = tuple(self.subsets)
-        self.metrics = tuple(self.metrics)
+        self.subsets = split_names(self.subsets)
+        self.metrics = split_names(self.metrics)
+        if not self.subsets:
+            raise ValueError("subsets: give at least one benchmark subset")
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"Unknown metric(s) {unknown or '(none given)'}; choose from {', '.join(METRICS)}")
@@ -142,9 +144,11 @@ class AuroraEvalConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.model.num_candidates < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {self.model.num_candidates}")
-        if self.model.num_candidates > 1 and (self.kind != "model" or not self.model.idm):
+        self.judge_config()  # their own checks: judge concurrency, InstructPix2Pix resolution and steps
+        self.ip2p_config()
+        if self.num_candidates < 1:
+            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
+        if self.num_candidates > 1 and (self.kind != "model" or not self.idm):
             raise ValueError(
                 "num_candidates > 1 needs a forward-dynamics model as predictions and an idm to pick the best one"
             )
@@ -157,7 +161,7 @@ class AuroraEvalConfig:
                 raise ValueError(
                     f"predictions {self.predictions!r}: not copy or ip2p, no such folder, and not a Hub model id"
                 ) from None
-        if self.model.idm and self.kind != "model":
+        if self.idm and self.kind != "model":
             raise ValueError("idm (best-of-N verification) needs a forward-dynamics model as predictions")
 
     @property
@@ -185,16 +189,51 @@ class AuroraEvalConfig:
         """Folder of generated predictions."""
         return Path(self.predictions_dir) if self.predictions_dir else Path(self.out).parent / "predictions"
 
+    def judge_config(self) -> judge.JudgeConfig:
+        """The judge's settings (:mod:`wm_hub.evaluation.judge`), its reply cache beside ``out`` by default."""
+        return judge.JudgeConfig(
+            model=self.judge_model,
+            base_url=self.judge_base_url,
+            cache_dir=self.judge_cache_dir or str(Path(self.out).parent / "judge_cache"),
+            max_concurrency=self.judge_concurrency,
+        )
+
+    def ip2p_config(self) -> InstructPix2PixConfig:
+        """The InstructPix2Pix baseline's settings (:mod:`wm_hub.evaluation.baselines`)."""
+        return InstructPix2PixConfig(
+            model=self.ip2p_model,
+            num_inference_steps=self.ip2p_steps,
+            guidance_scale=self.ip2p_guidance_scale,
+            image_guidance_scale=self.ip2p_image_guidance_scale,
+            resolution=self.ip2p_resolution,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def sampling(self) -> dict[str, Any]:
+        """A forward-dynamics model's sampling settings (``predictions`` a model)."""
+        return {name: getattr(self, name) for name in MODEL_FIELDS}
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (no secrets: the judge key is read from the environment, never stored)."""
-        data = asdict(self)
-        data.update(kind=self.kind, label=self.label, subsets=list(self.subsets), metrics=list(self.metrics))
-        if self.kind != "ip2p":
-            data.pop("ip2p")
-        if self.kind != "model":
-            data.pop("model")
-        if "judge" not in self.metrics:
-            data.pop("judge")
+        """JSON-ready settings (no secrets: the judge key is read from the environment, never stored).
+
+        The settings of the judge, InstructPix2Pix and a forward-dynamics model are grouped under ``judge``,
+        ``ip2p`` and ``model``, each only when this run uses it (``wm-hub eval report`` reads ``model``).
+        """
+        grouped = {*MODEL_FIELDS, *(item.name for item in fields(self) if item.name.startswith(("judge_", "ip2p_")))}
+        data = {key: value for key, value in asdict(self).items() if key not in grouped}
+        data.update(kind=self.kind, label=self.label)
+        if self.kind == "ip2p":
+            data["ip2p"] = asdict(self.ip2p_config())
+        if self.kind == "model":
+            data["model"] = self.sampling()
+        if "judge" in self.metrics:
+            data["judge"] = {
+                "model": self.judge_model,
+                "base_url": self.judge_base_url,
+                "cache_dir": self.judge_cache_dir,
+                "max_concurrency": self.judge_concurrency,
+            }
         for name, metric in (("clip_model", ("clip_i", "clip_t")), ("dino_model", ("dino",))):
             if not set(metric) & set(self.metrics):
                 data.pop(name)
@@ -251,24 +290,32 @@ class Bench:
 def load_bench(
     data_dir: str | Path,
     subsets: Sequence[str],
-    cache_dir: str | Path,
     skip_missing: bool = False,
     limit: int | None = None,
+    rebuild: bool = False,
+    cache_dir: str | Path | None = None,
 ) -> Bench:
-    """AURORA-BENCH rows of ``subsets`` built by the ``aurora`` builder (``bench`` config) into ``cache_dir``.
+    """AURORA-BENCH rows of ``subsets`` built by the ``aurora`` builder (``bench`` config).
+
+    The build is kept in the datasets cache (``cache_dir``, default ``HF_DATASETS_CACHE``) under the resolved
+    ``data_dir`` and the options, and reused by the next run; ``rebuild`` builds it again from ``data_dir`` (after
+    ``test.json`` or its images changed).
 
     Raises:
+        FileNotFoundError: ``data_dir`` is not a folder.
         MissingFilesError: Images are missing or unreadable and ``skip_missing`` is false (names every row).
         ValueError: Unknown subsets, or subsets whose rows have no ground-truth target (clevr, emu, epic).
     """
+    if not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"data_dir {data_dir}: no such folder (the AURORA checkout root)")
     builder = builder_class("aurora")(
         config_name="bench",
-        data_dir=str(data_dir),
-        cache_dir=str(cache_dir),
+        data_dir=str(Path(data_dir).resolve()),
+        cache_dir=None if cache_dir is None else str(cache_dir),
         subsets=tuple(subsets),
         skip_missing=skip_missing,
     )
-    builder.download_and_prepare(download_mode="force_redownload")
+    builder.download_and_prepare(download_mode="force_redownload" if rebuild else None)
     report = builder.build_report.splits["test"]
     no_target = [
         f"{name} ({counts.without_target} rows without 'output')"
@@ -352,7 +399,7 @@ def check_prediction_dir(folder: Path, rows: Sequence[BenchRow]) -> dict[str, Pa
 
 def _manifest(config: AuroraEvalConfig) -> dict[str, Any]:
     """What generated the predictions: a rerun must match it to reuse them."""
-    settings = asdict(config.ip2p) if config.kind == "ip2p" else asdict(config.model)
+    settings = asdict(config.ip2p_config()) if config.kind == "ip2p" else config.sampling()
     settings.pop("device", None)
     return {"predictions": config.predictions, "kind": config.kind, "settings": settings}
 
@@ -377,10 +424,7 @@ def _predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], list[st
     if config.kind == "ip2p":
         from wm_hub.evaluation.baselines import InstructPix2PixBaseline
 
-        ip2p_config = config.ip2p
-        if config.device and not ip2p_config.device:
-            ip2p_config = InstructPix2PixConfig(**{**asdict(ip2p_config), "device": config.device})
-        return InstructPix2PixBaseline(ip2p_config).predict
+        return InstructPix2PixBaseline(config.ip2p_config()).predict
     return _model_predictor(config)
 
 
@@ -390,28 +434,33 @@ def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], l
     Each batch is one pipeline call (all rows and their candidates in one ``generate``), seeded ``seed + position of
     the batch's first row``: a run is reproducible, and a resumed run draws its own seeds for the rows it lacks
     (samples also depend on which rows share a batch, so they match the uninterrupted run's only batch for batch).
+
+    Raises:
+        ValueError: The model or the IDM cannot be loaded as a world-model backbone (naming which).
     """
     from transformers import pipeline
 
-    from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK
+    from wm_hub.inference.pipelines import WorldModelLoadError
+    from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK, INVERSE_DYNAMICS_TASK
 
-    options = config.model
-    load: dict[str, Any] = {}
-    if config.device:
-        load["device"] = config.device
-    if options.dtype:
-        load["dtype"] = options.dtype
-    fdm = pipeline(FORWARD_DYNAMICS_TASK, model=config.predictions, **load)
-    sampling: dict[str, Any] = {"num_candidates": options.num_candidates, "temperature": options.temperature}
-    if options.top_k is not None:
-        sampling["top_k"] = options.top_k
-    if options.top_p is not None:
-        sampling["top_p"] = options.top_p
-    if options.idm:
-        sampling["verifier"] = options.idm
+    def load(task: str, option: str, name: str, **settings: Any):
+        try:
+            return pipeline(task, model=name, **settings)
+        except WorldModelLoadError as error:
+            raise ValueError(f"{option} {name}: {error.__cause__ or error}") from error
+
+    settings = {key: value for key, value in (("device", config.device), ("dtype", config.dtype)) if value}
+    fdm = load(FORWARD_DYNAMICS_TASK, "predictions", config.predictions, **settings)
+    sampling: dict[str, Any] = {"num_candidates": config.num_candidates, "temperature": config.temperature}
+    if config.top_k is not None:
+        sampling["top_k"] = config.top_k
+    if config.top_p is not None:
+        sampling["top_p"] = config.top_p
+    if config.idm:
+        sampling["verifier"] = load(INVERSE_DYNAMICS_TASK, "idm", config.idm, device=fdm.device)
 
     def predict(sources: list[Image.Image], actions: list[str], offset: int) -> list[Image.Image]:
-        results = fdm(list(sources), list(actions), seed=options.seed + offset, **sampling)
+        results = fdm(list(sources), list(actions), seed=config.seed + offset, **sampling)
         return [result["image"] for result in results]
 
     return predict
@@ -470,14 +519,9 @@ def judge_records(
     Rows go to :func:`~wm_hub.evaluation.judge.judge_rows` in chunks of at least four times the concurrency (so
     ``--batch-size`` does not cap the requests in flight); cached replies are reused, so a rerun sends nothing.
     """
-    judge_config = judge.JudgeConfig(
-        model=config.judge.model,
-        base_url=config.judge.base_url,
-        cache_dir=config.judge.cache_dir or str(Path(config.out).parent / "judge_cache"),
-        max_concurrency=config.judge.max_concurrency,
-    )
+    judge_config = config.judge_config()
     by_id = {record["id"]: record for record in records}
-    chunk = max(config.batch_size, 4 * config.judge.max_concurrency)
+    chunk = max(config.batch_size, 4 * judge_config.max_concurrency)
     with tqdm(total=len(bench.rows), desc="Judge", unit=" rows") as bar:
         for rows in _chunks(bench.rows, chunk):
             requests = []
@@ -599,26 +643,29 @@ def summarize(config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str
 
 
 def evaluate_aurora(config: AuroraEvalConfig) -> dict[str, Any]:
-    """Run one AURORA-BENCH evaluation end to end and write ``config.out`` and the per-row JSONL.
+    """Run one AURORA-BENCH evaluation end to end and write ``config.out``, the per-row JSONL and, with
+    ``config.report``, the Markdown report.
 
     Returns:
         The results (as written to ``config.out``).
 
     Raises:
         MissingFilesError: Benchmark images are missing and ``skip_missing`` is false.
-        FileNotFoundError: A predictions folder lacks some rows (all named).
-        ValueError: Bad settings, unknown subsets, or a predictions folder made by another run.
+        FileNotFoundError: No ``data_dir`` folder, or a predictions folder lacks some rows (all named).
+        ValueError: Bad settings, unknown subsets, a predictions folder made by another run, or a model that does
+            not load.
     """
-    with tempfile.TemporaryDirectory(prefix="wm-hub-aurora-") as cache_dir:
-        bench = load_bench(config.data_dir, config.subsets, cache_dir, config.skip_missing, config.limit)
-        if config.kind == "copy":
-            predictions = None
-        elif config.kind == "dir":
-            predictions = check_prediction_dir(Path(config.predictions), bench.rows)
-        else:
-            predictions = generate_predictions(config, bench)
-        records = score_rows(config, bench, predictions)
-        results = summarize(config, bench, records)
+    bench = load_bench(config.data_dir, config.subsets, config.skip_missing, config.limit, config.rebuild)
+    if config.kind == "copy":
+        predictions = None
+    elif config.kind == "dir":
+        predictions = check_prediction_dir(Path(config.predictions), bench.rows)
+    else:
+        predictions = generate_predictions(config, bench)
+    records = score_rows(config, bench, predictions)
+    results = summarize(config, bench, records)
     write_text(config.rows_path, "".join(json.dumps(record) + "\n" for record in records))
     write_text(Path(config.out), json.dumps(results, indent=2) + "\n")
+    if config.report:
+        write_markdown_report(load_results([config.out]), config.report)
     return results

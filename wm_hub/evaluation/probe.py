@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -34,8 +35,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import read_jsonl_log, write_with
+from wm_hub.evaluation import split_names
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
+
+if TYPE_CHECKING:
+    from wm_hub.evaluation.triplet_sources import EvalTripletsConfig
+
+logger = logging.getLogger(__name__)
 
 NEGATIVE_TYPES = ("random_action", "random_target", "copy", "inverse", "counterfactual")
 DIRECTIONS = ("forward", "inverse")
@@ -83,22 +90,23 @@ class ProbeConfig:
     Args:
         seed: Seed of the random-action and random-target draws.
         batch_size: Sequences per scoring forward pass.
-        directions: ``forward`` and/or ``inverse``.
-        negatives: Negative types to build (``counterfactual`` only where counterfactual actions are given).
+        directions: ``forward`` and/or ``inverse``, as a list or comma-separated.
+        negatives: Negative types to build, as a list or comma-separated (``counterfactual`` only where
+            counterfactual actions are given).
         reduction: Compare summed log-likelihoods (``sum``, the paper's) or per-token means (``mean``).
         image_batch_size: Images per VQ encoding pass.
     """
 
     seed: int = 0
     batch_size: int = 8
-    directions: Sequence[str] = DIRECTIONS
-    negatives: Sequence[str] = NEGATIVE_TYPES
-    reduction: str = "sum"
+    directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
+    negatives: list[str] = field(default_factory=lambda: list(NEGATIVE_TYPES))
+    reduction: Literal["sum", "mean"] = "sum"
     image_batch_size: int = 16
 
     def __post_init__(self) -> None:
-        self.directions = tuple(self.directions)
-        self.negatives = tuple(self.negatives)
+        self.directions = split_names(self.directions)
+        self.negatives = split_names(self.negatives)
         for name, values, allowed in (
             ("direction", self.directions, DIRECTIONS),
             ("negative type", self.negatives, NEGATIVE_TYPES),
@@ -110,6 +118,31 @@ class ProbeConfig:
             raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {self.reduction!r}")
         if self.batch_size < 1 or self.image_batch_size < 1:
             raise ValueError("batch sizes must be at least 1")
+
+
+@dataclass
+class ProbeRunConfig:
+    """The model probed and where the outputs go (:func:`evaluate_probe`, ``wm-hub probe``).
+
+    Args:
+        model: Checkpoint folder or Hub id (any backbone wm-hub loads).
+        out: Output folder (``probe.json``, ``probe.md``, ``probe_rows.jsonl``, plots, the score cache).
+        disc_data: AURORA's ``disc_edit_data`` folder: adds counterfactual-action negatives.
+        limit: Probe only the first N triplets (default: all).
+        device: Torch device (default: CPU).
+        dtype: LM dtype, e.g. bfloat16 (default: the checkpoint's).
+    """
+
+    model: str
+    out: str
+    disc_data: str | None = None
+    limit: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1 (leave it out for every triplet), got {self.limit}")
 
 
 @dataclass
@@ -641,3 +674,60 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 def cache_name(model: str) -> str:
     """A score-cache file name for a model id or path (one cache per model)."""
     return f"scores-{_SAFE.sub('_', model.strip('/'))[-80:]}.jsonl"
+
+
+def evaluate_probe(
+    run: ProbeRunConfig, data: EvalTripletsConfig, config: ProbeConfig
+) -> tuple[ProbeResult, dict[str, Path]]:
+    """Probe ``run.model`` on the triplets of ``data`` and write the outputs into ``run.out``.
+
+    Scores are cached in ``run.out`` (:func:`cache_name`): a rerun, or an interrupted run, only scores what is
+    missing.
+
+    Returns:
+        The result and the written files (:func:`write_probe_outputs`).
+
+    Raises:
+        ValueError: Not a triplet dataset, an unknown subset, rows with missing images (``MissingFilesError``,
+            without ``skip_missing``) or a bad ``disc_edit_data`` row.
+        FileNotFoundError: A data or ``disc_data`` folder that does not exist.
+    """
+    from wm_hub.models.loading import load_backbone
+
+    triplets = data.load()
+    dataset = triplets.dataset
+    if run.limit:
+        dataset = dataset.select(range(min(run.limit, len(dataset))))
+    ids, actions = dataset["id"], dataset["action"]
+    subsets = triplets.subsets()[: len(dataset)]
+    counterfactuals = None
+    if run.disc_data:
+        disc_rows = load_counterfactuals(run.disc_data, sorted(set(subsets)))
+        counterfactuals = match_counterfactuals(ids, subsets, actions, disc_rows, triplets.image_paths)
+    if triplets.skipped:
+        names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)
+        logger.warning("Skipped %d row(s) with missing or unreadable images: %s", len(triplets.skipped), names)
+    backbone = load_backbone(run.model, device=run.device, dtype=run.dtype)
+    out = Path(run.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_probe(
+        backbone,
+        ids,
+        subsets,
+        dataset["source"],
+        actions,
+        dataset["target"],
+        config,
+        counterfactuals=counterfactuals,
+        score_cache=out / cache_name(run.model),
+    )
+    files = write_probe_outputs(
+        result,
+        out,
+        model=run.model,
+        data=triplets.description,
+        skipped=triplets.skipped,
+        without_target=triplets.without_target,
+        counterfactual_rows=len(counterfactuals or {}),
+    )
+    return result, files

@@ -11,7 +11,8 @@ baseline, or per number of candidates K). Every output is rebuilt from those fil
 - :func:`plot_candidates`: paper Figure 4: the metric against K in {1, 2, 4, 8} per model, one panel per subset
   and the average; runs without K (baselines, prediction folders) are horizontal lines.
 
-The best value of each row is bold (lowest for L1, highest otherwise).
+The best value of each row is bold (lowest for L1, highest otherwise). :func:`write_report` writes all of them into
+one folder (``wm-hub eval report``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ SUBSET_NAMES = {
     "kubric": "Kubric",
 }
 AVERAGE_ROW = "AURORA-BENCH Avg."
+
+
+@dataclass
+class ReportConfig:
+    """Where a report of several runs goes (:func:`write_report`).
+
+    Args:
+        out: Folder for ``report.md`` and the plots.
+        models_as_rows: Also write ``models_as_rows.md``: runs as rows, subsets as columns.
+    """
+
+    out: str
+    models_as_rows: bool = False
 
 
 @dataclass
@@ -319,3 +333,32 @@ def plot_candidates(runs: Sequence[RunResults], metric: str, path: str | Path) -
     axes[0][0].set_ylabel(METRIC_NAMES.get(metric, metric))
     axes[0][0].legend(fontsize="small")
     return _save_figure(figure, Path(path))
+
+
+def write_report(results: Sequence[str | Path], config: ReportConfig) -> dict[str, Any]:
+    """Write the report of the runs in ``results`` (``results.json`` files, columns in this order) into
+    ``config.out``: ``report.md``, ``<metric>_subsets.png`` per metric and, when a model was run with several K,
+    ``<metric>_vs_k.png``; ``models_as_rows.md`` with ``config.models_as_rows``.
+
+    Returns:
+        ``{"runs": column names, "metrics": the metrics reported, "written": the files}``.
+
+    Raises:
+        FileNotFoundError: A results file does not exist.
+        ValueError: A file that is not a result, or no metric in any of them.
+    """
+    runs = load_results(results)
+    metrics = metrics_of(runs)
+    if not metrics:
+        raise ValueError(f"no metric in {', '.join(map(str, results))}")
+    out = Path(config.out)
+    written = [str(write_markdown_report(runs, out / "report.md"))]
+    if config.models_as_rows:
+        text = "\n".join(score_table(runs, metric, models_as_rows=True) for metric in metrics)
+        written.append(str(write_text(out / "models_as_rows.md", text)))
+    series, _ = candidate_series(runs)
+    for metric in metrics:
+        written.append(str(plot_subset_bars(runs, metric, out / f"{metric}_subsets.png")))
+        if any(len(group) > 1 for group in series.values()):
+            written.append(str(plot_candidates(runs, metric, out / f"{metric}_vs_k.png")))
+    return {"runs": [run.column for run in runs], "metrics": metrics, "written": written}

@@ -22,6 +22,10 @@ Input files are JSONL (one object per line) or a JSON list, in one of three layo
   or a path; ``relation`` becomes the category.
 
 Image paths are relative to ``image_dir`` (default: the data file's folder).
+
+:func:`evaluate_spatial` runs the whole benchmark (``wm-hub eval spatial``): replies are appended to a predictions
+JSONL as they are made (a rerun resumes, :mod:`wm_hub.evaluation.generation`) and the accuracy report is written to
+``results.json``.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from wm_hub.atomic_io import write_json
+from wm_hub.evaluation.generation import GenerationEvalConfig, complete_predictions
 from wm_hub.inference.generation import left_pad
 from wm_hub.models.base import Backbone
 
@@ -88,6 +94,26 @@ class SpatialConfig:
 
     batch_size: int = 8
     max_new_tokens: int = 8
+
+
+@dataclass
+class SpatialQuestionsConfig:
+    """Which questions to ask (:func:`read_questions`).
+
+    Args:
+        data: Questions: a JSONL file or a JSON list.
+        format: Layout of the rows: ``plain``, ``spatialmqa`` (SpatialMQA's JSONL) or ``embspatial``
+            (EmbSpatial-Bench's JSON).
+        image_dir: Folder image paths are relative to (default: the data file's).
+    """
+
+    data: str
+    format: Literal["plain", "spatialmqa", "embspatial"] = "plain"
+    image_dir: str | None = None
+
+    def load(self) -> list[SpatialQuestion]:
+        """The questions (see :func:`read_questions` for what may be raised)."""
+        return read_questions(self.data, self.format, self.image_dir)
 
 
 _FIELDS = {
@@ -312,3 +338,42 @@ def accuracy_report(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         **summary(rows),
         "categories": {name: summary([row for row in rows if row["category"] == name]) for name in categories},
     }
+
+
+def evaluate_spatial(config: GenerationEvalConfig, questions: SpatialQuestionsConfig) -> dict[str, Any]:
+    """Answer the questions not answered yet, report the accuracy over all of them and write ``config.out``.
+
+    Returns:
+        The results (:func:`accuracy_report`, the predictions file and the settings), as written to ``config.out``.
+
+    Raises:
+        ValueError: Bad question rows (all named), or a predictions file this run did not write.
+        FileNotFoundError: No such questions file.
+    """
+    from wm_hub.models.loading import load_backbone
+
+    asked = questions.load()[: config.limit]
+    decoding = SpatialConfig(
+        batch_size=config.batch_size, max_new_tokens=config.max_new_tokens or SpatialConfig.max_new_tokens
+    )
+    rows = complete_predictions(
+        config.predictions_path,
+        [question.id for question in asked],
+        config.batch_size,
+        lambda: load_backbone(config.model, device=config.device, dtype=config.dtype),
+        lambda backbone, indices: answer_questions(backbone, [asked[index] for index in indices], decoding),
+        desc="spatial questions",
+    )
+    results = {
+        **accuracy_report(rows),
+        "predictions": str(config.predictions_path),
+        "config": {
+            "model": config.model,
+            "data": questions.data,
+            "format": questions.format,
+            "decoding": "greedy",
+            "max_new_tokens": decoding.max_new_tokens,
+        },
+    }
+    write_json(config.out, results)
+    return results

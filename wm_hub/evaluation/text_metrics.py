@@ -16,8 +16,9 @@ bert_score's baseline is the default here; switch it off for models without a pu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
+from wm_hub.evaluation import split_names
 from wm_hub.evaluation.metrics import metric_path
 
 DEFAULT_BERTSCORE_MODEL = "roberta-large"
@@ -29,29 +30,31 @@ class TextMetricsConfig:
     """Which text metrics to compute and how.
 
     Args:
-        metrics: Any of ``bleu``, ``rouge`` (ROUGE-1 and ROUGE-L), ``bertscore``.
+        metrics: Any of ``bleu``, ``rouge`` (ROUGE-1 and ROUGE-L), ``bertscore``, as a list or comma-separated.
         bertscore_model: Hub id or local folder of BERTScore's embedding model.
         bertscore_num_layers: Layer BERTScore compares (required for a local folder; bert_score knows Hub ids).
-        bertscore_rescale: Rescale BERTScore with its baseline (the paper's scale; needs a baseline for the model).
+        bertscore_rescale: Rescale BERTScore with its baseline (the paper's 0-1 scale; needs a baseline for the
+            model: ``--no-bertscore-rescale`` reports raw BERTScore).
         bertscore_baseline_path: A baseline file (bert_score's TSV layout) for models bert_score has none for.
         bertscore_batch_size: Texts per BERTScore forward pass.
         lang: Language of the texts (BERTScore's baseline).
         use_stemmer: Porter-stem words for ROUGE.
-        device: torch device of the BERTScore model (default: CUDA when available).
+        bertscore_device: Torch device of the BERTScore model (default: CUDA when available; ``wm-hub eval idm``:
+            its ``--device``).
     """
 
-    metrics: Sequence[str] = ALL_METRICS
+    metrics: list[str] = field(default_factory=lambda: list(ALL_METRICS))
     bertscore_model: str = DEFAULT_BERTSCORE_MODEL
     bertscore_num_layers: int | None = None
     bertscore_rescale: bool = True
-    bertscore_baseline_path: str | None = None
+    bertscore_baseline_path: str | None = field(default=None, metadata={"aliases": ["--bertscore-baseline"]})
     bertscore_batch_size: int = 64
     lang: str = "en"
     use_stemmer: bool = False
-    device: str | None = None
+    bertscore_device: str | None = None
 
     def __post_init__(self) -> None:
-        self.metrics = tuple(self.metrics)
+        self.metrics = split_names(self.metrics)
         unknown = sorted(set(self.metrics) - set(ALL_METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"unknown text metric(s) {unknown}; choose from {list(ALL_METRICS)}")
@@ -122,7 +125,7 @@ def compute_text_metrics_by_subset(
             rescale_with_baseline=config.bertscore_rescale,
             baseline_path=config.bertscore_baseline_path,
             batch_size=config.bertscore_batch_size,
-            device=config.device,
+            device=config.bertscore_device,
             use_aggregator=False,
         )
         per_row.update(
@@ -144,10 +147,3 @@ def compute_text_metrics_by_subset(
             scores[metric] = sum(values[i] for i in rows) / len(rows)
         results[name] = scores
     return results
-
-
-def config_summary(config: TextMetricsConfig) -> dict:
-    """The config as JSON-ready data (for results files)."""
-    values = asdict(config)
-    values["metrics"] = list(config.metrics)
-    return values

@@ -22,6 +22,7 @@ import datasets
 
 from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.schema import TRIPLET_FEATURES
+from wm_hub.evaluation import split_names
 
 AURORA_BENCH_FILE = "test.json"
 
@@ -48,6 +49,43 @@ class EvalTriplets:
     def subsets(self) -> list[str]:
         """Subset of each row, in order."""
         return [subset_of(origin) for origin in self.dataset["origin"]]
+
+
+@dataclass
+class EvalTripletsConfig:
+    """Which triplets to evaluate on (:func:`load_eval_triplets`; ``wm-hub eval idm`` and ``wm-hub probe``).
+
+    Args:
+        data: An AURORA checkout (``test.json``: AURORA-BENCH), a folder written by ``wm-hub data build``, a Hub
+            dataset id, or a builder's data folder (with ``builder``).
+        split: Split of a dataset (default: ``test``; a builder's only split).
+        builder: Run this registered dataset builder on ``data``.
+        data_config: The builder's config (AURORA: ``bench``) or the dataset's config name (``--config`` reads a
+            YAML file of these options).
+        subsets: Subsets to keep, as a list or comma-separated (default: AURORA-BENCH's five, or all).
+        skip_missing: Skip rows whose images are missing (counted and listed) instead of failing.
+    """
+
+    data: str
+    split: str | None = None
+    builder: str | None = None
+    data_config: str | None = None
+    subsets: list[str] | None = None
+    skip_missing: bool = False
+
+    def __post_init__(self) -> None:
+        self.subsets = split_names(self.subsets or []) or None
+
+    def load(self) -> EvalTriplets:
+        """The triplets (see :func:`load_eval_triplets` for what may be raised)."""
+        return load_eval_triplets(
+            self.data,
+            split=self.split,
+            builder=self.builder,
+            config=self.data_config,
+            subsets=self.subsets,
+            skip_missing=self.skip_missing,
+        )
 
 
 def subset_of(origin: str | None) -> str:
