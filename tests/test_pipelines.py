@@ -439,3 +439,22 @@ def test_a_checkpoint_fine_tuned_for_the_other_task_is_refused(model_dirs, tmp_p
     (idm / "training_run.json").write_text(json.dumps({"task": "fdm"}))
     with pytest.raises(ValueError, match="InverseDynamicsPipeline needs an IDM .* fine-tuned as an FDM"):
         fdm(Image.new("RGB", (32, 32)), "move", num_candidates=2, verifier=str(idm))
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["wm_hub", "wm_hub.inference.pipelines", "wm_hub.inference.forward_dynamics", "wm_hub.inference.inverse_dynamics"],
+)
+def test_the_tasks_register_whichever_module_is_imported_first(first):
+    code = (
+        f"import {first}\n"
+        "from transformers.pipelines import PIPELINE_REGISTRY\n"
+        "from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline\n"
+        "from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline\n"
+        "tasks = PIPELINE_REGISTRY.supported_tasks\n"
+        "print(tasks['forward-dynamics']['impl'] is ForwardDynamicsPipeline,"
+        " tasks['inverse-dynamics']['impl'] is InverseDynamicsPipeline)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "True"]

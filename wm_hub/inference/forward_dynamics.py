@@ -20,6 +20,7 @@ from PIL import Image
 from wm_hub.inference.generation import check_sampling, generate_images
 from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
 from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
+from wm_hub.inference.registration import register_pipelines
 from wm_hub.inference.tasks import INVERSE_DYNAMICS_TASK
 from wm_hub.models.base import Backbone
 
@@ -292,3 +293,6 @@ def _per_image(action: Any, count: int, what: str) -> list[str]:
         if not text.strip():
             raise ValueError(f"{what}[{index}]: a blank action (an FDM predicts what an action does)")
     return texts
+
+
+register_pipelines()  # the task is usable as soon as its class exists (see wm_hub.inference.registration)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
+from wm_hub.inference.registration import register_pipelines
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods
 
 Observation = Image.Image | str | os.PathLike | torch.Tensor
@@ -186,3 +187,6 @@ def _check_reduction(reduction: str) -> str:
 
 def _reduce(score: SequenceScore, reduction: str) -> float:
     return score.total if reduction == "sum" else score.mean
+
+
+register_pipelines()  # the task is usable as soon as its class exists (see wm_hub.inference.registration)

@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import Pipeline
 
+from wm_hub.inference.registration import register_pipelines, transformers_pipeline_base
 from wm_hub.models.base import Backbone
+
+Pipeline = transformers_pipeline_base()
 
 # Keyword arguments ``transformers.pipeline`` gives every ``pt_model`` class that a backbone has no use for.
 _PIPELINE_ONLY_KWARGS = ("_from_pipeline", "trust_remote_code", "code_revision", "local_files_only")
@@ -178,3 +180,6 @@ def encode_observations(backbone: Backbone, observations: list[Image.Image | tor
             )
         result.append(ids.cpu())
     return result
+
+
+register_pipelines()  # imports the two pipeline modules, which need this one's names (see .registration)

@@ -6,10 +6,16 @@ push should not pay. So ``import wm_hub`` calls :func:`register_when_transformer
 ``sys.meta_path`` waits for its import (``from transformers import pipeline`` is one) and registers them as soon as
 that module has run, before the caller gets it back. Either way ``import wm_hub; pipeline("forward-dynamics", ...)``
 works, and nothing heavy is imported until a pipeline is asked for.
+
+When it is one of wm-hub's own pipeline modules that first imports ``transformers.pipelines`` (someone imported
+``wm_hub.inference.forward_dynamics`` directly), the classes to register do not exist yet: that import goes through
+:func:`transformers_pipeline_base`, the finder leaves the registering to the pipeline modules, and each of them
+calls :func:`register_pipelines` as its last statement (so does ``wm_hub.inference.pipelines``, which imports them).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -19,25 +25,52 @@ from collections.abc import Sequence
 from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK, INVERSE_DYNAMICS_TASK
 
 PIPELINES_MODULE = "transformers.pipelines"
+_importing_for_a_pipeline_module = False
+
+
+# task -> (module, class) of its pipeline
+PIPELINE_CLASSES = {
+    FORWARD_DYNAMICS_TASK: ("wm_hub.inference.forward_dynamics", "ForwardDynamicsPipeline"),
+    INVERSE_DYNAMICS_TASK: ("wm_hub.inference.inverse_dynamics", "InverseDynamicsPipeline"),
+}
 
 
 def register_pipelines() -> None:
-    """Register ``forward-dynamics`` and ``inverse-dynamics`` with ``transformers.pipelines.PIPELINE_REGISTRY``."""
+    """Register ``forward-dynamics`` and ``inverse-dynamics`` with ``transformers.pipelines.PIPELINE_REGISTRY``.
+
+    Imports the pipeline modules that are not imported yet, unless one of them is still running (it imported this
+    chain itself): then only the classes that exist are registered, and the running module calls this again as its
+    last statement. Idempotent.
+    """
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from wm_hub.inference.forward_dynamics import ForwardDynamicsPipeline
-    from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-    from wm_hub.inference.pipelines import WorldModelLoader
-
-    for task, pipeline_class in (
-        (FORWARD_DYNAMICS_TASK, ForwardDynamicsPipeline),
-        (INVERSE_DYNAMICS_TASK, InverseDynamicsPipeline),
-    ):
+    # A pipeline module that is running but has not defined its class yet imported this chain: importing the other
+    # one now would import it back half-done. Register what exists; that module calls this again when it is done.
+    running = any(
+        name in sys.modules and not hasattr(sys.modules[name], class_name)
+        for name, class_name in PIPELINE_CLASSES.values()
+    )
+    for task, (module_name, class_name) in PIPELINE_CLASSES.items():
+        module = sys.modules.get(module_name) or (None if running else importlib.import_module(module_name))
+        pipeline_class = getattr(module, class_name, None)
         registered = PIPELINE_REGISTRY.supported_tasks.get(task, {}).get("impl")
-        if registered is not pipeline_class:
+        if pipeline_class is not None and registered is not pipeline_class:
+            loader = sys.modules["wm_hub.inference.pipelines"].WorldModelLoader
             PIPELINE_REGISTRY.register_pipeline(
-                task, pipeline_class=pipeline_class, pt_model=WorldModelLoader, type="multimodal"
+                task, pipeline_class=pipeline_class, pt_model=loader, type="multimodal"
             )
+
+
+def transformers_pipeline_base() -> type:
+    """``transformers.Pipeline``, for wm-hub's pipeline modules: imported without registering the tasks now, when
+    the classes are still being defined (the modules register them once they are)."""
+    global _importing_for_a_pipeline_module
+    _importing_for_a_pipeline_module = True
+    try:
+        from transformers import Pipeline
+    finally:
+        _importing_for_a_pipeline_module = False
+    return Pipeline
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -51,7 +84,8 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: types.ModuleType) -> None:
         self._loader.exec_module(module)
-        register_pipelines()
+        if not _importing_for_a_pipeline_module:
+            register_pipelines()
 
     def __getattr__(self, name: str):  # resources and source lookups go to the real loader
         return getattr(self._loader, name)
