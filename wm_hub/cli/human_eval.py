@@ -5,65 +5,47 @@ from __future__ import annotations
 import argparse
 import sys
 
+from wm_hub.cli._tasks import Task
 
-def _predictions(values: list[str]) -> dict[str, str]:
-    predictions: dict[str, str] = {}
-    for value in values:
-        name, sep, folder = value.partition("=")
-        if not sep or not name.strip() or not folder:
-            raise SystemExit(f"error: --predictions takes NAME=DIR, got {value!r}")
-        if name in predictions:
-            raise SystemExit(f"error: model name {name!r} given twice in --predictions")
-        predictions[name.strip()] = folder
-    return predictions
+ABOUT = (
+    "The paper's human evaluation: annotators pick the best and the worst of N anonymous model outputs per row. "
+    "See docs/human_eval.md."
+)
 
 
-def _build(args: argparse.Namespace) -> int:
-    from wm_hub.data.build_report import MissingFilesError
-    from wm_hub.human_eval.study import StudyConfig, build_study
+def _study_folder(parser: argparse.ArgumentParser) -> None:
+    """STUDY, the first word after the task: the configs' ``study`` field (``--study`` and YAML set it too)."""
+    parser.add_argument(
+        "study", nargs="?", default=argparse.SUPPRESS, metavar="STUDY", help="the study folder (as --study)"
+    )
+
+
+def _build(config) -> int:
+    from wm_hub.human_eval.study import build_study
 
     try:
-        config = StudyConfig(
-            predictions=_predictions(args.predictions),
-            data_dir=args.data_dir,
-            out=args.out,
-            per_subset=args.per_subset,
-            seed=args.seed,
-            subsets=[part.strip() for part in args.subsets.split(",") if part.strip()] if args.subsets else None,
-            skip_missing=args.skip_missing,
-        )
         out = build_study(config)
-    except (ValueError, FileNotFoundError, FileExistsError, MissingFilesError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"Study written to {out} (keep {out / 'key.json'} from annotators); serve: wm-hub human-eval serve {out}")
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from wm_hub.human_eval.app import create_app
+def _serve(config) -> int:
+    from wm_hub.human_eval.app import serve
 
-    if not 1 <= args.port <= 65535:
-        raise SystemExit(f"error: --port must be in 1..65535, got {args.port}")
     try:
-        app = create_app(args.study, db_path=args.db)
+        serve(config)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    print(
-        f"Serving {args.study} on http://{args.host}:{args.port}/ (answers in {app.config['STORE'].path})", flush=True
-    )
-    app.run(host=args.host, port=args.port, threaded=True, debug=False, use_reloader=False)
     return 0
 
 
-def _score(args: argparse.Namespace) -> int:
-    from wm_hub.human_eval.scoring import ScoreConfig, markdown_report, score_study
+def _score(config) -> int:
+    from wm_hub.human_eval.scoring import markdown_report, score_study
 
     try:
-        scores, json_path, md_path = score_study(
-            ScoreConfig(
-                study=args.study, answers=args.answers, reference=args.reference, alpha=args.alpha, out=args.out
-            )
-        )
+        scores, json_path, md_path = score_study(config)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
     sys.stdout.write(markdown_report(scores))
@@ -71,39 +53,59 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add ``human-eval`` with its ``build``, ``serve`` and ``score`` tasks."""
-    parser = subparsers.add_parser(
-        "human-eval",
-        help="blind best/worst human evaluation: build a study, serve it, score it (paper Table 5)",
-        description="The paper's human evaluation: annotators pick the best and the worst of N anonymous model "
-        "outputs per row. See docs/human_eval.md.",
-    )
-    tasks = parser.add_subparsers(title="steps", metavar="<step>", required=True)
+def _study_config() -> tuple[type, ...]:
+    from wm_hub.human_eval.study import StudyConfig
 
-    build = tasks.add_parser("build", help="sample rows, anonymise and shuffle the models, copy the images")
-    build.add_argument(
-        "--predictions", nargs="+", required=True, metavar="NAME=DIR", help="model name and its prediction folder"
-    )
-    build.add_argument("--data-dir", required=True, help="AURORA checkout (test.json and data/)")
-    build.add_argument("--out", required=True, help="study folder to write (new or empty)")
-    build.add_argument("--per-subset", type=int, default=5, help="rows sampled per subset (default 5, the paper's)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the sampling and of every shuffle")
-    build.add_argument("--subsets", help="comma-separated AURORA-BENCH subsets (default: the paper's five)")
-    build.add_argument("--skip-missing", action="store_true", help="leave out rows whose AURORA images are missing")
-    build.set_defaults(func=_build)
+    return (StudyConfig,)
 
-    serve = tasks.add_parser("serve", help="the annotation web app (Flask)")
-    serve.add_argument("study", help="study folder")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
-    serve.add_argument("--port", type=int, default=7860, help="port (default 7860, a Space's)")
-    serve.add_argument("--db", help="answers database (default STUDY/answers.sqlite)")
-    serve.set_defaults(func=_serve)
 
-    score = tasks.add_parser("score", help="Table 5: mean points, Wilcoxon tests, agreement (JSON + Markdown)")
-    score.add_argument("study", help="study folder (with key.json)")
-    score.add_argument("--reference", help="model the others are tested against (default: the first at build)")
-    score.add_argument("--answers", help="answers database or JSON Lines file (default STUDY/answers.sqlite)")
-    score.add_argument("--alpha", type=float, default=0.05, help="significance level of the marker (default 0.05)")
-    score.add_argument("--out", help="folder for scores.json and scores.md (default: the study folder)")
-    score.set_defaults(func=_score)
+def _serve_config() -> tuple[type, ...]:
+    from wm_hub.human_eval.app import ServeConfig
+
+    return (ServeConfig,)
+
+
+def _score_config() -> tuple[type, ...]:
+    from wm_hub.human_eval.scoring import ScoreConfig
+
+    return (ScoreConfig,)
+
+
+TASKS = (
+    Task(
+        words=("human-eval", "build"),
+        help="sample rows, anonymise and shuffle the models, copy the images",
+        configs=_study_config,
+        run=_build,
+        description=f"{ABOUT}\n\n"
+        "Samples --per-subset rows of each AURORA-BENCH subset, shuffles the rows and, independently for every row, "
+        "the order of the models, and writes the study folder: study.json (what annotators see, outputs as "
+        '"Model 1..N"), key.json (which model is behind each output: keep it from annotators) and the images '
+        "(outputs re-encoded as PNG). Everything is drawn from --seed: the same command writes the same study.",
+        epilog="example:\n"
+        "  wm-hub human-eval build --predictions A=preds/a B=preds/b --data-dir AURORA --out study --per-subset 5",
+    ),
+    Task(
+        words=("human-eval", "serve"),
+        help="the annotation web app (Flask)",
+        configs=_serve_config,
+        run=_serve,
+        description=f"{ABOUT}\n\n"
+        "Serves STUDY to annotators: each picks a name, which is their link (/a/<name>) and resumes where they "
+        "stopped. Answers go to STUDY/answers.sqlite (or --db); key.json is never served.",
+        epilog="example:\n  wm-hub human-eval serve study --host 0.0.0.0 --port 7860",
+        arguments=_study_folder,
+    ),
+    Task(
+        words=("human-eval", "score"),
+        help="Table 5: mean points, Wilcoxon tests, agreement (JSON + Markdown)",
+        configs=_score_config,
+        run=_score,
+        description=f"{ABOUT}\n\n"
+        "Scores the answers of STUDY as the paper's Table 5: each answer gives +1 to the best model and -1 to the "
+        "worst; mean points per model and subset, Wilcoxon signed-rank tests against --reference, and the "
+        "inter-annotator agreement. Writes scores.json and scores.md (in the study folder, or --out).",
+        epilog="example:\n  wm-hub human-eval score study --reference A",
+        arguments=_study_folder,
+    ),
+)

@@ -36,7 +36,7 @@ with ``snapshot_download`` at the requested revision, so the language model, tok
 the same commit; ``HF_HUB_OFFLINE=1`` reads the cached snapshot.
 """
 
-from wm_hub.hub.commit import PushResult, commit_folder
+from wm_hub.hub.commit import PushResult, commit_folder, push_failure
 from wm_hub.hub.dataset_push import SOURCES, DatasetPushConfig, push_dataset
 from wm_hub.hub.model_push import ModelPushConfig, push_model
 
@@ -47,5 +47,6 @@ __all__ = [
     "PushResult",
     "commit_folder",
     "push_dataset",
+    "push_failure",
     "push_model",
 ]

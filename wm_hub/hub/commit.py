@@ -149,3 +149,28 @@ def require_online() -> None:
 
     if constants.HF_HUB_OFFLINE:
         raise OfflineModeIsEnabled("HF_HUB_OFFLINE is set: a push needs the Hub (unset HF_HUB_OFFLINE to push)")
+
+
+def push_failure(error: Exception) -> str | None:
+    """One line telling whoever pushed why the push failed, or ``None`` for an error nobody planned for (a bug).
+
+    Any of these leaves the repository as it was (the push is one commit), so a rerun retries: a connection that
+    fails (refused, DNS, timeout; the endpoint is named, ``HF_ENDPOINT`` selects another Hub), an HTTP error of the
+    Hub (its status is named), ``HF_HUB_OFFLINE``, and a folder or its metadata that cannot be published.
+    """
+    from httpx2 import TransportError  # huggingface_hub's HTTP client: connection refused, DNS, timeouts
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(error, TransportError):
+        endpoint = os.environ.get("HF_ENDPOINT", constants.ENDPOINT)
+        return (
+            f"cannot reach the Hub at {endpoint} ({type(error).__name__}: {error}); nothing was committed, rerun to "
+            "retry"
+        )
+    if isinstance(error, (FileNotFoundError, ValueError, OfflineModeIsEnabled)):
+        return str(error)
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else "?"
+        return f"the Hub answered {status} ({str(error).splitlines()[0]}); nothing was committed, rerun to retry"
+    return None

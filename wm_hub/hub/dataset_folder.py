@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,47 @@ CONFIG_NAME = "default"
 
 
 @dataclass
+class DatasetBuildConfig:
+    """What ``wm-hub data build`` builds: the arguments of :func:`build_hub_dataset` (:meth:`build_options`).
+
+    Args:
+        out: Output folder (must not exist, or be empty).
+        builder: Registered builder, e.g. ``aurora`` or ``epic_kitchens`` (NAME, the first word after the task).
+        config_name: Builder config, e.g. ``bench`` (default: the builder's only config); ``--config NAME`` on the
+            command line, as ``datasets`` calls a dataset's configs.
+        data_dir: Local data root (AURORA checkout, EPIC-KITCHENS folder); not needed by generated data.
+        skip_missing: Skip rows with missing or unreadable files, and list them in ``build_report.json``.
+        max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``500MB``).
+        annotations: ``synthetic_triplets`` only: read only these JSONL files of ``data_dir``, e.g. the output of
+            ``wm-hub sample`` written into the annotation folder (default: the ``annotations-*.jsonl`` shards of
+            ``wm-hub annotate``).
+    """
+
+    out: str
+    builder: str | None = None
+    config_name: str | None = field(default=None, metadata={"aliases": ["--config"]})
+    data_dir: str | None = None
+    skip_missing: bool = False
+    max_shard_size: str = "500MB"
+    annotations: list[str] | None = field(default=None, metadata={"metavar": "FILE"})
+
+    def __post_init__(self) -> None:
+        if not self.builder:
+            raise ValueError("DatasetBuildConfig: builder is required (NAME: a registered builder, e.g. aurora)")
+        if self.annotations and self.builder != "synthetic_triplets":
+            raise ValueError("--annotations is an option of the synthetic_triplets builder")
+
+    def build_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`build_hub_dataset` after the builder and ``out``."""
+        options = {"data_dir": self.data_dir, "config_name": self.config_name, "max_shard_size": self.max_shard_size}
+        if self.skip_missing:  # a builder config option: only the builders that check files have it
+            options["skip_missing"] = True
+        if self.annotations:
+            options["annotation_files"] = self.annotations
+        return options
+
+
+@dataclass
 class HubBuild:
     """What :func:`build_hub_dataset` wrote.
 
@@ -40,6 +81,12 @@ class HubBuild:
     out: Path
     num_examples: dict[str, int]
     report: BuildReport
+
+    def summary(self) -> dict[str, Any]:
+        """The folder, the examples and the rows skipped per split, and the report's path."""
+        skipped = {split: split_report.skipped_rows for split, split_report in self.report.splits.items()}
+        report = str(self.out / REPORT_FILENAME)
+        return {"out": str(self.out), "examples": self.num_examples, "skipped_rows": skipped, "report": report}
 
 
 def build_hub_dataset(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 from wm_hub.atomic_io import read_json_object
-from wm_hub.hub.commit import commit_folder, require_online, stage_file, wm_hub_version, write_json
+from wm_hub.hub.commit import PushResult, commit_folder, require_online, stage_file, wm_hub_version, write_json
 from wm_hub.hub.dataset_folder import build_hub_dataset
 from wm_hub.training.model_card import PAPER_CITATION
 
@@ -63,9 +63,13 @@ SOURCES: dict[str, dict[str, str]] = {
 
 @dataclass
 class DatasetPushConfig:
-    """Options of :func:`push_dataset` (the flags of ``wm-hub push dataset``).
+    """What :func:`push_dataset` publishes and how (the options of ``wm-hub push dataset``).
 
-    Attributes:
+    Args:
+        repo_id: The dataset repository, ``org/name`` (created if missing).
+        folder: The triplets: a Hub-layout folder written by ``wm-hub data build`` (``data/*.parquet`` +
+            ``README.md``), or an IDM annotation folder (``annotations*.jsonl`` + images), which is built with the
+            ``synthetic_triplets`` builder first.
         config_name: The dataset config (origin) this folder becomes, e.g. ``ucf``; default: the origin the rows
             share (``synthetic/ucf101/...`` -> ``ucf101``, ``shapes_world/triplets`` -> ``shapes_world``).
         revision: Branch to push to; created from ``main`` if missing.
@@ -76,34 +80,35 @@ class DatasetPushConfig:
         commit_message: The commit's title.
     """
 
+    repo_id: str
+    folder: str | Path | None = None
     config_name: str | None = None
     revision: str | None = None
     private: bool = False
     provenance: str | Path | None = None
-    commit_message: str | None = None
+    commit_message: str | None = field(default=None, metadata={"aliases": ["--message"]})
+
+    def __post_init__(self) -> None:
+        if not self.folder:
+            raise ValueError("DatasetPushConfig: folder is required (the folder of triplets to publish)")
 
 
-def push_dataset(folder: str | Path, repo_id: str, config: DatasetPushConfig | None = None, token: str | None = None):
+def push_dataset(config: DatasetPushConfig, token: str | None = None) -> PushResult:
     """Publish triplets as one config of a Hub dataset, with its provenance, in one commit.
 
     Args:
-        folder: A Hub-layout folder written by ``wm-hub data build`` (``data/*.parquet`` + ``README.md``), or an
-            IDM annotation folder (``annotations*.jsonl`` + images), which is built with the
-            ``synthetic_triplets`` builder first.
-        repo_id: ``org/name`` of the dataset repository.
-        config: Push options.
+        config: The folder, the repository and the push options.
         token: A token; ``None`` uses ``HF_TOKEN`` or the login cache.
 
     Returns:
         :class:`PushResult`.
 
     Raises:
-        FileNotFoundError: ``folder`` is neither layout.
+        FileNotFoundError: ``config.folder`` is neither layout.
         ValueError: Bad config name, rows of several origins without ``config_name``, unreadable metadata.
         huggingface_hub.errors.OfflineModeIsEnabled: ``HF_HUB_OFFLINE`` is set.
     """
-    config = config or DatasetPushConfig()
-    folder = Path(folder).expanduser()
+    folder, repo_id = Path(config.folder).expanduser(), config.repo_id
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     require_online()

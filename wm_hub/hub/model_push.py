@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +35,12 @@ TOKENIZER_FILES += ("added_tokens.json", "chat_template.jinja", "vocab.json", "m
 
 @dataclass
 class ModelPushConfig:
-    """Options of :func:`push_model` (the flags of ``wm-hub push model``).
+    """What :func:`push_model` publishes and how (the options of ``wm-hub push model``).
 
-    Attributes:
+    Args:
+        repo_id: The repository, ``org/name`` (created if missing).
+        folder: The model folder: what ``recipes/{idm,fdm}.py`` or :meth:`Backbone.save_pretrained` wrote, or an
+            adapter folder (``adapter_config.json`` + ``wm_hub.json``, e.g. a downloaded adapter repository).
         revision: Branch to push to (e.g. one per bootstrap round); created from ``main`` if missing.
         private: Create the repository private.
         merge: Publish merged weights. Without it, a folder with a LoRA adapter publishes the adapter only.
@@ -49,36 +51,40 @@ class ModelPushConfig:
         commit_message: The commit's title (default: says what is pushed).
     """
 
+    repo_id: str
+    folder: str | Path | None = None
     revision: str | None = None
     private: bool = False
     merge: bool = False
     base_model: str | None = None
     results: str | Path | None = None
-    datasets: Sequence[str] = ()
+    datasets: list[str] = field(
+        default_factory=list, metadata={"aliases": ["--dataset"], "action": "extend", "metavar": "ID"}
+    )
     license: str = DEFAULT_MODEL_LICENSE
-    commit_message: str | None = None
+    commit_message: str | None = field(default=None, metadata={"aliases": ["--message"]})
+
+    def __post_init__(self) -> None:
+        if not self.folder:
+            raise ValueError("ModelPushConfig: folder is required (the model folder to publish)")
 
 
-def push_model(folder: str | Path, repo_id: str, config: ModelPushConfig | None = None, token: str | None = None):
-    """Publish a wm-hub model folder (a training output, a saved backbone or a LoRA adapter) to ``repo_id``.
+def push_model(config: ModelPushConfig, token: str | None = None) -> PushResult:
+    """Publish a wm-hub model folder (a training output, a saved backbone or a LoRA adapter) to the Hub.
 
     Args:
-        folder: What ``recipes/{idm,fdm}.py`` or :meth:`Backbone.save_pretrained` wrote, or an adapter folder
-            (``adapter_config.json`` + ``wm_hub.json``, e.g. a downloaded adapter repository).
-        repo_id: ``org/name``.
-        config: Push options.
+        config: The folder, the repository and the push options.
         token: A token; ``None`` uses ``HF_TOKEN`` or the login cache.
 
     Returns:
         :class:`PushResult`.
 
     Raises:
-        FileNotFoundError: ``folder`` is not a model folder.
+        FileNotFoundError: ``config.folder`` is not a model folder.
         ValueError: An adapter whose base model is only a local folder, or unreadable metadata.
         huggingface_hub.errors.OfflineModeIsEnabled: ``HF_HUB_OFFLINE`` is set.
     """
-    config = config or ModelPushConfig()
-    folder = Path(folder).expanduser()
+    folder, repo_id = Path(config.folder).expanduser(), config.repo_id
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     require_online()
@@ -131,13 +137,14 @@ def push_trained_model(training_args: Any) -> PushResult:
         :class:`PushResult`.
     """
     config = ModelPushConfig(
+        repo_id=training_args.hub_model_id or Path(training_args.output_dir).name,
+        folder=training_args.output_dir,
         revision=training_args.hub_revision,
         private=bool(training_args.hub_private_repo),
         merge=True,
         commit_message="End of training",
     )
-    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
-    result = push_model(training_args.output_dir, repo_id, config, token=training_args.hub_token)
+    result = push_model(config, token=training_args.hub_token)
     logger.info("Pushed %s to %s", training_args.output_dir, result.url or f"{result.repo_id} (unchanged)")
     return result
 

@@ -12,11 +12,14 @@ Pages:
   row is not counted (the first stands) and the next row says so.
 - ``GET /images/<path>``: the study's images (only the ``images/`` folder is served, never ``key.json``).
 - ``GET /health``: ``{"status": "ok", "rows": N, "answers": M}``.
+
+:func:`serve` runs the app with Flask's threaded server (``wm-hub human-eval serve``, :class:`ServeConfig`).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Flask, abort, redirect, render_template, request, send_from_directory, url_for
@@ -25,6 +28,30 @@ from wm_hub.human_eval.storage import Answer, AnswerStore, check_annotator
 from wm_hub.human_eval.study import ANSWERS_FILE, IMAGES_DIR, StudyRow, load_study
 
 NOTES = {"duplicate": "That row had already been answered: your first answer was kept."}
+
+
+@dataclass
+class ServeConfig:
+    """Where ``wm-hub human-eval serve`` serves a study.
+
+    Args:
+        study: The study folder written by ``wm-hub human-eval build`` (its ``key.json`` is never read).
+        host: Address to listen on (``0.0.0.0`` in a container).
+        port: TCP port (7860 is a Space's).
+        db: The answers database (default ``<study>/answers.sqlite``); put it on persistent storage when the study
+            folder is not (e.g. ``/data`` on a Space).
+    """
+
+    study: str | Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+    db: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.study:
+            raise ValueError("ServeConfig: study is required (the study folder)")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"--port must be in 1..65535, got {self.port}")
 
 
 def create_app(study_dir: str | Path, db_path: str | Path | None = None) -> Flask:
@@ -134,3 +161,16 @@ def create_app(study_dir: str | Path, db_path: str | Path | None = None) -> Flas
         return {"status": "ok", "rows": len(study.rows), "answers": len(store.answers())}
 
     return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Serve the study's annotation app until the process is stopped, after printing where.
+
+    Raises:
+        FileNotFoundError: No ``study.json`` in the study folder.
+        ValueError: A malformed study, or an answers database that belongs to another study or cannot be opened.
+    """
+    app = create_app(config.study, db_path=config.db)
+    where = f"http://{config.host}:{config.port}/"
+    print(f"Serving {config.study} on {where} (answers in {app.config['STORE'].path})", flush=True)
+    app.run(host=config.host, port=config.port, threaded=True, debug=False, use_reloader=False)

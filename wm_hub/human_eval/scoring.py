@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from wm_hub.atomic_io import write_text
 from wm_hub.human_eval.storage import Answer, AnswerStore
@@ -38,7 +38,7 @@ MARKER = "†"
 class ScoreConfig:
     """How ``wm-hub human-eval score`` scores a study.
 
-    Attributes:
+    Args:
         study: The study folder (its ``key.json`` de-anonymises the answers).
         answers: The answers: an SQLite database written by the app (default ``<study>/answers.sqlite``) or a
             JSON Lines file with one ``{"annotator", "row", "best", "worst"}`` object per line.
@@ -48,14 +48,16 @@ class ScoreConfig:
         out: Folder for ``scores.json`` and ``scores.md`` (default: the study folder).
     """
 
-    study: str | Path
+    study: str | Path | None = None
     answers: str | Path | None = None
     reference: str | None = None
     alpha: float = 0.05
-    zero_method: str = "wilcox"
+    zero_method: Literal["wilcox", "pratt", "zsplit"] = "wilcox"
     out: str | Path | None = None
 
     def __post_init__(self) -> None:
+        if not self.study:
+            raise ValueError("ScoreConfig: study is required (the study folder)")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if self.out is not None and Path(self.out).exists() and not Path(self.out).is_dir():

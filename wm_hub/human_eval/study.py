@@ -23,7 +23,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,43 +71,50 @@ CRITERIA = (
 class StudyConfig:
     """What ``wm-hub human-eval build`` samples and from where.
 
-    Attributes:
-        predictions: Model name -> prediction folder (``DIR/<row id>.<png|jpg|jpeg|webp>``, as written by
-            ``wm-hub eval aurora``). At least two models; names are shown to nobody but the scorer.
+    Args:
+        predictions: The models, ``NAME=DIR`` each: a model name (shown to nobody but the scorer) and its
+            prediction folder (``DIR/<row id>.<png|jpg|jpeg|webp>``, as written by ``wm-hub eval aurora``). At
+            least two models; the first is the default reference of scoring.
         data_dir: AURORA checkout (``test.json`` and ``data/``).
         out: The study folder to write (must not exist or be empty).
         per_subset: Rows sampled from each subset (the paper: 5).
         seed: Seed of the row sampling, the row order and every row's model order.
-        subsets: AURORA-BENCH subsets (default: the paper's five).
+        subsets: AURORA-BENCH subsets, comma-separated or one per value (default: the paper's five).
         skip_missing: Leave out rows whose AURORA images are missing instead of failing.
         title: Shown at the top of every page.
+
+    Attributes:
+        models: Model name -> prediction folder, read from ``predictions`` in their order.
     """
 
-    predictions: Mapping[str, str | Path]
+    predictions: list[str] = field(metadata={"metavar": "NAME=DIR"})
     data_dir: str | Path
     out: str | Path
     per_subset: int = 5
     seed: int = 0
-    subsets: Sequence[str] | None = None
+    subsets: list[str] | None = None
     skip_missing: bool = False
     title: str = "Which predicted next observation is best, which is worst?"
+    models: dict[str, Path] = field(init=False)
 
     def __post_init__(self) -> None:
-        if len(self.predictions) < 2:
-            raise ValueError(
-                f"a study compares at least 2 models, got {len(self.predictions)}: {list(self.predictions)}"
-            )
-        bad = [name for name in self.predictions if not name or not name.strip() or "=" in name]
-        if bad:
-            raise ValueError(f"model names must be non-empty and contain no '=': {bad}")
+        self.models = {}
+        for entry in self.predictions:
+            name, sep, folder = entry.partition("=")
+            if not sep or not name.strip() or not folder:
+                raise ValueError(f"--predictions takes NAME=DIR, got {entry!r}")
+            if name.strip() in self.models:
+                raise ValueError(f"model name {name.strip()!r} given twice in --predictions")
+            self.models[name.strip()] = Path(folder)
+        if len(self.models) < 2:
+            raise ValueError(f"a study compares at least 2 models, got {len(self.models)}: {list(self.models)}")
         if self.per_subset < 1:
             raise ValueError(f"per_subset must be at least 1, got {self.per_subset}")
-        missing = [f"{name}: {path}" for name, path in self.predictions.items() if not Path(path).is_dir()]
-        if missing:
-            raise FileNotFoundError("prediction folder(s) not found: " + "; ".join(missing))
+        if self.subsets is not None:
+            self.subsets = [part.strip() for entry in self.subsets for part in entry.split(",") if part.strip()]
         names_of: dict[Path, list[str]] = {}
-        for name, path in self.predictions.items():
-            names_of.setdefault(Path(path).resolve(), []).append(name)
+        for name, path in self.models.items():
+            names_of.setdefault(path.resolve(), []).append(name)
         shared = [f"{' and '.join(names)} ({path})" for path, names in names_of.items() if len(names) > 1]
         if shared:
             raise ValueError(
@@ -263,8 +270,8 @@ def build_study(config: StudyConfig) -> Path:
 
     Raises:
         FileExistsError: ``config.out`` exists and is not empty.
-        FileNotFoundError: A model has no prediction for a sampled row (every missing model/row is named), or
-            the AURORA checkout is missing.
+        FileNotFoundError: A prediction folder is missing, a model has no prediction for a sampled row (every
+            missing model/row is named), or the AURORA checkout is missing.
         ValueError: A prediction image cannot be read (model, row and file named), a subset has too few rows,
             or AURORA rows are bad (the data layer's errors).
     """
@@ -274,20 +281,22 @@ def build_study(config: StudyConfig) -> Path:
     out = Path(config.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: exists and is not an empty folder; choose a new study folder")
+    missing = [f"{name}: {path}" for name, path in config.models.items() if not path.is_dir()]
+    if missing:
+        raise FileNotFoundError("prediction folder(s) not found: " + "; ".join(missing))
     data_dir = Path(config.data_dir)
     if not (data_dir / "test.json").is_file():
         raise FileNotFoundError(f"{data_dir}: no test.json (--data-dir must be an AURORA checkout)")
     triplets = load_eval_triplets(
         str(data_dir),
-        subsets=list(config.subsets) if config.subsets else None,
+        subsets=config.subsets or None,
         skip_missing=config.skip_missing,
     )
     dataset = triplets.dataset
     ids, actions = dataset["id"], dataset["action"]
     chosen, subset_order = _sample_rows(ids, triplets.subsets(), config)
     subsets = triplets.subsets()
-    models = list(config.predictions)
-    folders = {name: Path(path) for name, path in config.predictions.items()}
+    models, folders = list(config.models), config.models
 
     missing = []
     files: dict[tuple[str, str], Path] = {}

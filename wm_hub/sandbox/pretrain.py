@@ -74,7 +74,8 @@ DEFAULT_TASK_MIX = {"caption": 2, "second_caption": 1, "differences": 3, "draw":
 
 @dataclass
 class SandboxPretrainConfig:
-    """What ``wm-hub sandbox pretrain`` trains.
+    """What ``wm-hub sandbox pretrain`` trains: its options, and the keys of its YAML recipes
+    (``recipes/sandbox/pretrain*.yaml``, read with ``--config``).
 
     Args:
         vqgan: The fitted sandbox tokenizer (a diffusers ``VQModel`` folder, one code per cell pattern).
@@ -88,8 +89,11 @@ class SandboxPretrainConfig:
         warmup_steps: Linear warm-up steps.
         save_steps: Steps between resumable checkpoints.
         copy_share: Share of ``redraw`` rows whose second picture is the first (``"no change"``: pure copying).
-        task_mix: Rows of each task (:data:`PRETRAIN_TASKS`) per cycle of the data.
+        task_mix: Rows of each task (:data:`PRETRAIN_TASKS`) per cycle of the data; a mapping, so it is set in the
+            YAML recipe, not on the command line.
         seed: Seed of the weights and the data.
+        world: The shapes world (:class:`~wm_hub.data.shapes_world.WorldConfig` fields; default: the sandbox
+            world); a mapping, so it is set in the YAML recipe, not on the command line.
         init_from: A pretrained base to continue from (a later stage: its weights, a fresh optimizer and schedule;
             its loss log and run record carry over so the card covers every stage). ``None``: random weights.
     """

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,20 @@ VARIANTS = {  # Table 4: (IDM-labelled video pairs, recognition-weighted loss)
 METRICS_FILE = "study_metrics.json"
 
 
+QUICK_SIZES: dict[str, Any] = dict(
+    num_eval=12, num_train=64, seeds=(0, 1), curve_steps=6, curve_every=3, data_sizes=(16,), fdm_steps=3,
+    num_videos=4, k=8, k_grid=(8,), labeller_steps=(3,), best_of=(1, 2), num_rollouts=4, rollout_length=2,
+    rollout_candidates=2, probe_num=8,
+)  # fmt: skip
+"""The CI sizes of the sandbox study (:meth:`StudyConfig.quick`, ``--quick``)."""
+
+
 @dataclass
 class StudyConfig:
     """Sizes of the sandbox study (the defaults: about an hour on 2 CPU cores; :meth:`quick`: about a minute).
 
     Args:
-        out: Output folder (runs, results.json, report.md, plots).
+        out: Output folder (runs, results.json, report.md, plots); rerun to resume.
         base: The sandbox base every model starts from.
         num_eval: Held-out test triplets measured (the same ones everywhere).
         num_train: Labelled triplets of the training split.
@@ -91,40 +99,43 @@ class StudyConfig:
         rollout_candidates: Candidates per verified rollout step.
         probe_num: Held-out triplets probed.
         seed: Seed of sampling, random K and the rollouts' chains.
+        quick_sizes: The CI sizes (:data:`QUICK_SIZES`, about two minutes) for every size left at its default: the
+            structure, not the figures.
     """
 
     out: Path = Path("study")
     base: Path = SANDBOX_BASE
     num_eval: int = 200
     num_train: int = 4000
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     curve_steps: int = 600
     curve_every: int = 100
-    data_sizes: tuple[int, ...] = (250, 1000)
+    data_sizes: list[int] = field(default_factory=lambda: [250, 1000])
     fdm_steps: int = 250
     num_videos: int = 400
     k: int = 1000
-    k_grid: tuple[int, ...] = (250, 500, 1000)
-    labeller_steps: tuple[int, ...] = (100, 300)
-    best_of: tuple[int, ...] = (1, 2, 4, 8, 16)
+    k_grid: list[int] = field(default_factory=lambda: [250, 500, 1000])
+    labeller_steps: list[int] = field(default_factory=lambda: [100, 300])
+    best_of: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     num_rollouts: int = 100
     rollout_length: int = 5
     rollout_candidates: int = 4
     probe_num: int = 200
     seed: int = 0
+    quick_sizes: bool = field(default=False, metadata={"aliases": ["--quick"]})
 
     @classmethod
     def quick(cls, **overrides: Any) -> StudyConfig:
-        """The CI size: every part and file, tiny budgets (its figures say nothing)."""
-        values = dict(
-            num_eval=12, num_train=64, seeds=(0, 1), curve_steps=6, curve_every=3, data_sizes=(16,), fdm_steps=3,
-            num_videos=4, k=8, k_grid=(8,), labeller_steps=(3,), best_of=(1, 2), num_rollouts=4, rollout_length=2,
-            rollout_candidates=2, probe_num=8,
-        )  # fmt: skip
-        return cls(**{**values, **overrides})
+        """The CI size (:data:`QUICK_SIZES`): every part and file, tiny budgets (its figures say nothing)."""
+        return cls(**{**QUICK_SIZES, **overrides})
 
     def __post_init__(self) -> None:
         self.out, self.base = Path(self.out), Path(self.base)
+        if self.quick_sizes:
+            for spec in dataclasses.fields(self):
+                default = spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
+                if spec.name in QUICK_SIZES and getattr(self, spec.name) == default:
+                    setattr(self, spec.name, QUICK_SIZES[spec.name])
         if self.curve_steps % self.curve_every:
             raise ValueError(
                 f"curve_steps ({self.curve_steps}) must be a multiple of curve_every ({self.curve_every})"

@@ -24,10 +24,12 @@ Tokenization at inference is unchanged (``encode_codes``: squared-distance argmi
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,7 @@ from diffusers import VQModel
 from PIL import Image
 from tqdm import tqdm
 
+from wm_hub.atomic_io import write_text
 from wm_hub.data.shapes_world import Scene, ShapeObject, ShapesWorld, WorldConfig
 from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes
 from wm_hub.models.tiny import TinySpec, tiny_vqgan, zero_residual_branches
@@ -46,9 +49,10 @@ from wm_hub.training.vq_fitting import images_to_pixels
 
 @dataclass
 class SandboxTokenizerConfig:
-    """How :func:`fit_sandbox_tokenizer` trains.
+    """How :func:`fit_sandbox_tokenizer` trains, and where :func:`build_sandbox_tokenizer` writes the result.
 
     Args:
+        out: The output ``VQModel`` folder of :func:`build_sandbox_tokenizer` (required on the command line).
         steps: Optimizer steps.
         batch_size: Pictures per step.
         lr: Peak Adam learning rate (cosine decay after a linear warm-up).
@@ -59,11 +63,13 @@ class SandboxTokenizerConfig:
         max_objects: Most objects of a training picture (uniform from 1).
         seed: Seed of the random init, the pictures and the noise.
         progress: Show a progress bar.
+        num_pairs: Held-out triplets :func:`build_sandbox_tokenizer` measures (:func:`measure_tokenizer`).
     """
 
-    steps: int = 600
+    out: str | None = field(default=None, metadata={"required": True})
+    steps: int = 800
     batch_size: int = 16
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup_steps: int = 20
     commitment: float = 0.25
     reconstruction: float = 1.0
@@ -71,6 +77,7 @@ class SandboxTokenizerConfig:
     max_objects: int = 16
     seed: int = 0
     progress: bool = True
+    num_pairs: int = 1000
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -207,3 +214,25 @@ def measure_tokenizer(vqgan: VQModel, world: WorldConfig | None = None, num_pair
         "cell_exactness": exact / cells,
         "code_accuracy": right_code / cells,
     }
+
+
+def build_sandbox_tokenizer(config: SandboxTokenizerConfig) -> dict[str, Any]:
+    """Fit the sandbox tokenizer of the sandbox world, measure it, and write it to ``config.out``.
+
+    ``config.out`` gets the ``VQModel`` and ``fit_log.json`` (the settings, the training log and, under
+    ``heldout``, :func:`measure_tokenizer` on ``config.num_pairs`` held-out triplets).
+
+    Returns:
+        The held-out measurement.
+
+    Raises:
+        ValueError: ``config.out`` is not set.
+    """
+    if not config.out:
+        raise ValueError("SandboxTokenizerConfig: out is required to write the tokenizer")
+    vqgan, log = fit_sandbox_tokenizer(config=config)
+    log["heldout"] = measure_tokenizer(vqgan, num_pairs=config.num_pairs)
+    out = Path(config.out)
+    vqgan.save_pretrained(out)
+    write_text(out / "fit_log.json", json.dumps(log, indent=1) + "\n")
+    return log["heldout"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,64 @@ def write_weight_panels(
         write_with(path, lambda tmp, panel=panel: panel.save(tmp, format="PNG"))
         written.append(path)
     return written
+
+
+@dataclass
+class WeightPanelsConfig:
+    """Which triplets :func:`show_weights` draws with which recognizer (``wm-hub data show-weights``).
+
+    Args:
+        backbone: Backbone folder or Hub id (its VQ encoder is the recognizer).
+        data: Triplets with ``source`` and ``target`` images: a Hub-layout folder, a Hub dataset id, or a
+            ``.parquet`` file.
+        out: Output folder for the PNG panels.
+        split: Split to read (not for a ``.parquet`` file).
+        limit: Triplets to draw (the first ones).
+        display_size: Side of each panel tile, in pixels.
+        device: Torch device (default: CPU).
+    """
+
+    backbone: str
+    data: str
+    out: str
+    split: str = "train"
+    limit: int = 16
+    display_size: int = 256
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "display_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WeightPanelsConfig: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def show_weights(config: WeightPanelsConfig) -> list[Path]:
+    """Write the weight panels of the first ``config.limit`` triplets of ``config.data`` into ``config.out``.
+
+    Returns:
+        The written files, in row order.
+
+    Raises:
+        ValueError: ``config.data`` cannot be read (or has no such split), or has no ``source``/``target`` column.
+        FileNotFoundError: ``config.data`` does not exist.
+    """
+    import datasets
+
+    from wm_hub.models.loading import load_backbone
+
+    where = f"--data {config.data} (split {config.split!r})"
+    try:
+        if Path(config.data).suffix == ".parquet":
+            triplets = datasets.load_dataset("parquet", data_files=config.data, split="train")
+        else:
+            triplets = datasets.load_dataset(config.data, split=config.split)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{where}: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+    missing = {"source", "target"} - set(triplets.column_names)
+    if missing:
+        raise ValueError(f"--data {config.data} has no {sorted(missing)} column(s): not a triplet dataset")
+    backbone = load_backbone(config.backbone, device=config.device)
+    rows = triplets.select(range(min(config.limit, len(triplets))))
+    return write_weight_panels(backbone, rows, config.out, display_size=config.display_size)
