@@ -242,6 +242,10 @@ def test_a_second_pretraining_stage_continues_from_the_first_and_the_card_covers
     assert one.keys() == two.keys() and any(not torch.equal(one[key], two[key]) for key in one)
     with pytest.raises(FileNotFoundError, match="init_from"):
         pretrain(dataclasses.replace(second, output_dir=str(tmp_path / "three"), init_from=str(tmp_path / "none")))
+    with pytest.raises(FileExistsError, match=r"one already holds a pretrained base \(stages \[1\], 25 steps\)"):
+        pretrain(SandboxPretrainConfig(output_dir=str(tmp_path / "one"), max_steps=30, warmup_steps=2, **tiny))
+    assert torch.equal(load_file(tmp_path / "one" / "model.safetensors")[next(iter(one))], next(iter(one.values())))
+    assert json.loads((tmp_path / "one" / "pretrain_config.json").read_text())["max_steps"] == 25
 
 
 def test_the_pretraining_recipes_are_the_shipped_base_s_three_stages():

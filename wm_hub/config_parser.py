@@ -72,6 +72,7 @@ class ConfigParser(TrlParser):
 
     def __init__(self, dataclass_types: type | Iterable[type] | None = None, **kwargs: Any):
         kwargs.setdefault("formatter_class", ParagraphFormatter)
+        kwargs.setdefault("allow_abbrev", False)  # --max-step must not quietly mean --max_steps
         super().__init__(dataclass_types, **kwargs)
 
     def _add_dataclass_arguments(self, dtype: type) -> None:
@@ -113,11 +114,14 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
 
     argv = list(sys.argv[1:] if args is None else args)
     config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
-    where = f"recipe {config}: " if config else ""
+    where = f"recipe {config}: " if config and os.path.isfile(config) else ""
     try:
         return parser.parse_args_and_config(args=argv)
     except FileNotFoundError as error:
         message = f"{error.filename or config}: no such recipe file"
+        fields = {field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind)}
+        if "data_config" in fields:  # eval idm and probe named the dataset's config --config before
+            message += " (--config reads a YAML file of options; the dataset's config is --data-config)"
     except yaml.YAMLError as error:
         message = f"{where}not valid YAML: {' '.join(str(error).split())}"
     except (ValueError, TypeError) as error:

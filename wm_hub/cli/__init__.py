@@ -5,8 +5,8 @@ everything else is a ``wm-hub`` subcommand. ``wm-hub <task> --help`` explains ea
 
 Each task lives in a module of this package (or of a subpackage, for a group such as ``wm-hub eval``), found at
 start-up, so a new task is one new module. A module declares ``TASKS`` (:class:`~wm_hub.cli._tasks.Task`: the
-command words, the config dataclasses whose fields are the options, the function that runs it); modules not yet
-built that way define ``register(subparsers)``. Task logic lives in the library, never here.
+command words, the config dataclasses whose fields are the options, the function that runs it). Task logic lives in
+the library, never here.
 """
 
 from __future__ import annotations
@@ -58,8 +58,11 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
     """
     from wm_hub import __version__
 
-    # The task parsers of a full build are ConfigParsers (trl's TrlParser); the light one imports neither.
-    parser_class = argparse.ArgumentParser if light else importlib.import_module("wm_hub.config_parser").ConfigParser
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+    if not light:  # the task parsers are ConfigParsers (trl's TrlParser), which the light help does not import
+        from wm_hub.config_parser import ConfigParser
+
+        parser_class = ConfigParser
     parser = argparse.ArgumentParser(prog="wm-hub", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"wm-hub {__version__}")
     subparsers = parser.add_subparsers(title="tasks", metavar="<task>", required=True, parser_class=parser_class)
@@ -76,9 +79,6 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
             where.add_parser(words[-1], help=task.help)
         else:
             task.parser(where)
-    for module in command_modules():
-        if hasattr(module, "register"):
-            module.register(subparsers)
     return parser
 
 
@@ -93,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configs = parse_config(task.parser(), argv[count:])
             return task.run(argv[count:], *configs) if task.forwards_argv else task.run(*configs)
-    if not argv or argv[0].startswith("-") or argv[0] in GROUPS:  # help, version, or a group without its task
-        build_parser(light=True).parse_args(argv)
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser(light=True)
+    parser.parse_args(argv)  # --help, --version, or an unknown task or group without its task: argparse exits
+    parser.error(f"no task {' '.join(argv)!r}")

@@ -17,7 +17,10 @@ def _tokenizer(config) -> int:
 def _pretrain(config) -> int:
     from wm_hub.sandbox.pretrain import pretrain
 
-    pretrain(config)
+    try:
+        pretrain(config)
+    except (FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"Wrote the sandbox base to {config.output_dir}")
     return 0
 

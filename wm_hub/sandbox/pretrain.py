@@ -246,6 +246,12 @@ def _stages(runs: list[dict[str, Any]]) -> dict[int, int]:
 def _start_stage(config: SandboxPretrainConfig, out: Path) -> tuple[Backbone, int, int]:
     """The backbone to train, this stage's number and the global step it starts at."""
     if config.init_from is None:
+        finished = _stages(_runs(out))
+        if finished:  # a rerun of a finished first stage would start the base again from random weights
+            raise FileExistsError(
+                f"{out} already holds a pretrained base (stages {sorted(finished)}, {sum(finished.values())} steps): "
+                f"continue it with --init_from {out}, or give another --output_dir"
+            )
         return build_sandbox_base(config), 1, 0
     from wm_hub.models.loading import load_backbone
 
@@ -267,9 +273,9 @@ def pretrain(config: SandboxPretrainConfig) -> Backbone:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     torch.manual_seed(config.seed)
     backbone, stage, first_step = _start_stage(config, out)
+    (out / "pretrain_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
     world = WorldConfig(**config.world)
     rows = pretraining_dataset(
         backbone,
@@ -343,7 +349,8 @@ def finish_base(config: SandboxPretrainConfig) -> dict[str, Any]:
         (out / "tokenizer_report.json").write_text(json.dumps(tokenizer, indent=2) + "\n")
     report = measure_base(load_backbone(str(out)), WorldConfig(**config.world))
     (out / "base_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    log_path = out / "loss_log.jsonl"  # absent after fewer steps than the logging interval
+    log = [json.loads(line) for line in log_path.read_text().splitlines()] if log_path.is_file() else []
     figure, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot([row["step"] for row in log], [row["loss_image"] for row in log], label="image tokens")
     axis.plot([row["step"] for row in log], [row["loss_text"] for row in log], label="text tokens")
