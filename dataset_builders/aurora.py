@@ -28,7 +28,7 @@ from typing import Any
 import datasets
 from datasets.utils.tqdm import tqdm
 
-from wm_hub.data.build_report import (
+from wm_hub.data.reporting_builder import (
     BuildReport,
     ReportingBuilder,
     SplitReport,

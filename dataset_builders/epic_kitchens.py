@@ -27,7 +27,7 @@ import av
 import datasets
 from datasets.utils.tqdm import tqdm
 
-from wm_hub.data.build_report import (
+from wm_hub.data.reporting_builder import (
     BadFile,
     BuildReport,
     ReportingBuilder,

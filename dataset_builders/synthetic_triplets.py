@@ -39,7 +39,7 @@ from typing import Any
 
 import datasets
 
-from wm_hub.data.build_report import (
+from wm_hub.data.reporting_builder import (
     BuildReport,
     ReportingBuilder,
     SplitReport,

@@ -13,8 +13,8 @@ from PIL import Image
 from shared_data import require
 
 from dataset_builders.aurora import PAPER_SUBSETS
-from wm_hub.data.build_report import MissingFilesError
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import MissingFilesError
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

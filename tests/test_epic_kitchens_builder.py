@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wm_hub.data.build_report import MissingFilesError
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import MissingFilesError
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 HEADER = [

@@ -10,8 +10,8 @@ import pytest
 
 from dataset_builders.synthetic_triplets import SyntheticTripletsBuilder
 from wm_hub.cli import main
-from wm_hub.data.build_report import BuildReport, MissingFilesError
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import BuildReport, MissingFilesError
 from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.data.shapes_world import ShapesWorld
 

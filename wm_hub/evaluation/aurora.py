@@ -35,8 +35,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_text, write_with
-from wm_hub.data.build_report import image_problem
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import image_problem
 from wm_hub.evaluation import judge, split_names
 from wm_hub.evaluation.baselines import DEFAULT_IP2P_MODEL, InstructPix2PixConfig
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL

@@ -2,7 +2,7 @@
 
 ``OUT/data/{split}-{i:05d}-of-{n:05d}.parquet`` (images embedded), ``OUT/README.md`` whose YAML front matter
 declares the ``configs`` (data files per split) and ``dataset_info`` (features, split sizes), and
-``OUT/build_report.json`` (:class:`~wm_hub.data.build_report.BuildReport`). ``datasets.load_dataset(OUT)`` reads
+``OUT/build_report.json`` (:class:`~wm_hub.data.reporting_builder.BuildReport`). ``datasets.load_dataset(OUT)`` reads
 it without wm-hub, ``streaming=True`` included, and the folder can be uploaded to the Hub as it is.
 """
 
@@ -21,8 +21,8 @@ from datasets.utils.metadata import MetadataConfigs
 from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from wm_hub.data.build_report import REPORT_FILENAME, BuildReport, ReportingBuilder
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import REPORT_FILENAME, BuildReport, ReportingBuilder
 
 CONFIG_NAME = "default"
 
@@ -116,7 +116,7 @@ def build_hub_dataset(
 
     Raises:
         ValueError: Unknown builder, config or option, or bad rows
-            (:class:`~wm_hub.data.build_report.MissingFilesError` names every one).
+            (:class:`~wm_hub.data.reporting_builder.MissingFilesError` names every one).
         FileNotFoundError: ``data_dir`` or an annotation file does not exist.
         FileExistsError: ``out`` exists and is not an empty folder.
     """
