@@ -83,6 +83,9 @@ class ConfigParser(TrlParser):
         for action in self._actions[before:]:
             if action.dest not in fields or action.help == argparse.SUPPRESS:
                 continue
+            if action.option_strings and action.option_strings[0].startswith("--no_"):  # a True bool's off switch
+                action.help = f"turn {action.option_strings[0].removeprefix('--no')[1:]} off"
+                continue
             text = action.help or helps.get(action.dest, "").replace("%", "%%")
             empty = action.default is None or action.default is False or action.default in ("", [])
             shown = not (action.required or empty or "default" in text)
@@ -129,7 +132,7 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
         in_recipe, on_command_line = "Unknown arguments" in text, "not used by the HfArgumentParser" in text
         unknown = re.findall(r"'--([\w-]+)'", text) if in_recipe or on_command_line else []
         if unknown:
-            known = [field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind)]
+            known = [field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind) if field.init]
             close = {name: difflib.get_close_matches(name.replace("-", "_"), known) for name in unknown}
             hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
             kind = f"{where}unknown key(s)" if in_recipe else "unknown option(s)"

@@ -71,9 +71,10 @@ def train(task: str, argv: Sequence[str] | None = None) -> None:
     """Parse the recipe and train ``task`` in this process (what each ``accelerate launch`` process runs)."""
     from wm_hub.config_parser import parse_config
     from wm_hub.hub.model_push import push_trained_model
-    from wm_hub.training.run import main
+    from wm_hub.training.run import main, setup_logging
 
     data_args, training_args, model_args, _ = parse_config(_task(task).parser(), argv)
+    setup_logging(training_args)
     main(task, data_args, training_args, model_args, publish=push_trained_model)
 
 

@@ -114,6 +114,7 @@ class PredictConfig(GenerateConfig):
         fdm: Forward-dynamics model: a folder or Hub id (``--model``, its old flag, works too).
         num_candidates: Samples per step, in one batch (4, as ``predict`` always drew).
         seed: Sampling seed (0, ``predict``'s default).
+        device: Torch device (``cpu``, ``predict``'s default; ``cuda:0`` for a GPU).
     """
 
     fdm: str = field(
@@ -121,6 +122,7 @@ class PredictConfig(GenerateConfig):
     )
     num_candidates: int = field(default=4, metadata={"help": "candidates sampled in one batch", "metavar": "N"})
     seed: int | None = field(default=0, metadata={"help": "sampling seed (default: 0)"})
+    device: str | None = field(default="cpu", metadata={"help": "torch device, e.g. cpu or cuda:0"})
 
 
 @dataclass(kw_only=True)

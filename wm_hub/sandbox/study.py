@@ -68,8 +68,8 @@ METRICS_FILE = "study_metrics.json"
 
 
 QUICK_SIZES: dict[str, Any] = dict(
-    num_eval=12, num_train=64, seeds=(0, 1), curve_steps=6, curve_every=3, data_sizes=(16,), fdm_steps=3,
-    num_videos=4, k=8, k_grid=(8,), labeller_steps=(3,), best_of=(1, 2), num_rollouts=4, rollout_length=2,
+    num_eval=12, num_train=64, seeds=[0, 1], curve_steps=6, curve_every=3, data_sizes=[16], fdm_steps=3,
+    num_videos=4, k=8, k_grid=[8], labeller_steps=[3], best_of=[1, 2], num_rollouts=4, rollout_length=2,
     rollout_candidates=2, probe_num=8,
 )  # fmt: skip
 """The CI sizes of the sandbox study (:meth:`StudyConfig.quick`, ``--quick``)."""
@@ -99,11 +99,11 @@ class StudyConfig:
         rollout_candidates: Candidates per verified rollout step.
         probe_num: Held-out triplets probed.
         seed: Seed of sampling, random K and the rollouts' chains.
-        quick_sizes: The CI sizes (:data:`QUICK_SIZES`, about two minutes) for every size left at its default: the
-            structure, not the figures.
+        quick_sizes: The CI sizes (:data:`QUICK_SIZES`, about two minutes) for every size left at its default (a
+            size given equal to its default is taken as left): the structure, not the figures.
     """
 
-    out: Path = Path("study")
+    out: Path
     base: Path = SANDBOX_BASE
     num_eval: int = 200
     num_train: int = 4000

@@ -112,7 +112,6 @@ def main(
         weight_normalization=training_args.weight_normalization,
         weight_floor=training_args.loss_weight_floor,
     )
-    setup_logging(training_args)
     if data_args.dry_run:
         summary = _build_mixture(data_args).summary()
         if training_args.process_index == 0:  # one report, not one per process of an accelerate launch
