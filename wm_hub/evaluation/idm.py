@@ -33,13 +33,15 @@ def evaluate_idm(config: GenerationEvalConfig, data: EvalTripletsConfig, metrics
         The results, as written to ``config.out``.
 
     Raises:
-        ValueError: Not a triplet dataset, an unknown subset, rows with missing images (``MissingFilesError``,
-            without ``skip_missing``) or a predictions file this run did not write.
+        ValueError: A model fine-tuned as an FDM, not a triplet dataset, an unknown subset, rows with missing images
+            (``MissingFilesError``, without ``skip_missing``) or a predictions file this run did not write.
         FileNotFoundError: A builder's data folder or a BERTScore baseline file that does not exist.
     """
     from wm_hub.inference.actions import generate_actions
+    from wm_hub.inference.prediction import check_trained_task
     from wm_hub.models.loading import load_backbone
 
+    check_trained_task("--model", config.model, "idm")  # before loading anything
     triplets = data.load()
     if triplets.skipped:
         names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-from wm_hub.cli._checks import check_trained_task
 from wm_hub.cli._tasks import Task
 
 
 def _eval_idm(config, data, metrics) -> int:
     from wm_hub.evaluation.idm import evaluate_idm
 
-    check_trained_task("--model", config.model, "idm")
     try:
         results = evaluate_idm(config, data, metrics)
     except (ValueError, FileNotFoundError) as error:
