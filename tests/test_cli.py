@@ -172,3 +172,24 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     assert not {"train_idm_s", "videos_s", "sample_s", "train_fdm_s"} & set(
         json.loads((out / "summary.json").read_text())["wall_times"]
     )
+
+
+def test_config_flag_forms_and_mistakes_are_one_line(tmp_path, capsys):
+    from wm_hub.cli import tasks
+    from wm_hub.config_parser import parse_config
+
+    recipe = tmp_path / "sample.yaml"
+    recipe.write_text(f"input: {tmp_path / 'annotated'}\nout: {tmp_path / 'kept.jsonl'}\nk: 3\n")
+    parser = tasks()[("sample",)].parser
+    files, config = parse_config(parser(), [f"--config={recipe}", "--k", "5"])  # = form; the flag overrides
+    assert config.k == 5 and str(files.out) == str(tmp_path / "kept.jsonl")
+    for argv, message in (
+        (["--config"], "error: --config takes one YAML file of options"),
+        (["--config", str(tmp_path)], f"error: --config {tmp_path} is a folder: give a YAML file of options"),
+        (["--config", str(recipe), "--frobnicate=1"], "error: unknown option(s): --frobnicate"),
+        (["--config", str(recipe), "--scor-field", "mean"], "error: unknown option(s): --scor-field (did you mean"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_config(parser(), argv)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith(message)

@@ -394,7 +394,7 @@ def test_wm_hub_train_checks_the_recipe_before_launching(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["train", "idm", "--config", tiny_idm, "--lerning_rate", "1"])
     assert exit_info.value.code == 2
-    assert "unknown option(s): lerning_rate (did you mean learning_rate" in capsys.readouterr().err
+    assert "unknown option(s): --lerning_rate (did you mean --learning-rate" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["train", "idm", "--config", tiny_idm, "--num_processes", "0"])
     assert capsys.readouterr().err == "error: recipe " + tiny_idm + ": num_processes must be >= 1, got 0\n"

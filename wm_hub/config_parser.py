@@ -75,6 +75,10 @@ class ConfigParser(TrlParser):
         kwargs.setdefault("allow_abbrev", False)  # --max-step must not quietly mean --max_steps
         super().__init__(dataclass_types, **kwargs)
 
+    def error(self, message: str):
+        """An argparse error (type, choice, missing option) as one line, like wm-hub's own, not the usage block."""
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
     def _add_dataclass_arguments(self, dtype: type) -> None:
         before = len(self._actions)
         super()._add_dataclass_arguments(dtype)
@@ -115,10 +119,16 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
     """
     import yaml
 
-    argv = list(sys.argv[1:] if args is None else args)
+    argv = []
+    for arg in sys.argv[1:] if args is None else args:  # --config=FILE as --config FILE, which TrlParser reads
+        argv += arg.split("=", 1) if arg.startswith("--config=") else [arg]
     config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
     where = f"recipe {config}: " if config and os.path.isfile(config) else ""
     try:
+        if argv[-1:] == ["--config"] or argv.count("--config") > 1:
+            raise ValueError("--config takes one YAML file of options")
+        if config and os.path.isdir(config):
+            raise ValueError(f"--config {config} is a folder: give a YAML file of options")
         return parser.parse_args_and_config(args=argv)
     except FileNotFoundError as error:
         message = f"{error.filename or config}: no such recipe file"
@@ -130,11 +140,13 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
     except (ValueError, TypeError) as error:
         text = str(error)
         in_recipe, on_command_line = "Unknown arguments" in text, "not used by the HfArgumentParser" in text
-        unknown = re.findall(r"'--([\w-]+)'", text) if in_recipe or on_command_line else []
+        unknown = re.findall(r"'--([\w-]+)(?:=[^']*)?'", text) if in_recipe or on_command_line else []
         if unknown:
             known = [field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind) if field.init]
             close = {name: difflib.get_close_matches(name.replace("-", "_"), known) for name in unknown}
-            hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in unknown]
+            if on_command_line:  # as typed: --name, suggestions in the dashed spelling
+                close = {f"--{name}": [f"--{c.replace('_', '-')}" for c in close[name]] for name in unknown}
+            hints = [f"{name} (did you mean {', '.join(close[name])}?)" if close[name] else name for name in close]
             kind = f"{where}unknown key(s)" if in_recipe else "unknown option(s)"
             message = f"{kind}: {'; '.join(hints)}"
         else:

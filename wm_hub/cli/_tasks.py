@@ -31,6 +31,8 @@ class Task:
         arguments: Adds the few options that are not config fields (positional inputs), if any.
         forwards_argv: ``run`` is a launcher: after the options are checked it gets the task's own command line
             first (to hand on to the process it starts), then the configs.
+        own_config_flag: ``--config`` is one of the task's own options (``data build``'s builder config), not a
+            YAML file of options.
     """
 
     words: tuple[str, ...]
@@ -41,6 +43,7 @@ class Task:
     epilog: str = ""
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
     forwards_argv: bool = False
+    own_config_flag: bool = False
 
     @property
     def name(self) -> str:
@@ -51,7 +54,10 @@ class Task:
         """The task's parser, standalone (``prog="wm-hub <words>"``) or added to ``subparsers`` under its last word."""
         from wm_hub.config_parser import ConfigParser  # imports trl: only when the task runs or explains itself
 
-        options = {"description": self.description or self.help, "epilog": self.epilog}
+        epilog = self.epilog
+        if not self.own_config_flag:
+            epilog += "\n\n--config FILE.yaml sets any of these options from YAML; options given here override it."
+        options = {"description": self.description or self.help, "epilog": epilog.strip()}
         if subparsers is None:
             parser = ConfigParser(self.configs(), prog=f"wm-hub {self.name}", **options)
         else:

@@ -77,6 +77,7 @@ def _show_weights_config() -> tuple[type, ...]:
 
 TASKS = (
     _BuildTask(
+        own_config_flag=True,
         words=("data", "build"),
         help="build a triplet dataset from local data into a Hub-layout folder",
         configs=_build_config,

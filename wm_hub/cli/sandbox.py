@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from wm_hub.cli._tasks import Task
 
@@ -17,6 +18,8 @@ def _tokenizer(config) -> int:
 def _pretrain(config) -> int:
     from wm_hub.sandbox.pretrain import pretrain
 
+    if not (Path(config.vqgan) / "config.json").is_file():
+        raise SystemExit(f"error: --vqgan {config.vqgan}: no fitted sandbox tokenizer (see wm-hub sandbox tokenizer)")
     try:
         pretrain(config)
     except (FileNotFoundError, FileExistsError) as error:

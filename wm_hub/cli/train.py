@@ -62,6 +62,10 @@ def _launcher(task: str):
                 f"error: this recipe is for the {data_args.task.upper()} (task: {data_args.task}), not the "
                 f"{task.upper()}: run wm-hub train {data_args.task}"
             )
+        if not model_args.model_name_or_path:
+            raise SystemExit("error: no model: give --model_name_or_path (or model_name_or_path: in --config)")
+        if not data_args.sources:
+            raise SystemExit("error: no training data: give sources: in the --config recipe (see recipes/README.md)")
         return subprocess.run(launch_command(task, argv, launch), env=busy_child_env()).returncode
 
     return run
@@ -85,7 +89,7 @@ def _task(task: str) -> Task:
         configs=_configs,
         run=_launcher(task),
         forwards_argv=True,
-        description=f"Fine-tune an {'inverse' if task == 'idm' else 'forward'} dynamics model from a YAML recipe "
+        description=f"Fine-tune {'an inverse' if task == 'idm' else 'a forward'} dynamics model from a YAML recipe "
         f"(recipes/<model>/{task}.yaml): every field of the recipe's dataclasses (DataArguments, TRL's SFTConfig "
         "with wm-hub's loss weighting, ModelConfig) is an option here and overrides the YAML. The recipe is "
         "checked here, then `accelerate launch` runs it on --num_processes processes (DDP, or DeepSpeed ZeRO with "
