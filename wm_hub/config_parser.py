@@ -22,6 +22,13 @@ from typing import Any
 from trl import TrlParser
 
 _ARG = re.compile(r"^(\s*)(\w+)(?: \([^)]*\))?:\s*(.*)$")
+_ROLE = re.compile(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`")  # :func:`~wm_hub.x.name` -> name
+
+
+def _plain(text: str) -> str:
+    """Docstring markup as a terminal shows it: a Sphinx role as its last name in backticks, double backticks as
+    single ones."""
+    return _ROLE.sub(r"`\1`", text).replace("``", "`")
 
 
 def docstring_args(kind: type) -> dict[str, str]:
@@ -90,7 +97,7 @@ class ConfigParser(TrlParser):
             if action.option_strings and action.option_strings[0].startswith("--no_"):  # a True bool's off switch
                 action.help = f"turn {action.option_strings[0].removeprefix('--no')[1:]} off"
                 continue
-            text = action.help or helps.get(action.dest, "").replace("%", "%%")
+            text = _plain(action.help or helps.get(action.dest, "").replace("%", "%%"))
             empty = action.default is None or action.default is False or action.default in ("", [])
             shown = not (action.required or empty or "default" in text)
             action.help = f"{text} (default: {action.default})" if shown else text
