@@ -73,14 +73,23 @@ class ConfigParser(TrlParser):
 
     Args:
         dataclass_types: The config dataclasses whose fields become options.
+        yaml_config: ``--config FILE.yaml`` sets options from YAML (``False``: a field aliased ``--config`` takes it).
         **kwargs: ``argparse.ArgumentParser`` arguments (``prog``, ``description``, ``epilog``...); the help keeps
             their line breaks (:class:`ParagraphFormatter`).
     """
 
-    def __init__(self, dataclass_types: type | Iterable[type] | None = None, **kwargs: Any):
+    def __init__(self, dataclass_types: type | Iterable[type] | None = None, yaml_config: bool = True, **kwargs: Any):
         kwargs.setdefault("formatter_class", ParagraphFormatter)
         kwargs.setdefault("allow_abbrev", False)  # --max-step must not quietly mean --max_steps
+        self.yaml_config = yaml_config
         super().__init__(dataclass_types, **kwargs)
+
+    def parse_args_and_config(self, args: Iterable[str] | None = None, **options: Any) -> tuple[Any, ...]:
+        """TrlParser's ``--config FILE.yaml`` handling, unless ``yaml_config=False``: then ``--config`` is an option
+        of the task's own (``data build``'s builder config, as ``datasets`` names configs) and is parsed as such."""
+        if self.yaml_config:
+            return super().parse_args_and_config(args, **options)
+        return self.parse_args_into_dataclasses(args=args)
 
     def error(self, message: str):
         """An argparse error (type, choice, missing option) as one line, like wm-hub's own, not the usage block."""
@@ -132,9 +141,9 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
     config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
     where = f"recipe {config}: " if config and os.path.isfile(config) else ""
     try:
-        if argv[-1:] == ["--config"] or argv.count("--config") > 1:
+        if parser.yaml_config and (argv[-1:] == ["--config"] or argv.count("--config") > 1):
             raise ValueError("--config takes one YAML file of options")
-        if config and os.path.isdir(config):
+        if parser.yaml_config and config and os.path.isdir(config):
             raise ValueError(f"--config {config} is a folder: give a YAML file of options")
         return parser.parse_args_and_config(args=argv)
     except FileNotFoundError as error:

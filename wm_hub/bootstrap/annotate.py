@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from wm_hub.atomic_io import write_json, write_jsonl, write_with
 from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
@@ -53,7 +53,8 @@ from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
 CONFIG_FILE = "annotation_config.json"
 RUN_FILE = "annotation_run.json"
 SHARD_PATTERN = re.compile(r"annotations-(\d{5})-of-(\d{5})\.jsonl")
-CLASS_SOURCES = ("auto", "verb", "input")
+ClassSource = Literal["auto", "verb", "input"]
+CLASS_SOURCES = get_args(ClassSource)
 NO_VERB = "(none)"
 # Settings a resumed run must share with the run that started the folder (the rest may change between runs).
 PLAN_FIELDS = ("idm", "data", "split", "shard_size", "max_new_tokens", "do_sample", "temperature", "seed")
@@ -95,7 +96,7 @@ class AnnotateConfig:
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-    class_source: Literal["auto", "verb", "input"] = field(
+    class_source: ClassSource = field(
         default="auto",
         metadata={"help": "action_class: the video's class folder, else the action's verb (auto); verb; input"},
     )

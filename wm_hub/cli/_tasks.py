@@ -57,7 +57,11 @@ class Task:
         epilog = self.epilog
         if not self.own_config_flag:
             epilog += "\n\n--config FILE.yaml sets any of these options from YAML; options given here override it."
-        options = {"description": self.description or self.help, "epilog": epilog.strip()}
+        options = {
+            "description": self.description or self.help,
+            "epilog": epilog.strip(),
+            "yaml_config": not self.own_config_flag,
+        }
         if subparsers is None:
             parser = ConfigParser(self.configs(), prog=f"wm-hub {self.name}", **options)
         else:

@@ -5,27 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable
 
 from wm_hub.cli._tasks import Task
-
-
-class _BuildTask(Task):
-    """``data build``, whose ``--config NAME`` names the builder config, as it always has (and as ``datasets`` names
-    a dataset's configs), not a YAML recipe: ``TrlParser`` would open the word after ``--config`` as one, so this
-    task's parser reads ``--config`` as ``--config_name`` (:class:`~wm_hub.hub.dataset_folder.DatasetBuildConfig`)
-    and the task takes no recipe."""
-
-    def parser(self, subparsers: argparse._SubParsersAction | None = None):
-        parser = super().parser(subparsers)
-        parse = parser.parse_args_and_config
-
-        def parse_args_and_config(args: Iterable[str] | None = None, **options):
-            names = None if args is None else ["--config_name" if arg == "--config" else arg for arg in args]
-            return parse(names, **options)
-
-        parser.parse_args_and_config = parse_args_and_config
-        return parser
 
 
 def _builder_name(parser: argparse.ArgumentParser) -> None:
@@ -76,7 +57,7 @@ def _show_weights_config() -> tuple[type, ...]:
 
 
 TASKS = (
-    _BuildTask(
+    Task(
         own_config_flag=True,
         words=("data", "build"),
         help="build a triplet dataset from local data into a Hub-layout folder",

@@ -54,8 +54,8 @@ TASKS = (
         "Writes one row per video to OUT/keyframes.jsonl (video, fps, num_frames, frames, scores, note, images) "
         "and the key frames at full resolution as OUT/<name>/frame_<index>.png, <name> being the video's path "
         "under the folder given, or its file name. Videos that cannot be decoded are skipped, counted and listed "
-        "in OUT/skipped.jsonl. Rerunning resumes: videos already in keyframes.jsonl are not redone. --config "
-        "keyframes.yaml reads the same options from YAML (videos: a list).",
+        "in OUT/skipped.jsonl. Rerunning resumes: videos already in keyframes.jsonl are not redone. In a "
+        "--config YAML, videos is a list.",
         epilog="examples:\n"
         "  wm-hub keyframes UCF-101/ --out ucf101-keyframes\n"
         "  wm-hub keyframes clip1.mp4 clip2.mp4 --out keyframes --num-keyframes 4 --min-interval 10",

@@ -46,7 +46,7 @@ TASKS = (
         "OUT/scores-<model>.jsonl: a rerun (or an interrupted run) only scores what is missing.\n\n"
         "--data: an AURORA checkout (test.json: AURORA-BENCH, the paper's five subsets), a folder written by "
         "`wm-hub data build`, a Hub dataset id, or a builder's data folder with --builder (its config: "
-        "--data-config). --config probe.yaml reads the same options from YAML.",
+        "--data-config).",
         epilog="examples:\n"
         "  wm-hub probe --model Anole-7b --data AURORA --disc-data AURORA/data/disc_edit_data --out probe/\n"
         "  wm-hub probe --model tiny --data aurora-bench-mini --skip-missing --subsets ag,kubric --out probe/",

@@ -47,7 +47,7 @@ TASKS = (
         "score are broken by id.\n\n"
         "Writes OUT (the selected rows' original lines, in pick order), OUT's stem + .report.json (per-class counts "
         "and score statistics before and after) and + .scores.png (per-class score distributions before and after, "
-        "paper Figure 9), each atomically. --config sample.yaml reads the same options from YAML.",
+        "paper Figure 9), each atomically.",
         epilog="examples:\n"
         "  wm-hub sample --input annotated/ --k 7000 --out ucf101-7k.jsonl\n"
         "  wm-hub sample --input annotations.jsonl --k 500 --out top500.jsonl --score-field sum --skip-invalid",

@@ -29,7 +29,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from PIL import Image
 from tqdm.auto import tqdm
@@ -46,7 +46,8 @@ PAPER_SUBSETS = ("magicbrush", "ag", "something", "whatsup", "kubric")
 METRICS = ("l1", "clip_i", "clip_t", "dino", "judge")
 BUILTIN_PREDICTIONS = ("copy", "ip2p")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-CLIP_T_TEXTS = ("auto", "action", "caption")
+ClipTText = Literal["auto", "action", "caption"]
+CLIP_T_TEXTS = get_args(ClipTText)
 MANIFEST = "manifest.json"
 # The settings of a forward-dynamics model's predictions (what its manifest.json records).
 MODEL_FIELDS = ("idm", "num_candidates", "temperature", "top_k", "top_p", "seed", "dtype")
@@ -113,7 +114,7 @@ class AuroraEvalConfig:
     seed: int = 0
     clip_model: str = DEFAULT_CLIP_MODEL
     dino_model: str = DEFAULT_DINO_MODEL
-    clip_t_text: Literal["auto", "action", "caption"] = "auto"
+    clip_t_text: ClipTText = "auto"
     judge_model: str = "gpt-4o"
     judge_base_url: str | None = None
     judge_cache_dir: str | None = None
@@ -438,26 +439,17 @@ def _model_predictor(config: AuroraEvalConfig) -> Callable[[list[Image.Image], l
     Raises:
         ValueError: The model or the IDM cannot be loaded as a world-model backbone (naming which).
     """
-    from transformers import pipeline
-
-    from wm_hub.inference.pipelines import WorldModelLoadError
+    from wm_hub.inference.pipelines import load_pipeline
     from wm_hub.inference.tasks import FORWARD_DYNAMICS_TASK, INVERSE_DYNAMICS_TASK
 
-    def load(task: str, option: str, name: str, **settings: Any):
-        try:
-            return pipeline(task, model=name, **settings)
-        except WorldModelLoadError as error:
-            raise ValueError(f"{option} {name}: {error.__cause__ or error}") from error
-
-    settings = {key: value for key, value in (("device", config.device), ("dtype", config.dtype)) if value}
-    fdm = load(FORWARD_DYNAMICS_TASK, "predictions", config.predictions, **settings)
+    fdm = load_pipeline(FORWARD_DYNAMICS_TASK, "predictions", config.predictions, config.device, config.dtype)
     sampling: dict[str, Any] = {"num_candidates": config.num_candidates, "temperature": config.temperature}
     if config.top_k is not None:
         sampling["top_k"] = config.top_k
     if config.top_p is not None:
         sampling["top_p"] = config.top_p
     if config.idm:
-        sampling["verifier"] = load(INVERSE_DYNAMICS_TASK, "idm", config.idm, device=fdm.device)
+        sampling["verifier"] = load_pipeline(INVERSE_DYNAMICS_TASK, "idm", config.idm, str(fdm.device))
 
     def predict(sources: list[Image.Image], actions: list[str], offset: int) -> list[Image.Image]:
         results = fdm(list(sources), list(actions), seed=config.seed + offset, **sampling)

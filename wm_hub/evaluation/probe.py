@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -46,7 +46,8 @@ logger = logging.getLogger(__name__)
 
 NEGATIVE_TYPES = ("random_action", "random_target", "copy", "inverse", "counterfactual")
 DIRECTIONS = ("forward", "inverse")
-REDUCTIONS = ("sum", "mean")
+Reduction = Literal["sum", "mean"]
+REDUCTIONS = get_args(Reduction)
 ALL_SUBSETS = "all"
 
 
@@ -101,7 +102,7 @@ class ProbeConfig:
     batch_size: int = 8
     directions: list[str] = field(default_factory=lambda: list(DIRECTIONS))
     negatives: list[str] = field(default_factory=lambda: list(NEGATIVE_TYPES))
-    reduction: Literal["sum", "mean"] = "sum"
+    reduction: Reduction = "sum"
     image_batch_size: int = 16
 
     def __post_init__(self) -> None:

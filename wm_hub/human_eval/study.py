@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_json
+from wm_hub.evaluation import split_names
 
 STUDY_FILE = "study.json"
 KEY_FILE = "key.json"
@@ -111,7 +112,7 @@ class StudyConfig:
         if self.per_subset < 1:
             raise ValueError(f"per_subset must be at least 1, got {self.per_subset}")
         if self.subsets is not None:
-            self.subsets = [part.strip() for entry in self.subsets for part in entry.split(",") if part.strip()]
+            self.subsets = split_names(self.subsets)
         names_of: dict[Path, list[str]] = {}
         for name, path in self.models.items():
             names_of.setdefault(path.resolve(), []).append(name)

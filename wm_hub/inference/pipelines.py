@@ -35,6 +35,28 @@ class WorldModelLoadError(Exception):
     """
 
 
+def load_pipeline(task: str, flag: str, name: str, device: str | None = None, dtype: str | None = None) -> Pipeline:
+    """``transformers.pipeline(task, model=name)`` for a command's model option: a checkpoint that does not load is
+    a ``ValueError`` naming the option (``--fdm my-fdm: ...``), not a traceback.
+
+    Args:
+        task: ``forward-dynamics`` or ``inverse-dynamics``.
+        flag: How messages name the option.
+        name: Folder (``~`` expanded) or Hub id.
+        device: Torch device (``None``: the pipeline's default).
+        dtype: LM dtype (``None``: as saved).
+    """
+    from transformers import pipeline
+
+    settings = {key: value for key, value in (("device", device), ("dtype", dtype)) if value}
+    try:
+        return pipeline(task, model=os.path.expanduser(name), **settings)
+    except WorldModelLoadError as error:
+        raise ValueError(f"{flag} {name}: {error.__cause__ or error}") from error
+    except OSError as error:
+        raise ValueError(f"{flag} {name}: {error}") from error
+
+
 class WorldModelLoader:
     """The ``pt_model`` of the wm-hub pipeline tasks: ``from_pretrained`` returns a :class:`Backbone`."""
 

@@ -278,23 +278,12 @@ def _load(options: ForwardDynamicsOptions) -> tuple[Image.Image, Any, Any]:
     for flag, (name, wanted) in models.items():
         _check_model_folder(flag, name)
         check_trained_task(flag, name, wanted)
-    fdm = _pipeline("forward-dynamics", "--fdm", options.fdm, options)
-    verifier = _pipeline("inverse-dynamics", "--idm", options.idm, options) if options.idm else None
+    from wm_hub.inference.pipelines import load_pipeline  # transformers' pipelines: only when a model loads
+
+    place = (options.device, options.dtype)
+    fdm = load_pipeline("forward-dynamics", "--fdm", options.fdm, *place)
+    verifier = load_pipeline("inverse-dynamics", "--idm", options.idm, *place) if options.idm else None
     return image, fdm, verifier
-
-
-def _pipeline(task: str, flag: str, name: str, options: ForwardDynamicsOptions) -> Any:
-    from transformers import pipeline
-
-    from wm_hub.inference.pipelines import WorldModelLoadError
-
-    settings = {key: value for key, value in (("device", options.device), ("dtype", options.dtype)) if value}
-    try:
-        return pipeline(task, model=os.path.expanduser(name), **settings)
-    except WorldModelLoadError as error:
-        raise ValueError(f"{flag} {name}: {error.__cause__ or error}") from error
-    except OSError as error:
-        raise ValueError(f"{flag} {name}: {error}") from error
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:

@@ -54,7 +54,7 @@ TASKS = (
         "rerun reuses them (resume). The judge's API key is read from OPENAI_API_KEY and never written.\n\n"
         "Options: the judge's start with --judge-, InstructPix2Pix's (--predictions ip2p) with --ip2p-; --idm, "
         "--num-candidates, --temperature, --top-k, --top-p and --dtype are a forward-dynamics model's "
-        "(--predictions MODEL). --config run.yaml reads the same options from YAML.",
+        "(--predictions MODEL).",
         epilog="examples:\n"
         "  wm-hub eval aurora --data-dir AURORA --predictions copy --metrics l1,clip_i,clip_t,dino --out copy.json\n"
         "  wm-hub eval aurora --data-dir AURORA --predictions ip2p --metrics l1,judge --out ip2p/results.json\n"

@@ -41,8 +41,7 @@ TASKS = (
         "--bertscore-baseline). Predictions go to OUT's .predictions.jsonl (or --predictions) as they are made: "
         "a rerun only generates the missing ones.\n\n"
         "--data: an AURORA checkout (test.json: AURORA-BENCH), a folder written by `wm-hub data build`, a Hub "
-        "dataset id, or a builder's data folder with --builder (its config: --data-config). --config run.yaml "
-        "reads the same options from YAML.",
+        "dataset id, or a builder's data folder with --builder (its config: --data-config).",
         epilog="examples:\n"
         "  wm-hub eval idm --model my-idm --data AURORA --out idm.json\n"
         "  wm-hub eval idm --model my-idm --data aurora-bench/ --split test --metrics bleu,rouge --out idm.json",
