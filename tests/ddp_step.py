@@ -82,3 +82,6 @@ if __name__ == "__main__":
     result = one_step(os.path.dirname(sys.argv[1]), batch_size=2, accumulation=1)
     if int(os.environ["RANK"]) == 0:
         torch.save(result, sys.argv[1])
+    if torch.distributed.is_initialized():  # leave together: a rank exiting mid-teardown aborts the other (SIGABRT)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
