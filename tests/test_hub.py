@@ -230,6 +230,7 @@ def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushe
         "README.md",
         "adapter_config.json",
         "adapter_model.safetensors",
+        "processor_config.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "training_run.json",
@@ -240,15 +241,15 @@ def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushe
     assert config["revision"] == hub.head("org/tiny-chameleon")  # pinned to the base it was trained on
     manifest = json.loads(adapter["wm_hub.json"])
     assert manifest["layout"] == "adapter" and manifest["task"] == "fdm"
-    assert manifest["backbone"]["prompt"] == FDM_PROMPT and manifest["backbone"]["arch"] == "chameleon"
+    assert _prompt(adapter) == FDM_PROMPT and manifest["backbone"]["arch"] == "chameleon"
 
     merged = hub.files("org/fdm-merged")
     assert {"config.json", "model.safetensors", "vqgan/config.json", "vqgan/diffusion_pytorch_model.safetensors"} <= (
         set(merged)
     )
-    assert {"adapter/adapter_config.json", "preprocessor_config.json", "wm_hub.json"} <= set(merged)
+    assert {"adapter/adapter_config.json", "processor_config.json", "wm_hub.json"} <= set(merged)
     assert not [name for name in merged if "checkpoint" in name or name.endswith(".bin")]
-    assert json.loads(merged["config.json"])["wm_hub"]["prompt"] == FDM_PROMPT
+    assert _prompt(merged) == FDM_PROMPT
     assert json.loads(hub.files("org/tiny-chameleon")["wm_hub.json"])["layout"] == "merged"
     assert hub.state.repos[("model", "org/fdm-merged")].private
 
@@ -257,6 +258,12 @@ def test_a_push_is_one_commit_with_everything_needed_and_nothing_else(hub, pushe
         assert len(history) == commits  # the initial commit, then one per push that changed something
     titles = [commit.title for commit in hub.history("org/data", "dataset")]
     assert titles == ["wm-hub push: config ucf101", "wm-hub push: config shapes_world", "initial commit"]
+
+
+def _prompt(files: dict[str, bytes]) -> dict[str, str]:
+    """The instruction strings a published model's processor (``processor_config.json``) carries."""
+    saved = json.loads(files["processor_config.json"])
+    return {name: saved[name] for name in ("fdm_instruction", "idm_instruction")}
 
 
 def test_pushing_identical_content_again_makes_no_commit(hub, pushed):  # noqa: F811
@@ -289,10 +296,8 @@ def test_a_recipe_with_push_to_hub_publishes_through_the_push_path(hub, hub_env,
 
 def test_revisions_are_branches_and_the_token_is_never_written(hub, pushed):  # noqa: F811
     assert pushed["fdm_round_2"]["revision"] == "round-2"
-    assert json.loads(hub.files("org/fdm-merged", revision="round-2")["config.json"])["wm_hub"]["prompt"] == (
-        FDM2_PROMPT
-    )
-    assert json.loads(hub.files("org/fdm-merged")["config.json"])["wm_hub"]["prompt"] == FDM_PROMPT
+    assert _prompt(hub.files("org/fdm-merged", revision="round-2")) == FDM2_PROMPT
+    assert _prompt(hub.files("org/fdm-merged")) == FDM_PROMPT
     for key in hub.state.repos:
         for content in hub.files(key[1], key[0]).values():
             assert hub.token.encode() not in content
@@ -351,7 +356,7 @@ def fdm_ids(repo_id, revision=None):
     backbone = load_backbone(repo_id, revision=revision)
     prompt = backbone.build_fdm_sequence(source, ACTION).input_ids
     ids = generate_images(backbone, [prompt], num_candidates=2, seed=SEED, decode=False).image_ids.tolist()
-    return {"ids": ids, "prompt": backbone.config.prompt.fdm_instruction}
+    return {"ids": ids, "prompt": backbone.processor.fdm_instruction}
 
 def rows(dataset):
     digest = lambda image: hashlib.sha256(image["bytes"]).hexdigest()
@@ -464,7 +469,7 @@ def test_an_interrupted_push_leaves_the_previous_commit_and_a_rerun_completes_it
     assert [commit.id for commit in history[1:]] == [result["before"], *[c.id for c in history[2:]]]
     after = hub.files("org/fdm")
     assert after["adapter_model.safetensors"] != before["adapter_model.safetensors"]
-    assert json.loads(after["wm_hub.json"])["backbone"]["prompt"] == FDM2_PROMPT
+    assert _prompt(after) == FDM2_PROMPT
 
 
 def test_bad_pushes_stop_before_any_upload_with_one_clear_error(hub, local, tmp_path, monkeypatch):  # noqa: F811

@@ -26,7 +26,7 @@ def test_stock_chameleon_checkpoint_is_detected(tiny_model_dirs, tmp_path, real_
     backbone = load_backbone(str(folder))
     assert backbone.arch == "chameleon"
     assert backbone.config.image_size == 64  # from vq_config.resolution
-    assert backbone.config.prompt == PromptFormat()
+    assert backbone.processor.prompt == PromptFormat()
     reference = load_backbone(str(tiny_model_dirs("chameleon")))
     assert torch.equal(backbone.encode_images(real_images), reference.encode_images(real_images))
 
@@ -36,7 +36,7 @@ def test_saved_settings_round_trip(tiny_model_dirs, tmp_path):
     backbone = load_backbone(str(tiny_model_dirs("liquid")), prompt=prompt)
     backbone.save_pretrained(tmp_path / "saved")
     reloaded = load_backbone(str(tmp_path / "saved"))
-    assert reloaded.config.prompt == prompt and reloaded.arch == "liquid"
+    assert reloaded.processor.prompt == prompt and reloaded.arch == "liquid"
     assert reloaded.config.image_token_offset == backbone.config.image_token_offset
     tokens = reloaded.build_fdm_sequence(backbone.image_token_ids[:64], "go").input_ids
     assert (

@@ -157,7 +157,7 @@ def test_another_instruction_shares_the_image_encoding_but_not_the_sequences(tin
     triplets = datasets.Dataset.from_list(rows, features=TRIPLET_FEATURES)
     before = backbone_fingerprint(backbone), backbone.image_fingerprint()
     first = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")
-    monkeypatch.setattr(backbone.config.prompt, "fdm_instruction", "Redraw the picture:")
+    monkeypatch.setattr(backbone.processor, "fdm_instruction", "Redraw the picture:")
     assert backbone.image_fingerprint() == before[1] and backbone_fingerprint(backbone) != before[0]
     monkeypatch.setattr(backbone, "encode_images_with_features", lambda images: pytest.fail("re-encoded"))
     second = pretokenize(triplets, backbone, cache_dir=tmp_path / "tok")

@@ -336,7 +336,7 @@ def test_full_fine_tuning_saves_the_trained_weights(ddp_run, tiny_chameleon, tmp
     summary = main("fdm", *args)
     assert summary["lora"] is None and summary["prompt"]["fdm_instruction"] == "Next:"
     backbone = load_backbone(str(tmp_path / "out"))
-    assert backbone.config.prompt.fdm_instruction == "Next:"  # the recipe's format travels with the weights
+    assert backbone.processor.prompt.fdm_instruction == "Next:"  # the recipe's format travels with the weights
     assert not (tmp_path / "out" / ADAPTER_SUBFOLDER).exists()
     base = load_backbone(tiny_chameleon)
     changed = [

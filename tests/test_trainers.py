@@ -18,6 +18,7 @@ from trl import SFTTrainer
 from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.data.shapes_world import ShapesWorld
 from wm_hub.models.base import IGNORE_INDEX
+from wm_hub.models.processing import WorldModelProcessor
 from wm_hub.models.tiny import build_tiny_backbone
 from wm_hub.training.pretokenize import PretokenizeConfig, pretokenize
 from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS, FDMTrainer, IDMTrainer
@@ -261,7 +262,12 @@ def test_stopping_and_resuming_ends_with_the_parameters_of_an_uninterrupted_run(
     uninterrupted = run(tmp_path / "whole")
     run(tmp_path / "stopped", save_strategy="steps", save_steps=3)  # checkpoint-3 is what a stop at step 3 leaves
     resumed = run(tmp_path / "resumed", resume_from=str(tmp_path / "stopped" / "checkpoint-3"))
-    fresh = dict(build_tiny_backbone("chameleon").model.named_parameters())
+    fresh_backbone = build_tiny_backbone("chameleon")
+    saved = WorldModelProcessor.from_pretrained(
+        tmp_path / "stopped" / "checkpoint-3"
+    )  # each checkpoint has its format
+    assert saved.settings() == fresh_backbone.processor.settings() and saved.image_grid == [8, 8]
+    fresh = dict(fresh_backbone.model.named_parameters())
     for name, weight in uninterrupted.items():
         assert torch.allclose(resumed[name], weight, atol=1e-6, rtol=0), name
     assert any(not torch.equal(fresh[name], weight) for name, weight in uninterrupted.items())

@@ -59,6 +59,7 @@ from wm_hub.models.base import BackboneConfig
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN, ChameleonBackbone
 from wm_hub.models.chameleon import ChameleonWorldModelForConditionalGeneration as ChameleonLM
 from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes, vqmodel_config_from_chameleon_vq_config
+from wm_hub.models.processing import WorldModelProcessor
 from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -193,11 +194,13 @@ def build_backbones(
         model = ChameleonLM._from_config(config, dtype=dtype).eval()
         vqgan = VQModel(**vqmodel_config_from_chameleon_vq_config(model.config.vq_config)).eval()
     size = shape.image_size
-    processor = ChameleonImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    images = ChameleonImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     downsample = 2 ** (len(vqgan.config.block_out_channels) - 1)
-    # The warm-up view first: each backbone writes its settings into the shared model config.
-    warmup = ChameleonBackbone(model, tokenizer, vqgan, processor, _settings(shape.warmup_grid * downsample))
-    measured = ChameleonBackbone(model, tokenizer, vqgan, processor, _settings(size))
+    # The warm-up view first: each backbone writes its settings into the shared model config. One processor each:
+    # the processor records the token grid of its view.
+    warmup_size = shape.warmup_grid * downsample
+    warmup = ChameleonBackbone(model, WorldModelProcessor(images, tokenizer), vqgan, _settings(warmup_size))
+    measured = ChameleonBackbone(model, WorldModelProcessor(images, tokenizer), vqgan, _settings(size))
     return measured, warmup
 
 

@@ -18,7 +18,7 @@ from wm_hub.hub.commit import (
     wm_hub_version,
     write_json,
 )
-from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, RUN_SUMMARY, is_local
+from wm_hub.models.model_folder import ADAPTER_CONFIG, MANIFEST, PROCESSOR_CONFIG, RUN_SUMMARY, is_local
 from wm_hub.training.model_card import render_model_card
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def _stage_adapter(folder: Path, staging: Path, base_model: str | None, adapter_
     if not any(staging.glob("adapter_model*")):
         raise FileNotFoundError(f"{adapter_dir}: no adapter_model.safetensors")
     write_json(staging / ADAPTER_CONFIG, adapter)
-    for name in TOKENIZER_FILES:
+    for name in (*TOKENIZER_FILES, PROCESSOR_CONFIG):
         if (folder / name).is_file():
             stage_file(folder / name, staging / name)
     return {

@@ -14,8 +14,7 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,47 +23,37 @@ from PIL import Image
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from wm_hub.models.logits_processors import ImageOnlyLogitsProcessor
+from wm_hub.models.processing import IGNORE_INDEX, PromptFormat, SequenceExample, WorldModelProcessor
+
+__all__ = ["IGNORE_INDEX", "Backbone", "BackboneConfig", "ImageLike", "PromptFormat", "SequenceExample"]
 
 logger = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
 WM_HUB_CONFIG_KEY = "wm_hub"
 
 ImageLike = Image.Image | torch.Tensor | Sequence[int]
 
 
-@dataclass
-class PromptFormat:
-    """The instruction strings of the IDM/FDM training format.
-
-    They are part of the recipe and are saved in the checkpoint's ``config.json`` (under ``wm_hub``) so that
-    pipelines rebuild exactly the format the model was trained on.
-
-    Args:
-        fdm_instruction: Text before the source image of a forward-dynamics sequence.
-        idm_instruction: Text after the two images of an inverse-dynamics sequence.
-    """
-
-    fdm_instruction: str = "Predict the next observation after the action."
-    idm_instruction: str = "What action turns the first observation into the second?"
+# Settings wm-hub once kept in config.json and now saves with the processor (processor_config.json): read from an
+# older checkpoint's config.json, they become the processor's settings.
+PROCESSOR_SETTINGS_IN_OLD_CONFIGS = ("prompt", "separator_token")
 
 
 @dataclass
 class BackboneConfig:
-    """wm-hub settings stored in ``config.json`` under the ``wm_hub`` key of a saved backbone.
+    """wm-hub settings of the model itself, stored in ``config.json`` under the ``wm_hub`` key of a saved backbone.
+
+    The sequence format (instructions, separator, image block layout) is the processor's
+    (:class:`~wm_hub.models.processing.WorldModelProcessor`, ``processor_config.json``).
 
     Args:
         arch: Backbone family, one of ``chameleon``, ``liquid``, ``emu3``.
         image_size: Side of the square images the VQ tokenizer reads and writes.
-        prompt: The IDM/FDM instruction strings.
-        separator_token: Token between the conditioning part and the completion.
         image_token_offset: Liquid only: LM id of image code 0 (the text vocabulary size).
     """
 
     arch: str
     image_size: int = 512
-    prompt: PromptFormat = field(default_factory=PromptFormat)
-    separator_token: str | None = None
     image_token_offset: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,77 +61,85 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> BackboneConfig:
-        values = dict(values)
+        """Read saved settings (an older checkpoint's processor settings are :func:`read_backbone_config`'s)."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - known - set(PROCESSOR_SETTINGS_IN_OLD_CONFIGS))
         if unknown:
             logger.warning("Ignoring wm_hub config field(s) %s unknown to this wm-hub version", unknown)
-            values = {key: value for key, value in values.items() if key in known}
-        values["prompt"] = PromptFormat(**values.get("prompt", {}))
-        return cls(**values)
-
-
-@dataclass
-class SequenceExample:
-    """One training (or prompt) sequence.
-
-    Attributes:
-        input_ids: Token ids of the whole sequence.
-        labels: ``input_ids`` with every position outside the completion set to ``-100``.
-        source_image_positions: Indices in ``input_ids`` of the source image's code tokens (row-major).
-        target_image_positions: Indices in ``input_ids`` of the target image's code tokens (row-major), empty for
-            an FDM prompt without target.
-    """
-
-    input_ids: list[int]
-    labels: list[int]
-    source_image_positions: list[int]
-    target_image_positions: list[int]
+        return cls(**{key: value for key, value in values.items() if key in known})
 
 
 class Backbone(ABC):
-    """A unified VLM seen as a world model: LM + text tokenizer + VQ image tokenizer.
+    """A unified VLM seen as a world model: LM + processor (text tokenizer, image processor, sequence format) + VQ.
 
-    Subclasses implement the image tokenizer (``_encode``/``_decode``/``prequant_features``), the mapping between
-    VQ codes and LM ids, and the image block layout, and call :meth:`_set_image_vocabulary` in ``__init__`` (the
-    token grid, the image token ids, begin/end-of-image). Sequence building, saving and the generation layout are
-    shared.
+    Subclasses implement the VQ image tokenizer (``_encode_codes``/``_decode_codes``, :attr:`image_tokenizer`) and
+    call :meth:`_set_image_vocabulary` in ``__init__`` (the token grid, the code -> LM id table, the tokens around
+    an image block). Code/id mapping, preprocessing, sequence building (delegated to the processor), saving and
+    the generation layout are shared.
 
     Attributes:
         arch: The registry name of the backbone family.
+        separator_token: The family's default separator between the conditioning part and the completion.
         model: The causal language model (image tokens are ordinary vocabulary entries).
-        tokenizer: The text tokenizer.
-        config: wm-hub settings (image size, instruction strings...).
+        processor: The :class:`~wm_hub.models.processing.WorldModelProcessor` saved with the checkpoint.
+        config: wm-hub settings of the model (family, image size...).
         trained_task: ``"idm"`` or ``"fdm"`` for a checkpoint wm-hub fine-tuned (its ``training_run.json``), set by
             :func:`~wm_hub.models.loading.load_backbone`; ``None`` for a base model or an unrecorded one.
     """
 
     arch: ClassVar[str]
+    separator_token: ClassVar[str]
     trained_task: str | None = None
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: BackboneConfig):
+    def __init__(self, model: PreTrainedModel, processor: WorldModelProcessor, config: BackboneConfig):
         self.model = model
-        self.tokenizer = tokenizer
+        self.processor = processor
         self.config = config
         self.model.config.__dict__[WM_HUB_CONFIG_KEY] = config.to_dict()
-        self.separator_token_id = self._token_id(config.separator_token)
+        if processor.separator_token is None:
+            processor.separator_token = self.separator_token
+        processor.token_id(processor.separator_token)  # an unknown separator fails here, not in the first sequence
+
+    @classmethod
+    @abstractmethod
+    def default_image_processor(cls, path: str, config: BackboneConfig) -> Any:
+        """The image processor of a checkpoint that was not saved by wm-hub (a stock one)."""
 
     # ----------------------------------------------------------------------------------------------------------
-    # Image tokenizer (per backend)
+    # Vocabulary
     # ----------------------------------------------------------------------------------------------------------
-    def _set_image_vocabulary(self, grid: tuple[int, int], image_token_ids: torch.Tensor, boi: str, eoi: str) -> None:
+    def _set_image_vocabulary(
+        self,
+        grid: tuple[int, int],
+        code_to_id: torch.Tensor,
+        start: Sequence[str],
+        end: Sequence[str],
+        row_end: str | None = None,
+    ) -> None:
         """Record the image side of the vocabulary (every subclass calls this once in ``__init__``).
 
         Args:
             grid: Height and width of the token grid of one image.
-            image_token_ids: LM ids of all image code tokens.
-            boi: The begin-of-image token (text form, looked up in the tokenizer).
-            eoi: The end-of-image token.
+            code_to_id: LM id of each VQ code (index = code).
+            start: Tokens that open an image block.
+            end: Tokens that close an image block.
+            row_end: Token after every row of codes (Emu3), or ``None``.
         """
-        self._grid = grid
-        self._image_token_ids = image_token_ids.sort().values
-        self._boi = self._token_id(boi)
-        self._eoi = self._token_id(eoi)
+        self.processor.set_layout(grid, start, end, row_end)
+        self._grid = tuple(grid)
+        self._code_to_id = code_to_id.long()
+        self._id_to_code = torch.full((int(code_to_id.max()) + 1,), -1, dtype=torch.long)
+        self._id_to_code[self._code_to_id] = torch.arange(len(code_to_id))
+        self._image_token_ids = self._code_to_id.sort().values
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The text tokenizer (the processor's)."""
+        return self.processor.tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.processor.tokenizer = tokenizer
 
     @property
     def image_grid(self) -> tuple[int, int]:
@@ -160,21 +157,20 @@ class Backbone(ABC):
         """LM ids of all image code tokens, sorted ascending (LongTensor)."""
         return self._image_token_ids
 
-    @cached_property
-    def _image_token_id_set(self) -> frozenset[int]:
-        return frozenset(self.image_token_ids.tolist())
-
-    @abstractmethod
     def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Map VQ codebook indices to LM token ids (same shape)."""
+        return self._code_to_id.to(codes.device)[codes.long()]
 
-    @abstractmethod
     def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
-        """Map LM image token ids to VQ codebook indices (same shape)."""
+        """Map LM image token ids to VQ codebook indices (same shape; ``-1`` for an id that is no image code)."""
+        ids = ids.long()
+        table = self._id_to_code.to(ids.device)
+        inside = ids < len(table)
+        return torch.where(inside, table[ids.clamp(max=len(table) - 1)], -1)
 
-    @abstractmethod
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Images -> pixel values ``(B, 3, S, S)`` in [-1, 1], as the backbone's own image processor does."""
+        """Images -> pixel values ``(B, 3, S, S)`` in [-1, 1], through the processor's image processor."""
+        return self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     @abstractmethod
     def _encode_codes(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,7 +186,7 @@ class Backbone(ABC):
         """The frozen VQ model (encoder, quantizer and decoder)."""
 
     # ----------------------------------------------------------------------------------------------------------
-    # Special tokens and the image block layout
+    # Special tokens and the image block layout (the processor's)
     # ----------------------------------------------------------------------------------------------------------
     @property
     def bos_token_id(self) -> int:
@@ -206,26 +202,31 @@ class Backbone(ABC):
         return pad if pad is not None else self.eos_token_id
 
     @property
+    def separator_token_id(self) -> int:
+        """Token between the conditioning part and the completion."""
+        return self.processor.separator_token_id
+
+    @property
     def boi_token_id(self) -> int:
         """Begin-of-image token."""
-        return self._boi
+        return self.processor.token_id(self.processor.image_start[0])
 
     @property
     def eoi_token_id(self) -> int:
         """End-of-image token."""
-        return self._eoi
+        return self.processor.token_id(self.processor.image_end[-1])
 
     def image_prefix_ids(self) -> list[int]:
         """Tokens that open an image block (a generation prompt for an image ends with them)."""
-        return [self.boi_token_id]
+        return self.processor.image_prefix_ids()
 
     def image_body_ids(self, image_ids: Sequence[int]) -> list[int]:
         """The image's code tokens as laid out inside the block (Emu3 adds an end-of-line token per row)."""
-        return list(image_ids)
+        return self.processor.image_body_ids(image_ids)
 
     def image_suffix_ids(self) -> list[int]:
         """Tokens that close an image block."""
-        return [self.eoi_token_id]
+        return self.processor.image_suffix_ids()
 
     def generation_layout(self) -> torch.Tensor:
         """What image generation must emit after :meth:`image_prefix_ids`, step by step.
@@ -234,9 +235,7 @@ class Backbone(ABC):
             LongTensor of length ``len(body) + len(suffix)``: ``-1`` where an image code is sampled, otherwise the
             token id that is forced at that step.
         """
-        free = -1
-        body = self.image_body_ids([free] * self.image_seq_len)
-        return torch.tensor(body + self.image_suffix_ids(), dtype=torch.long)
+        return self.processor.generation_layout()
 
     # ----------------------------------------------------------------------------------------------------------
     # Public image API
@@ -277,16 +276,13 @@ class Backbone(ABC):
         if cached is not None:
             return cached
         digest = hashlib.sha256()
-        settings = {key: value for key, value in self.config.to_dict().items() if key != "prompt"}
-        digest.update(repr(sorted(settings.items())).encode())
+        digest.update(repr(sorted(self.config.to_dict().items())).encode())
         digest.update(repr(sorted(self.tokenizer.get_vocab().items())).encode())
         for name, tensor in sorted(self.image_tokenizer.state_dict().items()):
             digest.update(name.encode())
             digest.update(str(tensor.dtype).encode())
             digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-        processor = getattr(self, "image_processor", None)
-        if processor is not None:
-            digest.update(processor.to_json_string().encode())
+        digest.update(self.processor.image_processor.to_json_string().encode())
         self._image_fingerprint = digest.hexdigest()
         return self._image_fingerprint
 
@@ -324,26 +320,11 @@ class Backbone(ABC):
         return ids
 
     def _text_ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-    def _token_id(self, token: str | None) -> int | None:
-        if token is None:
-            return None
-        token_id = self.tokenizer.convert_tokens_to_ids(token)
-        if token_id is None or token_id == self.tokenizer.unk_token_id:
-            raise ValueError(f"token {token!r} is not in the tokenizer's vocabulary")
-        return token_id
+        return self.processor.text_ids(text)
 
     # ----------------------------------------------------------------------------------------------------------
-    # Sequences
+    # Sequences (built by the processor from the pictures' ids)
     # ----------------------------------------------------------------------------------------------------------
-    def _image_block(self, ids: list[int], offset: int) -> tuple[list[int], list[int]]:
-        """An image block starting at ``offset`` and the positions of its code tokens."""
-        prefix = self.image_prefix_ids()
-        body = self.image_body_ids(ids)
-        positions = [offset + len(prefix) + i for i, tok in enumerate(body) if tok in self._image_token_id_set]
-        return prefix + body + self.image_suffix_ids(), positions
-
     def build_fdm_sequence(self, source: ImageLike, action: str, target: ImageLike | None = None) -> SequenceExample:
         """Forward-dynamics sequence ``[bos] instr [boi] source [eoi] action [sep] [boi] target [eoi] [eos]``.
 
@@ -355,17 +336,8 @@ class Backbone(ABC):
         Returns:
             The sequence; labels cover the target's code tokens and the closing tokens only.
         """
-        ids = [self.bos_token_id] + self._text_ids(self.config.prompt.fdm_instruction)
-        block, source_pos = self._image_block(self._as_ids(source), len(ids))
-        ids += block + self._text_ids(action) + [self.separator_token_id] + self.image_prefix_ids()
-        prompt_len = len(ids)
-        if target is None:
-            return SequenceExample(ids, [IGNORE_INDEX] * prompt_len, source_pos, [])
-        body = self.image_body_ids(self._as_ids(target))
-        target_pos = [prompt_len + i for i, tok in enumerate(body) if tok in self._image_token_id_set]
-        ids += body + self.image_suffix_ids() + [self.eos_token_id]
-        labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
-        return SequenceExample(ids, labels, source_pos, target_pos)
+        target_ids = None if target is None else self._as_ids(target)
+        return self.processor.build_fdm_sequence(self._as_ids(source), action, target_ids)
 
     def build_idm_sequence(self, source: ImageLike, target: ImageLike, action: str | None = None) -> SequenceExample:
         """Inverse-dynamics sequence ``[bos] [boi] source [eoi] [boi] target [eoi] instr [sep] action [eos]``.
@@ -378,16 +350,7 @@ class Backbone(ABC):
         Returns:
             The sequence; labels cover the action tokens and ``eos`` only.
         """
-        ids = [self.bos_token_id]
-        block, source_pos = self._image_block(self._as_ids(source), len(ids))
-        ids += block
-        block, target_pos = self._image_block(self._as_ids(target), len(ids))
-        ids += block + self._text_ids(self.config.prompt.idm_instruction) + [self.separator_token_id]
-        prompt_len = len(ids)
-        if action is not None:
-            ids += self._text_ids(action) + [self.eos_token_id]
-        labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
-        return SequenceExample(ids, labels, source_pos, target_pos)
+        return self.processor.build_idm_sequence(self._as_ids(source), self._as_ids(target), action)
 
     # ----------------------------------------------------------------------------------------------------------
     # Generation
@@ -415,21 +378,23 @@ class Backbone(ABC):
         return self.model.device
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save LM, tokenizer, image tokenizer and wm-hub settings so :func:`load_backbone` restores them."""
+        """Save LM, processor (``processor_config.json``, tokenizer) and image tokenizer for :func:`load_backbone`."""
         save_directory = Path(save_directory)
         self.model.config.__dict__[WM_HUB_CONFIG_KEY] = self.config.to_dict()
         self.model.save_pretrained(save_directory, **kwargs)
-        self.tokenizer.save_pretrained(save_directory)
+        self.processor.save_pretrained(save_directory)
         self._save_image_tokenizer(save_directory)
 
     @abstractmethod
     def _save_image_tokenizer(self, save_directory: Path) -> None:
-        """Write the image tokenizer (and its preprocessing config) next to the LM."""
+        """Write an image tokenizer kept outside the LM's weights (the VQGAN of Chameleon and Liquid)."""
 
     @classmethod
     @abstractmethod
-    def from_pretrained(cls, path: str, config: BackboneConfig, **kwargs: Any) -> Backbone:
-        """Load a backbone of this family from a local folder or Hub id."""
+    def from_pretrained(
+        cls, path: str, config: BackboneConfig, processor: WorldModelProcessor, **kwargs: Any
+    ) -> Backbone:
+        """Load a backbone of this family from a local folder (its processor already loaded)."""
 
 
 def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
@@ -439,7 +404,18 @@ def pixels_to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(item) for item in array]
 
 
-def read_backbone_config(config_dict: dict[str, Any]) -> BackboneConfig | None:
-    """The wm-hub settings stored in a ``config.json`` dict, or ``None`` for a stock checkpoint."""
+def read_backbone_config(config_dict: dict[str, Any]) -> tuple[BackboneConfig | None, dict[str, Any]]:
+    """The wm-hub settings stored in a ``config.json`` dict (``None`` for a stock checkpoint), and the processor
+    settings an older wm-hub checkpoint kept there (instructions, separator) as ``WorldModelProcessor`` arguments."""
     values = config_dict.get(WM_HUB_CONFIG_KEY)
-    return BackboneConfig.from_dict(values) if values else None
+    if not values:
+        return None, {}
+    return BackboneConfig.from_dict(values), old_processor_settings(values)
+
+
+def old_processor_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """``WorldModelProcessor`` arguments from settings saved before the processor existed (``prompt``...)."""
+    settings = dict(values.get("prompt") or {})
+    if values.get("separator_token") is not None:
+        settings["separator_token"] = values["separator_token"]
+    return settings

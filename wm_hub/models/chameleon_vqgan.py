@@ -4,7 +4,8 @@ Chameleon and Liquid share Meta's taming-transformers VQGAN (``vqgan.ckpt`` + ``
 ships only its encoder (``ChameleonVQVAE``); ``diffusers.VQModel`` implements the same architecture with a decoder.
 This module configures ``VQModel`` as that VQGAN, converts taming-layout state dicts (Meta's ``vqgan.ckpt`` and
 the ``model.vqmodel.*`` weights of a ``transformers`` Chameleon checkpoint use the same names) into it, and
-computes codes exactly as Chameleon does (squared-distance argmin over the codebook).
+computes codes exactly as Chameleon does (squared-distance argmin over the codebook). :class:`VQGANBackbone` is what
+the two backbones share around it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from typing import Any
 
 import torch
 from diffusers import VQModel
+
+from wm_hub.models.base import Backbone, BackboneConfig
+from wm_hub.models.processing import WorldModelProcessor
 
 VQGAN_SUBFOLDER = "vqgan"
 
@@ -270,3 +274,36 @@ def load_vqgan(path: str, vqgan: str | None = None, vqgan_config: str | None = N
             f"convert it once with `wm-hub convert-vqgan --ckpt vqgan.ckpt --out {path}/{VQGAN_SUBFOLDER}`."
         ) from error
     return model.eval().requires_grad_(False)
+
+
+class VQGANBackbone(Backbone):
+    """A backbone whose image tokenizer is this VQGAN, kept beside the LM (Chameleon/Anole and Liquid).
+
+    Args:
+        model: The LM.
+        processor: Its :class:`~wm_hub.models.processing.WorldModelProcessor`.
+        vqgan: The VQGAN as a ``diffusers.VQModel`` (frozen here).
+        config: wm-hub settings.
+    """
+
+    def __init__(self, model, processor: WorldModelProcessor, vqgan: VQModel, config: BackboneConfig):
+        super().__init__(model, processor, config)
+        self.vqgan = vqgan.eval().requires_grad_(False)
+
+    @property
+    def image_tokenizer(self) -> VQModel:
+        return self.vqgan
+
+    def vqgan_grid(self) -> tuple[int, int]:
+        """The token grid of one ``config.image_size`` picture (one code per ``2 ** (levels - 1)`` pixels)."""
+        side = self.config.image_size // 2 ** (len(self.vqgan.config.block_out_channels) - 1)
+        return side, side
+
+    def _encode_codes(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return encode_codes(self.vqgan, pixel_values)
+
+    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return decode_codes(self.vqgan, codes, self.image_grid)
+
+    def _save_image_tokenizer(self, save_directory: Path) -> None:
+        self.vqgan.save_pretrained(save_directory / VQGAN_SUBFOLDER)

@@ -9,8 +9,8 @@ An image block in the LM sequence is laid out exactly as ``Emu3Processor`` write
 
 i.e. the grid size as text, one end-of-line token (``<|extra_200|>``) after every row of codes, and an end-of-frame
 token (``<|extra_201|>``) before ``<|image end|>``. ``image_seq_len`` counts the codes only (``h * w``); the layout
-tokens are added by :meth:`Emu3Backbone.image_body_ids` / :meth:`Emu3Backbone.image_suffix_ids` and forced during
-generation. A 512 px image costs 64 * 65 + 7 = 4167 tokens.
+tokens are added by the processor (:meth:`~wm_hub.models.processing.WorldModelProcessor.image_body_ids`,
+``image_suffix_ids``) and forced during generation. A 512 px image costs 64 * 65 + 7 = 4167 tokens.
 
 Notes:
     * The VQ model lives inside the LM, so it follows the LM's device and dtype (``Backbone.to(dtype=bf16)`` casts
@@ -23,17 +23,16 @@ Notes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, ImageOps
-from transformers import AutoTokenizer, Emu3ForConditionalGeneration
+from transformers import Emu3ForConditionalGeneration
 from transformers.models.emu3.modeling_emu3 import Emu3ImageVocabularyMapping, Emu3VQVAE
 
 from wm_hub.models.base import Backbone, BackboneConfig
+from wm_hub.models.image_processing import SquareImageProcessor
+from wm_hub.models.processing import WorldModelProcessor
 
 BOI_TOKEN = "<|image start|>"
 EOI_TOKEN = "<|image end|>"
@@ -43,22 +42,15 @@ EOF_TOKEN = "<|extra_201|>"
 SEPARATOR_TOKEN = "<|extra_0|>"
 
 
-def square_rgb(image: Image.Image, size: int) -> Image.Image:
-    """RGB (alpha blended on white), short side resized to ``size`` (bicubic) and centre-cropped to a square."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    image = image.convert("RGB")
-    return ImageOps.fit(image, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
-
-
 class Emu3Backbone(Backbone):
     """Emu3 (Emu3-Gen / Emu3-Chat in HF layout, and tiny presets of the same layout).
 
     Args:
         model: ``Emu3ForConditionalGeneration``; its ``model.vqmodel`` is the image tokenizer.
-        tokenizer: Emu3's tokenizer (visual tokens are ``<|visual token 000000|>``... vocabulary entries).
-        config: wm-hub settings; ``separator_token`` defaults to ``<|extra_0|>``.
+        processor: Emu3's tokenizer (visual tokens are ``<|visual token 000000|>``... vocabulary entries) and a
+            cropping :class:`~wm_hub.models.image_processing.SquareImageProcessor`; the separator defaults to
+            ``<|extra_0|>``.
+        config: wm-hub settings.
 
     Raises:
         ValueError: If ``config.image_size`` is not a multiple of the VQ's spatial factor, or the vocabulary and the
@@ -66,11 +58,10 @@ class Emu3Backbone(Backbone):
     """
 
     arch = "emu3"
+    separator_token = SEPARATOR_TOKEN
 
-    def __init__(self, model: Emu3ForConditionalGeneration, tokenizer, config: BackboneConfig):
-        if config.separator_token is None:
-            config.separator_token = SEPARATOR_TOKEN
-        super().__init__(model, tokenizer, config)
+    def __init__(self, model: Emu3ForConditionalGeneration, processor: WorldModelProcessor, config: BackboneConfig):
+        super().__init__(model, processor, config)
         self.vqmodel.eval().requires_grad_(False)
         factor = self.vqmodel.vision_spatial_factor
         if config.image_size % factor:
@@ -78,21 +69,21 @@ class Emu3Backbone(Backbone):
                 f"image_size {config.image_size} is not a multiple of the Emu3 VQ spatial factor {factor}"
             )
         side = config.image_size // factor
-        height, width = side, side
-
         mapping = Emu3ImageVocabularyMapping(model.config.vocabulary_map)
         num_codes = self.vqmodel.config.codebook_size
         if sorted(mapping.img2bpe) != list(range(num_codes)):
             raise ValueError(
                 f"the vocabulary has {len(mapping.img2bpe)} visual tokens but the Emu3 VQ has {num_codes} codes"
             )
-        self._code_to_id = torch.tensor([mapping.img2bpe[code] for code in range(num_codes)], dtype=torch.long)
-        self._id_to_code = torch.full((model.config.text_config.vocab_size,), -1, dtype=torch.long)
-        self._id_to_code[self._code_to_id] = torch.arange(num_codes)
-        self._set_image_vocabulary((height, width), self._code_to_id, BOI_TOKEN, EOI_TOKEN)
-        self._eol = self._token_id(EOL_TOKEN)
-        self._eof = self._token_id(EOF_TOKEN)
-        self._prefix = [self._boi, *self._text_ids(f"{height}*{width}"), self._token_id(IMAGE_WRAPPER_TOKEN)]
+        code_to_id = torch.tensor([mapping.img2bpe[code] for code in range(num_codes)], dtype=torch.long)
+        grid_text = self.tokenizer.convert_ids_to_tokens(self._text_ids(f"{side}*{side}"))
+        start = [BOI_TOKEN, *grid_text, IMAGE_WRAPPER_TOKEN]
+        self._set_image_vocabulary((side, side), code_to_id, start, [EOF_TOKEN, EOI_TOKEN], row_end=EOL_TOKEN)
+
+    @classmethod
+    def default_image_processor(cls, path: str, config: BackboneConfig) -> SquareImageProcessor:
+        """wm-hub's Emu3 preprocessing: alpha on white, short side to ``image_size`` (bicubic), centre crop."""
+        return SquareImageProcessor(size=config.image_size, square="crop")
 
     @property
     def vqmodel(self) -> Emu3VQVAE:
@@ -106,54 +97,16 @@ class Emu3Backbone(Backbone):
     @property
     def eol_token_id(self) -> int:
         """End-of-line token (``<|extra_200|>``) after each row of image codes."""
-        return self._eol
+        return self.processor.token_id(EOL_TOKEN)
 
     @property
     def eof_token_id(self) -> int:
         """End-of-frame token (``<|extra_201|>``) after the last row."""
-        return self._eof
-
-    # ----------------------------------------------------------------------------------------------------------
-    # Image block layout
-    # ----------------------------------------------------------------------------------------------------------
-    def image_prefix_ids(self) -> list[int]:
-        """``<|image start|>``, the grid size as text (``"{h}*{w}"``) and ``<|image token|>``."""
-        return list(self._prefix)
-
-    def image_body_ids(self, image_ids: Sequence[int]) -> list[int]:
-        """The ``h * w`` codes row by row, each row followed by the end-of-line token.
-
-        Args:
-            image_ids: ``image_seq_len`` ids (any values, e.g. ``-1`` placeholders for the generation layout).
-        """
-        image_ids = list(image_ids)
-        height, width = self.image_grid
-        if len(image_ids) != height * width:
-            raise ValueError(f"expected {height * width} image token ids, got {len(image_ids)}")
-        body: list[int] = []
-        for row in range(height):
-            body += image_ids[row * width : (row + 1) * width] + [self._eol]
-        return body
-
-    def image_suffix_ids(self) -> list[int]:
-        """End-of-frame then ``<|image end|>``."""
-        return [self._eof, self._eoi]
+        return self.processor.token_id(EOF_TOKEN)
 
     # ----------------------------------------------------------------------------------------------------------
     # Image tokenizer
     # ----------------------------------------------------------------------------------------------------------
-    def codes_to_ids(self, codes: torch.Tensor) -> torch.Tensor:
-        return self._code_to_id.to(codes.device)[codes.long()]
-
-    def ids_to_codes(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._id_to_code.to(ids.device)[ids.long()]
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        size = self.config.image_size
-        arrays = [np.asarray(square_rgb(image, size), dtype=np.float32) for image in images]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return pixels / 127.5 - 1.0  # Emu3: rescale 1/255, mean 0.5, std 0.5
-
     def _encode_codes(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``Emu3VQVAE.encode`` for images, also returning the quant_conv output (pre-quantisation features)."""
         vq = self.vqmodel.eval()
@@ -173,18 +126,20 @@ class Emu3Backbone(Backbone):
     # Persistence
     # ----------------------------------------------------------------------------------------------------------
     def _save_image_tokenizer(self, save_directory: Path) -> None:
-        """Nothing to write: the VQ is saved with the LM, the preprocessing settings with the wm-hub config."""
+        """Nothing to write: the VQ is saved with the LM, the preprocessing with the processor."""
 
     @classmethod
-    def from_pretrained(cls, path: str, config: BackboneConfig, **model_kwargs: Any) -> Emu3Backbone:
+    def from_pretrained(
+        cls, path: str, config: BackboneConfig, processor: WorldModelProcessor, **model_kwargs: Any
+    ) -> Emu3Backbone:
         """Load an Emu3 checkpoint in HF layout (e.g. ``BAAI/Emu3-Gen-hf``) or a folder saved by wm-hub.
 
         Args:
-            path: Folder or Hub id.
+            path: Folder.
             config: wm-hub settings.
+            processor: Its processor (:func:`~wm_hub.models.loading.load_backbone` reads it).
             **model_kwargs: For ``Emu3ForConditionalGeneration.from_pretrained`` (``dtype``, ``device_map``,
                 ``attn_implementation``...).
         """
         model = Emu3ForConditionalGeneration.from_pretrained(path, **model_kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        return cls(model, tokenizer, config)
+        return cls(model, processor, config)

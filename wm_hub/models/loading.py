@@ -10,7 +10,7 @@ import torch
 from transformers import PretrainedConfig
 
 from wm_hub.atomic_io import read_json_object
-from wm_hub.models.base import Backbone, BackboneConfig, read_backbone_config
+from wm_hub.models.base import Backbone, BackboneConfig, old_processor_settings, read_backbone_config
 from wm_hub.models.model_folder import (
     ADAPTER_CONFIG,
     MANIFEST,
@@ -18,6 +18,7 @@ from wm_hub.models.model_folder import (
     resolve_model_folder,
     trained_task,
 )
+from wm_hub.models.processing import WorldModelProcessor, is_world_model_processor, load_processor
 
 # arch -> (module, class); imported lazily so that one family's optional pieces never block another.
 BACKBONES: dict[str, tuple[str, str]] = {
@@ -69,8 +70,8 @@ def load_backbone(
             inside the LM and follows this dtype, as in transformers (pre-tokenise Emu3 data with a float32 backbone
             for dtype-independent codes).
         **kwargs: Backend options, e.g. ``vqgan="vqgan.ckpt"``, ``vqgan_config="vqgan.yaml"`` for Chameleon and
-            Liquid, ``image_size=`` or ``prompt=`` overrides, and LM ``from_pretrained`` options
-            (``attn_implementation``...).
+            Liquid, ``image_size=`` overrides, ``prompt=`` (a :class:`~wm_hub.models.processing.PromptFormat`) or
+            ``separator_token=`` for the processor, and LM ``from_pretrained`` options (``attn_implementation``...).
         revision: Branch, tag or commit of a Hub id (``token=`` in ``kwargs`` authenticates the download).
 
     Returns:
@@ -80,7 +81,7 @@ def load_backbone(
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
     config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
-    config = read_backbone_config(config_dict)
+    config, old_settings = read_backbone_config(config_dict)
     if config is None:
         model_type = config_dict.get("model_type")
         detected = arch or MODEL_TYPE_TO_ARCH.get(model_type)
@@ -92,12 +93,21 @@ def load_backbone(
         config = BackboneConfig(arch=detected, image_size=_default_image_size(config_dict, detected))
     elif arch is not None and arch != config.arch:
         raise ValueError(f"{name_or_path} is a {config.arch!r} checkpoint, not {arch!r}")
-    for field_name in ("image_size", "prompt", "separator_token", "image_token_offset"):
+    for field_name in ("image_size", "image_token_offset"):
         if field_name in kwargs:
             setattr(config, field_name, kwargs.pop(field_name))
+    prompt, separator = kwargs.pop("prompt", None), kwargs.pop("separator_token", None)
     if dtype is not None:
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    backbone = backbone_class(config.arch).from_pretrained(name_or_path, config, **kwargs)
+    family = backbone_class(config.arch)
+    processor = load_processor(
+        name_or_path, lambda: family.default_image_processor(name_or_path, config), old_settings
+    )
+    if prompt is not None:
+        processor.prompt = prompt
+    if separator is not None:
+        processor.separator_token = separator
+    backbone = family.from_pretrained(name_or_path, config, processor, **kwargs)
     backbone.trained_task = trained_task(name_or_path)
     backbone.model.eval()
     if device is not None:
@@ -122,20 +132,34 @@ def load_adapter_backbone(folder: str | Path, **kwargs: Any) -> Backbone:
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
         raise FileNotFoundError(f"{folder}: an adapter without {MANIFEST} (the wm-hub settings it was trained with)")
-    saved = BackboneConfig.from_dict(read_json_object(folder / MANIFEST)["backbone"])
+    settings = read_json_object(folder / MANIFEST)["backbone"]
+    saved = BackboneConfig.from_dict(settings)
     adapter = read_json_object(folder / ADAPTER_CONFIG)
     if kwargs.get("arch") not in (None, saved.arch):
         raise ValueError(f"{folder} is a {saved.arch!r} adapter, not {kwargs['arch']!r}")
-    overrides = {name: getattr(saved, name) for name in ("image_size", "prompt", "separator_token")}
-    overrides["image_token_offset"] = saved.image_token_offset
+    overrides = {"image_size": saved.image_size, "image_token_offset": saved.image_token_offset}
     overrides.update({key: kwargs.pop(key) for key in list(overrides) if key in kwargs})
     device = kwargs.pop("device", None)
+    prompt, separator = kwargs.pop("prompt", None), kwargs.pop("separator_token", None)
     backbone = load_backbone(
         adapter["base_model_name_or_path"], revision=adapter.get("revision"), **overrides, **kwargs
     )
     backbone.model = PeftModel.from_pretrained(backbone.model, str(folder)).merge_and_unload().eval()
-    if (folder / "tokenizer_config.json").is_file():
-        backbone.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if is_world_model_processor(folder):  # the processor the adapter was trained with (tokenizer included)
+        saved_processor = WorldModelProcessor.from_pretrained(
+            folder, image_processor=backbone.processor.image_processor
+        )
+        saved_processor.set_layout(**backbone.processor.layout())
+        backbone.processor = saved_processor
+    else:  # saved before the processor existed: the settings in its manifest
+        for name, value in old_processor_settings(settings).items():
+            setattr(backbone.processor, name, value)
+        if (folder / "tokenizer_config.json").is_file():
+            backbone.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if prompt is not None:
+        backbone.processor.prompt = prompt
+    if separator is not None:
+        backbone.processor.separator_token = separator
     backbone.trained_task = trained_task(folder)
     if device is not None:
         backbone.to(device)

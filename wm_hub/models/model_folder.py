@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 RUN_SUMMARY = "training_run.json"  # what wm-hub's trainers write beside a fine-tuned model
 MANIFEST = "wm_hub.json"  # the wm-hub settings of a published model (task, layout, backbone settings, base model)
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: an adapter-layout folder names its base model here
+PROCESSOR_CONFIG = "processor_config.json"  # transformers': the WorldModelProcessor (sequence format, preprocessing)
 
 # Downloaded by load_backbone for a Hub id: everything but checkpoints, original-format weights and data.
 SNAPSHOT_IGNORE = ["checkpoint-*/*", "adapter/*", "original/*", "*.pth", "*.pt", "*.ckpt", "*.msgpack", "*.h5"]

@@ -43,6 +43,7 @@ from wm_hub.models.chameleon_vqgan import (
 )
 from wm_hub.models.emu3 import Emu3Backbone
 from wm_hub.models.liquid import LiquidBackbone
+from wm_hub.models.processing import WorldModelProcessor
 
 
 @dataclass
@@ -347,7 +348,7 @@ def build_tiny_chameleon(
         size={"shortest_edge": spec.image_size}, crop_size={"height": spec.image_size, "width": spec.image_size}
     )
     settings = BackboneConfig(arch="chameleon", image_size=spec.image_size)
-    return ChameleonBackbone(model, tokenizer, vqgan, image_processor, settings)
+    return ChameleonBackbone(model, WorldModelProcessor(image_processor, tokenizer), vqgan, settings)
 
 
 def build_tiny_liquid(spec: TinySpec, vqgan: VQModel | None = None) -> LiquidBackbone:
@@ -386,7 +387,8 @@ def build_tiny_liquid(spec: TinySpec, vqgan: VQModel | None = None) -> LiquidBac
         vqgan = tiny_vqgan(spec)
         zero_residual_branches(vqgan)
     settings = BackboneConfig(arch="liquid", image_size=spec.image_size, image_token_offset=len(tokenizer))
-    return LiquidBackbone(model, tokenizer, vqgan, settings)
+    processor = WorldModelProcessor(LiquidBackbone.default_image_processor("", settings), tokenizer)
+    return LiquidBackbone(model, processor, vqgan, settings)
 
 
 def emu3_visual_token(code: int) -> str:
@@ -459,7 +461,9 @@ def build_tiny_emu3(spec: TinySpec, vqgan: VQModel | None = None) -> Emu3Backbon
     config = Emu3Config(text_config=text_config, vq_config=vq_config, vocabulary_map=tokenizer.get_vocab())
     model = Emu3ForConditionalGeneration(config).eval()
     zero_residual_branches(model.model.vqmodel)
-    return Emu3Backbone(model, tokenizer, BackboneConfig(arch="emu3", image_size=spec.image_size))
+    settings = BackboneConfig(arch="emu3", image_size=spec.image_size)
+    processor = WorldModelProcessor(Emu3Backbone.default_image_processor("", settings), tokenizer)
+    return Emu3Backbone(model, processor, settings)
 
 
 TINY_PRESETS: dict[str, Callable[[TinySpec, VQModel | None], Backbone]] = {

@@ -76,7 +76,7 @@ class PretokenizeConfig:
 
 def backbone_fingerprint(backbone: Backbone) -> str:
     """``Backbone.image_fingerprint`` plus the prompts, which decide the sequences (read anew: they can change)."""
-    return Hasher.hash([backbone.image_fingerprint(), backbone.config.to_dict()["prompt"]])
+    return Hasher.hash([backbone.image_fingerprint(), backbone.processor.settings()])
 
 
 def _encode_batch(batch: dict[str, list[Any]], backbone: Backbone) -> dict[str, list]:

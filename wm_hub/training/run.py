@@ -122,7 +122,7 @@ def main(
     set_seed(training_args.seed)
     with whole_model_loading(training_args.deepspeed_plugin):
         backbone = load_backbone(**model_args.backbone_kwargs())
-    backbone.config.prompt = data_args.prompt_format(backbone.config.prompt)
+    backbone.processor.prompt = data_args.prompt_format(backbone.processor.prompt)
     backbone.image_tokenizer.to(training_args.device)
     with training_args.main_process_first(desc="data mixture and pre-tokenisation"):
         mixture = _build_mixture(
@@ -201,7 +201,7 @@ def save_world_model(trainer: SFTTrainer, backbone: Backbone, model_args: ModelA
     adapter_dir = output_dir / ADAPTER_SUBFOLDER
     trainer.accelerator.unwrap_model(trainer.model).save_pretrained(adapter_dir, state_dict=state_dict)
     with whole_model_loading(trainer.accelerator.state.deepspeed_plugin):
-        merged = load_backbone(**model_args.backbone_kwargs(), prompt=backbone.config.prompt)
+        merged = load_backbone(**model_args.backbone_kwargs(), prompt=backbone.processor.prompt)
     merged.model = PeftModel.from_pretrained(merged.model, adapter_dir).merge_and_unload()
     merged.save_pretrained(output_dir)
 
@@ -269,7 +269,7 @@ def run_summary(
         "base_model": model_args.model_name_or_path,
         "arch": backbone.config.arch,
         "image_size": backbone.config.image_size,
-        "prompt": dataclasses.asdict(backbone.config.prompt),
+        "prompt": dataclasses.asdict(backbone.processor.prompt),
         "mixture": {**mixture.summary(), "seed": data_args.mixture_seed},
         "loss": {
             "loss_weighting": training_args.loss_weighting,

@@ -46,7 +46,8 @@ class WorldModelTrainer(SFTTrainer):
         model: The model to train, by default ``backbone.model``.
         data_collator: By default a :class:`WorldModelCollator` with the backbone's pad id and
             ``args.pad_to_multiple_of``.
-        processing_class: Saved with checkpoints; by default ``backbone.tokenizer``.
+        processing_class: TRL's processing class; by default ``backbone.tokenizer`` (TRL's text path). The backbone's
+            :class:`~wm_hub.models.processing.WorldModelProcessor` is saved with every checkpoint beside it.
         **kwargs: Passed to ``SFTTrainer`` (``peft_config``, ``callbacks``, ``optimizers``...).
     """
 
@@ -85,6 +86,7 @@ class WorldModelTrainer(SFTTrainer):
         self.model_accepts_loss_kwargs = True
         self._loss_shifts_labels = True
         self._image_token_ids = backbone.image_token_ids.to(self.args.device)
+        self._processor = backbone.processor
         self._token_stats: dict[str, torch.Tensor] = {}
         trainable_vq = [
             name
@@ -96,6 +98,11 @@ class WorldModelTrainer(SFTTrainer):
                 f"VQ image tokenizer parameters would train ({trainable_vq[:3]}...); they must stay frozen. With "
                 f"LoRA, restrict target_modules to the language model, e.g. target_modules={TEXT_ATTENTION_TARGETS!r}"
             )
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save as ``Trainer`` does, and the backbone's processor beside (every checkpoint has its sequence format)."""
+        super()._save(output_dir, state_dict=state_dict)
+        self._processor.save_pretrained(output_dir or self.args.output_dir)
 
     def _loss_weights(self, token_weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
         """The per-token weights the loss uses (``None``: all 1)."""
