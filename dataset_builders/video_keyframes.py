@@ -44,6 +44,8 @@ class VideoKeyframesConfig(datasets.BuilderConfig):
         min_interval: Least distance in frames between two key frames, ``I_f`` (paper: 20).
         max_side: Longer side in pixels of the frames the optical flow runs on (``None``: full resolution); the
             triplet images are always full resolution.
+        fill_to_count: Give every video long enough ``num_keyframes`` frames (wm-hub's fixed-count variant; by
+            default the paper's selection, which may give fewer).
         extensions: Video file suffixes to read (case-insensitive).
         origin_prefix: ``origin`` is ``<origin_prefix>/<class>``; name the source, e.g. ``ucf101``.
     """
@@ -51,6 +53,7 @@ class VideoKeyframesConfig(datasets.BuilderConfig):
     num_keyframes: int = 6
     min_interval: int = 20
     max_side: int | None = 160
+    fill_to_count: bool = False
     extensions: Sequence[str] = VIDEO_EXTENSIONS
     origin_prefix: str = "video_keyframes"
 
@@ -86,7 +89,9 @@ class VideoKeyframesBuilder(datasets.GeneratorBasedBuilder):
 
     def _generate_examples(self, root: str, videos: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         config: VideoKeyframesConfig = self.config
-        keyframe_config = KeyframeConfig(config.num_keyframes, config.min_interval, config.max_side)
+        keyframe_config = KeyframeConfig(
+            config.num_keyframes, config.min_interval, config.max_side, fill_to_count=config.fill_to_count
+        )
         skipped = []
         for video in videos:
             path = Path(root) / video

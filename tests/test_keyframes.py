@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import av
@@ -64,20 +65,45 @@ def test_select_keyframes_is_greedy_by_score_with_the_interval():
     assert select_keyframes([1.0, 1.0, 1.0], 1, 1) == [0]  # ties: earlier first
 
 
-def test_select_keyframes_keeps_room_for_all_k():
+def test_select_keyframes_fill_to_count_keeps_room_for_all_k():
     scores = [0.0] * 41
     scores[10] = 5.0  # taking it would leave room for 2 frames in all, and 41 frames hold 3 that are 20 apart
-    assert select_keyframes(scores, 3, 20) == [0, 20, 40]
+    assert select_keyframes(scores, 3, 20, fill_to_count=True) == [0, 20, 40]
+    assert select_keyframes(scores, 3, 20) == [10, 30]  # the paper's reading keeps the best frame, and gets fewer
 
 
-def test_select_keyframes_gives_fewer_only_when_the_video_cannot_hold_k():
+def test_select_keyframes_fill_to_count_gives_fewer_only_when_the_video_cannot_hold_k():
     rng = random.Random(0)
     for _ in range(300):
         num_frames, interval, k = rng.randint(1, 80), rng.randint(1, 25), rng.randint(1, 7)
-        frames = select_keyframes([rng.random() for _ in range(num_frames)], k, interval)
+        frames = select_keyframes([rng.random() for _ in range(num_frames)], k, interval, fill_to_count=True)
         assert len(frames) == min(k, max_keyframes(num_frames, interval))
         assert all(b - a >= interval for a, b in zip(frames, frames[1:]))
     assert max_keyframes(120, 20) == 6 and max_keyframes(100, 20) == 5 and max_keyframes(0, 20) == 0
+
+
+def test_select_keyframes_is_the_papers_non_maximum_suppression():
+    rng = random.Random(1)
+    for _ in range(300):
+        num_frames, interval, k = rng.randint(1, 80), rng.randint(1, 25), rng.randint(1, 7)
+        scores = [rng.random() for _ in range(num_frames)]
+        frames = select_keyframes(scores, k, interval)
+        assert 1 <= len(frames) <= k and all(b - a >= interval for a, b in zip(frames, frames[1:]))
+        if len(frames) < k:  # every frame left out lies within the interval of a better kept one
+            for index in set(range(num_frames)) - set(frames):
+                assert any(abs(index - kept) < interval and scores[kept] >= scores[index] for kept in frames)
+
+
+def test_carphone_key_frames_follow_the_motion_not_a_grid():
+    require(VIDEOS)
+    video = VIDEOS / "carphone_pristine.mp4"
+    every = find_keyframes(video, KeyframeConfig(num_keyframes=120, min_interval=1))
+    median = statistics.median(every.scores)
+    paper = find_keyframes(video)
+    assert paper.frames == [8, 31, 58, 82, 117] and min(paper.scores) > median  # 5 frames, all of them motion
+    assert paper.note.startswith("5 of 6 key frames: every other frame is within 20 frames")
+    filled = find_keyframes(video, KeyframeConfig(fill_to_count=True))  # the fixed-count variant: a near-grid
+    assert filled.frames == [1, 21, 41, 61, 82, 117] and min(filled.scores) < median and filled.note is None
 
 
 def test_keyframes_fall_inside_the_motion(tmp_path):
@@ -233,11 +259,12 @@ def test_real_videos_get_six_keyframes_and_full_resolution_images(tmp_path, caps
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 2 and summary["skipped"] == 1
     rows = {Path(row["video"]).name: row for row in _rows(tmp_path / "out" / "keyframes.jsonl")}
-    expected = {"bikes.mp4": (250, (640, 272)), "carphone_pristine.mp4": (120, (176, 144))}
+    expected = {"bikes.mp4": (250, (640, 272), 6), "carphone_pristine.mp4": (120, (176, 144), 5)}
     assert set(rows) == set(expected)
-    for name, (num_frames, size) in expected.items():
+    for name, (num_frames, size, count) in expected.items():
         row = rows[name]
-        assert row["num_frames"] == num_frames and len(row["frames"]) == 6 and row["note"] is None
+        assert row["num_frames"] == num_frames and len(row["frames"]) == count
+        assert (row["note"] is None) == (count == 6)
         assert all(b - a >= 20 for a, b in zip(row["frames"], row["frames"][1:]))
         for image in row["images"]:
             with Image.open(tmp_path / "out" / image) as frame:

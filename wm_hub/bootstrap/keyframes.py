@@ -9,12 +9,15 @@ The paper computes optical flow "to quantify the dynamics per frame" and keeps t
   magnitude of OpenCV's dense Farneback flow, in pixels of the downscaled frame per frame step: at a fixed
   ``max_side`` it measures motion relative to the frame size, so scores of videos larger than that compare.
   Frame 0 has no predecessor and scores 0.
-- **Selection** (:func:`select_keyframes`): greedy, highest score first (ties: earlier frame first). A frame is
-  skipped when it lies within ``min_interval - 1`` frames of an already selected one, or when taking it would leave
-  too little room to place ``K`` frames in all (this guard only matters for short videos: it keeps greedy from
-  stranding a video that can hold ``K`` frames with fewer). Selected frames come back in temporal order.
-- **Fewer frames**: a video of ``N`` frames holds at most ``(N - 1) // min_interval + 1`` frames that far apart;
-  when that is below ``num_keyframes`` the result has that many and says so in :attr:`Keyframes.note`.
+- **Selection** (:func:`select_keyframes`), the paper's reading: greedy, highest score first (ties: earlier frame
+  first); a frame is skipped when it lies within ``min_interval - 1`` frames of a better one already kept, and at
+  most ``K`` are kept. A video whose motion is concentrated yields fewer than ``K`` frames (the paper's Table 7
+  reports 2.05-3.00 observations per video). Selected frames come back in temporal order.
+- **Fixed count** (``fill_to_count``, wm-hub's option): a frame is also skipped when taking it would leave too
+  little room to place ``K`` frames in all, so a video that can hold ``K`` frames that far apart always gets ``K``.
+  On short clips this drifts towards a regular grid (``carphone_pristine.mp4``, 120 frames: 1, 21, 41, 61, 82,
+  117, frame 41 below the median motion), which is why it is not the default.
+- **Fewer frames**: :attr:`Keyframes.note` says why a video got fewer than ``K`` (its length, or the spacing).
 
 Decoding at reduced resolution: H.264 has no reduced-resolution decoding, so every frame is decoded in full; the
 speed comes from running the flow on small frames (640x272 -> 160x68 is 16x fewer pixels) and from taking the luma
@@ -28,7 +31,8 @@ takes 0.13 s beside 0.58 s of analysis, about a quarter more) but would hold the
 Key frames of many videos as images (:func:`extract_keyframes`, ``wm-hub keyframes``), the folder that
 ``wm-hub annotate`` reads::
 
-    OUT/keyframes_config.json             num_keyframes, min_interval, max_side (a resume must use the same)
+    OUT/keyframes_config.json             num_keyframes, min_interval, max_side, fill_to_count (a resume must use
+                                          the same)
     OUT/keyframes.jsonl                   one row per video: Keyframes fields and the images' paths under OUT
     OUT/<name>/frame_000010.png           the key frames at full resolution
     OUT/skipped.jsonl                     the videos of the last run that could not be decoded, and why
@@ -146,12 +150,15 @@ class KeyframeConfig:
         max_side: Longer side, in pixels, of the frames the flow runs on (``None``: full resolution). Smaller
             frames are not upscaled.
         estimator: Motion score of a pair of consecutive grey frames.
+        fill_to_count: Also skip frames that would leave room for fewer than ``num_keyframes`` in all, so that every
+            video long enough gets that many (wm-hub's option; the paper keeps the top frames and may get fewer).
     """
 
     num_keyframes: int = 6
     min_interval: int = 20
     max_side: int | None = 160
     estimator: FlowEstimator = field(default_factory=FarnebackFlow)
+    fill_to_count: bool = False
 
     def __post_init__(self):
         if self.num_keyframes < 1 or self.min_interval < 1:
@@ -201,18 +208,22 @@ def _capacity(selected: list[int], num_frames: int, min_interval: int) -> int:
     return len(selected) + gaps
 
 
-def select_keyframes(scores: Sequence[float], num_keyframes: int, min_interval: int) -> list[int]:
+def select_keyframes(
+    scores: Sequence[float], num_keyframes: int, min_interval: int, fill_to_count: bool = False
+) -> list[int]:
     """Greedy top-``num_keyframes`` frames at least ``min_interval`` apart, in temporal order.
 
     Frames are taken highest score first (ties: earlier first), skipping any frame closer than ``min_interval`` to
-    a selected one and any frame that would leave room for fewer than
-    ``min(num_keyframes, max_keyframes(len(scores), min_interval))`` frames in all. So the result has fewer than
-    ``num_keyframes`` frames only when the video is too short to hold them.
+    a better one already kept (the paper's reading: a video can yield fewer than ``num_keyframes``). With
+    ``fill_to_count``, a frame that would leave room for fewer than
+    ``min(num_keyframes, max_keyframes(len(scores), min_interval))`` frames in all is skipped too, so the result
+    has fewer frames only when the video is too short to hold them.
 
     Args:
         scores: Motion score of every frame.
         num_keyframes: Frames to select.
         min_interval: Least distance between two selected frames.
+        fill_to_count: Keep room for ``num_keyframes`` frames (wm-hub's fixed-count variant).
     """
     num_frames = len(scores)
     target = min(num_keyframes, max_keyframes(num_frames, min_interval))
@@ -223,7 +234,7 @@ def select_keyframes(scores: Sequence[float], num_keyframes: int, min_interval: 
         if any(abs(index - other) < min_interval for other in selected):
             continue
         candidate = sorted([*selected, index])
-        if _capacity(candidate, num_frames, min_interval) >= target:
+        if not fill_to_count or _capacity(candidate, num_frames, min_interval) >= target:
             selected = candidate
     return selected
 
@@ -310,12 +321,17 @@ def find_keyframes(video: str | Path, config: KeyframeConfig | None = None) -> K
             previous = grey
     if not scores:
         raise VideoDecodeError(video, "no frames decoded")
-    frames = select_keyframes(scores, config.num_keyframes, config.min_interval)
+    frames = select_keyframes(scores, config.num_keyframes, config.min_interval, config.fill_to_count)
     note = None
-    if len(frames) < config.num_keyframes:
+    if len(frames) == max_keyframes(len(scores), config.min_interval) < config.num_keyframes:
         note = (
             f"{len(scores)} frames hold at most {len(frames)} key frames {config.min_interval} frames apart "
             f"(asked for {config.num_keyframes})"
+        )
+    elif len(frames) < config.num_keyframes:
+        note = (
+            f"{len(frames)} of {config.num_keyframes} key frames: every other frame is within {config.min_interval} "
+            "frames of a better-scored key frame (the paper's selection; fill_to_count keeps room for all)"
         )
     return Keyframes(str(video), fps, len(scores), frames, [scores[index] for index in frames], note)
 
@@ -361,6 +377,8 @@ class KeyframeExtractionConfig:
         num_keyframes: Key frames per video, ``K_f`` (paper: 6).
         min_interval: Least distance in frames between two key frames, ``I_f`` (paper: 20).
         max_side: Longer side in pixels of the frames the flow runs on; 0 for full resolution.
+        fill_to_count: Give every video long enough ``num_keyframes`` frames (wm-hub's fixed-count variant); by
+            default the paper's selection, which keeps the best-scored frames and may give fewer.
 
     Attributes:
         selection: The :class:`KeyframeConfig` of these settings (``max_side`` 0 becomes ``None``).
@@ -377,12 +395,15 @@ class KeyframeExtractionConfig:
         default=160,
         metadata={"help": "longer side in pixels of the frames the flow runs on; 0 for full resolution"},
     )
+    fill_to_count: bool = False
     selection: KeyframeConfig = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
-        self.selection = KeyframeConfig(self.num_keyframes, self.min_interval, self.max_side or None)
+        self.selection = KeyframeConfig(
+            self.num_keyframes, self.min_interval, self.max_side or None, fill_to_count=self.fill_to_count
+        )
 
 
 def _video_folders(names: Sequence[str]) -> dict[str, Path]:
@@ -403,13 +424,18 @@ def _video_folders(names: Sequence[str]) -> dict[str, Path]:
     return videos
 
 
+SELECTION_SETTINGS = ("num_keyframes", "min_interval", "max_side", "fill_to_count")
+# A folder started before the setting existed was filled to the count (the selection of those versions).
+RECORDED_BEFORE_FILL_TO_COUNT = {"fill_to_count": True}
+
+
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     """Refuse to resume ``out`` when it was started with other selection settings; record them in a new folder."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder for the key frames")
     recorded = out / "keyframes_config.json"
     if recorded.is_file():
-        before = json.loads(recorded.read_text())
+        before = {**RECORDED_BEFORE_FILL_TO_COUNT, **json.loads(recorded.read_text())}
         for name, value in settings.items():
             if before.get(name) != value:
                 flag = "--" + name.replace("_", "-")
@@ -442,9 +468,7 @@ def extract_keyframes(config: KeyframeExtractionConfig) -> dict[str, Any]:
     """
     videos = _video_folders(config.videos)
     out = Path(config.out)
-    _check_settings(
-        out, {name: getattr(config.selection, name) for name in ("num_keyframes", "min_interval", "max_side")}
-    )
+    _check_settings(out, {name: getattr(config.selection, name) for name in SELECTION_SETTINGS})
     index = out / "keyframes.jsonl"
     try:
         done = {row["video"]: Path(row["images"][0]).parent for row in read_jsonl_log(index)}  # a torn row is redone
