@@ -321,6 +321,18 @@ def test_cli_help_lists_annotate(capsys):
     assert "synthetic_triplets" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("model", ["anole-7b", "liquid-7b", "emu3"])
+def test_the_paper_recipes_sample_the_labels_at_temperature_one(model):
+    from wm_hub.config_parser import ConfigParser
+
+    recipe = str(REPO / f"recipes/{model}/annotate.yaml")
+    (config,) = ConfigParser((AnnotateConfig,)).parse_args_and_config(["--config", recipe])
+    assert config.do_sample is True and config.temperature == 1.0  # paper Eq. 1: the action is sampled
+    assert config.idm == f"outputs/{model}-idm"  # what recipes/<model>/idm.yaml writes
+    (greedy,) = ConfigParser((AnnotateConfig,)).parse_args_and_config(["--config", recipe, "--do_sample", "false"])
+    assert greedy.do_sample is False
+
+
 def test_the_tiny_recipe_parses_into_the_config_and_flags_override_it():
     from trl import TrlParser
 
