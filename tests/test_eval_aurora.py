@@ -331,6 +331,24 @@ def _results(path: Path, label: str, values: dict[str, dict[str, float]], k: int
     return path
 
 
+def test_every_judge_table_counts_the_replies_not_parsed(tmp_path):
+    from wm_hub.evaluation.aurora import AuroraEvalConfig
+    from wm_hub.evaluation.judge import JudgeConfig
+    from wm_hub.evaluation.reports import judge_details_table, load_results, metrics_table, score_table
+
+    assert JudgeConfig().model == AuroraEvalConfig.judge_model == "gpt-4o-2024-11-20"  # the paper's snapshot
+    values = {"ag": {"judge": 4.0, "judge_es": 5.0, "judge_me": 4.5, "judge_unparsable": 2}}
+    first = _results(tmp_path / "a.json", "A", values)
+    values = {"ag": {"judge": 6.0, "judge_es": 7.0, "judge_me": 6.5, "judge_unparsable": 0}}
+    runs = load_results([first, _results(tmp_path / "b.json", "B", values, 1)])
+    assert score_table(runs, "judge").splitlines()[-1] == "| GPT-4o replies not parsed (excluded) | 2 | 0 |"
+    transposed = score_table(runs, "judge", models_as_rows=True).splitlines()
+    assert transposed[0].endswith("| GPT-4o replies not parsed (excluded) |") and transposed[2].endswith("| 2 |")
+    assert metrics_table(runs).splitlines()[-1] == "| All | GPT-4o replies not parsed (excluded) | 2 | 0 |"
+    assert judge_details_table(runs).splitlines()[-1] == "| GPT-4o replies not parsed (excluded) | 2 |  | 0 |  |"
+    assert "not parsed" not in score_table(runs, "l1")  # a metric of its own, not the judge's
+
+
 def test_report_tables_and_plots(tmp_path):
     from wm_hub.evaluation.reports import load_results, metrics_table, score_table
 

@@ -79,7 +79,7 @@ class AuroraEvalConfig:
         dino_model: DINO model (ViT or DINOv2) for DINO.
         clip_t_text: Text of CLIP-T: the row's caption when it has one (``auto``), always the ``action``, or the
             ``caption`` (rows without one fail).
-        judge_model: Chat model of the GPT-4o-as-judge metric (paper appendix F).
+        judge_model: Chat model of the GPT-4o-as-judge metric (paper appendix F; default its snapshot).
         judge_base_url: OpenAI-compatible endpoint of the judge (default: the openai client's, ``OPENAI_BASE_URL``
             or OpenAI); its API key is read from ``OPENAI_API_KEY`` and never written.
         judge_cache_dir: Judge reply cache (default ``<out dir>/judge_cache``: a rerun sends no request).
@@ -115,7 +115,7 @@ class AuroraEvalConfig:
     clip_model: str = DEFAULT_CLIP_MODEL
     dino_model: str = DEFAULT_DINO_MODEL
     clip_t_text: ClipTText = "auto"
-    judge_model: str = "gpt-4o"
+    judge_model: str = "gpt-4o-2024-11-20"
     judge_base_url: str | None = None
     judge_cache_dir: str | None = None
     judge_concurrency: int = 8

@@ -1,7 +1,8 @@
 """GPT-4o-as-judge (paper section 4 and appendix F): an OpenAI-compatible chat model scores predicted edits.
 
 Each row sends one ``chat.completions`` request with the paper's prompt (Figure 10, :data:`JUDGE_PROMPT`), the
-source image and the predicted image (base64 PNG data URLs, in that order) at temperature 0. The judge answers
+source image and the predicted image (base64 PNG data URLs, in that order), at temperature 0 by default (wm-hub's
+choice for repeatable scores: the paper does not state a temperature). The judge answers
 ``{"score": [editing_success, minimal_editing], "reasoning": "..."}`` (both 0-10); the row's score is the minimum of
 the two and the benchmark score is the mean of the rows' minimums (as Fang et al. 2025, the paper's Table 2), with
 the means of each criterion reported beside it (paper Table 3).
@@ -81,7 +82,7 @@ class JudgeConfig:
     """Settings of the judge.
 
     Attributes:
-        model: Chat model name sent to the endpoint (the paper used ``gpt-4o-2024-11-20``).
+        model: Chat model name sent to the endpoint (default: the paper's snapshot ``gpt-4o-2024-11-20``).
         base_url: OpenAI-compatible endpoint (``http://host:8000/v1`` for vLLM...); ``None`` is the client's default
             (``OPENAI_BASE_URL`` or OpenAI).
         api_key_env: Name of the environment variable holding the API key (read when a request has to be sent;
@@ -91,11 +92,11 @@ class JudgeConfig:
         max_retries: Retries of the ``openai`` client on 408/409/429/5xx and connection errors (``Retry-After``
             honoured, exponential backoff otherwise).
         timeout: Seconds before one request attempt times out.
-        temperature: Sampling temperature (the paper: 0).
+        temperature: Sampling temperature (wm-hub's default 0; the paper does not state one).
         max_tokens: Reply length limit sent as ``max_tokens``; ``None`` sends none (the endpoint's default).
     """
 
-    model: str = "gpt-4o"
+    model: str = "gpt-4o-2024-11-20"
     base_url: str | None = None
     api_key_env: str = API_KEY_ENV
     cache_dir: str | None = None

@@ -167,22 +167,40 @@ def _digits(metric: str) -> int:
     return 2 if metric.startswith("judge") else 3
 
 
+UNPARSABLE = "judge_unparsable"
+UNPARSABLE_NAME = "GPT-4o replies not parsed (excluded)"
+
+
+def _unparsable_counts(runs: Sequence[RunResults]) -> list[str] | None:
+    """Each run's count of judge replies that were not parsed (left out of its means), or ``None`` when no run
+    recorded one: every table of judge scores shows it beside them."""
+    if all(run.value(None, UNPARSABLE) is None for run in runs):
+        return None
+    return [_format(run.value(None, UNPARSABLE), False, 0) for run in runs]
+
+
 def score_table(runs: Sequence[RunResults], metric: str = "judge", models_as_rows: bool = False) -> str:
-    """Paper Table 2: ``metric`` per subset (rows) and run (columns), the average of subset means last."""
+    """Paper Table 2: ``metric`` per subset (rows) and run (columns), the average of subset means last; for a judge
+    metric, the replies not parsed as their own row (column with ``models_as_rows``)."""
     subsets = subsets_of(runs)
     keys: list[str | None] = [*subsets, None]
     names = [SUBSET_NAMES.get(name, name) for name in subsets] + [AVERAGE_ROW]
     digits = _digits(metric)
+    unparsable = _unparsable_counts(runs) if metric.startswith("judge") else None
     if models_as_rows:
         rows = []
         columns = [[run.value(key, metric) for run in runs] for key in keys]
         cells_by_key = [_cells(column, metric, digits) for column in columns]
         for index, run in enumerate(runs):
-            rows.append([run.column, *(cells[index] for cells in cells_by_key)])
-        return _markdown([f"Model ({METRIC_NAMES.get(metric, metric)})", *names], rows)
+            count = [unparsable[index]] if unparsable else []
+            rows.append([run.column, *(cells[index] for cells in cells_by_key), *count])
+        extra = [UNPARSABLE_NAME] if unparsable else []
+        return _markdown([f"Model ({METRIC_NAMES.get(metric, metric)})", *names, *extra], rows)
     rows = [
         [name, *_cells([run.value(key, metric) for run in runs], metric, digits)] for key, name in zip(keys, names)
     ]
+    if unparsable:
+        rows.append([UNPARSABLE_NAME, *unparsable])
     return _markdown([f"Dataset ({METRIC_NAMES.get(metric, metric)})", *(run.column for run in runs)], rows)
 
 
@@ -197,6 +215,9 @@ def metrics_table(runs: Sequence[RunResults], metrics: Sequence[str] | None = No
             rows.append([name, METRIC_NAMES.get(metric, metric), *_cells(values, metric, _digits(metric))])
     if "judge" in metrics:
         rows.append(["All", "GPT-4o", *_cells([run.value(None, "judge") for run in runs], "judge", 2)])
+        unparsable = _unparsable_counts(runs)
+        if unparsable:
+            rows.append(["All", UNPARSABLE_NAME, *unparsable])
     return _markdown(["Dataset", "Metric", *(run.column for run in runs)], rows)
 
 
@@ -212,6 +233,9 @@ def judge_details_table(runs: Sequence[RunResults]) -> str:
             row += [_format(run.value(key, metric), False, 2) for metric in ("judge_es", "judge_me")]
         rows.append(row)
     rows.append(["GPT-4o", *(cell for run in runs for cell in (_format(run.value(None, "judge"), False, 2), ""))])
+    unparsable = _unparsable_counts(runs)
+    if unparsable:
+        rows.append([UNPARSABLE_NAME, *(cell for count in unparsable for cell in (count, ""))])
     return _markdown(header, rows)
 
 
