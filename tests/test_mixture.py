@@ -106,6 +106,21 @@ def test_builder_sources_resolve_data_dir_against_data_root(tmp_path, cache):
         build_mixture([SourceConfig(builder="synthetic_triplets", data_dir="missing", name="synthetic/test")])
 
 
+def test_a_builder_folder_that_changed_is_built_again_and_expect_rows_checks_its_count(tmp_path, cache):
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.png").write_bytes(_png(1))
+    (tmp_path / "ann" / "b.png").write_bytes(_png(2))
+    line = '{"id": "v/%d", "source": "a.png", "target": "b.png", "action": "push it", "score": -1.5}\n'
+    (tmp_path / "ann" / "annotations.jsonl").write_text(line % 0)
+    source = SourceConfig(builder="synthetic_triplets", data_dir=str(tmp_path / "ann"), name="s", expect_rows=2)
+    with pytest.raises(ValueError, match=r"source s: 1 rows, the recipe expects 2 \(expect_rows\)"):
+        build_mixture([source], cache_dir=cache)
+    (tmp_path / "ann" / "annotations-00001.jsonl").write_text(line % 1)  # a resumed annotation run added a shard
+    assert build_mixture([source], cache_dir=cache).train["id"] == ["v/0", "v/1"]  # not the cached single row
+    with pytest.raises(ValueError, match="expect_rows must be at least 1"):
+        SourceConfig(path="x", expect_rows=0)
+
+
 def test_bad_sources_fail_with_a_message_naming_them(tmp_path, folders, cache):
     with pytest.raises(ValueError, match="exactly one of 'builder'"):
         SourceConfig(builder="aurora", path="x")

@@ -210,8 +210,9 @@ def _aurora_checkout(root: Path) -> None:
                     _png(root / row[field], index)
 
 
-def _synthetic_folder(folder: Path, count: int) -> None:
-    """IDM annotations as bootstrap annotation writes them: annotations.jsonl + frames."""
+def _synthetic_folder(folder: Path, count: int, sampled: int | None = None) -> None:
+    """IDM annotations as bootstrap annotation writes them (annotations.jsonl + frames) and, with ``sampled``, the
+    top-K file `wm-hub sample` writes beside them (its rows reuse the frames: only the count matters here)."""
     lines = []
     for i in range(count):
         _png(folder / "frames" / f"{i}-a.png", i)
@@ -219,6 +220,9 @@ def _synthetic_folder(folder: Path, count: int) -> None:
         row = {"id": f"{folder.name}/{i}", "source": f"frames/{i}-a.png", "target": f"frames/{i}-b.png"}
         lines.append(json.dumps({**row, "action": f"open the door {i}", "score": -1.0 - i, "action_class": "open"}))
     (folder / "annotations.jsonl").write_text("\n".join(lines) + "\n")
+    if sampled is not None:
+        rows = [{**json.loads(lines[i % count]), "id": f"{folder.name}/top-{i}"} for i in range(sampled)]
+        (folder / "sampled.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_the_anole_fdm_recipe_builds_its_mixture_once_paths_point_at_the_data(tmp_path, capsys):
@@ -226,7 +230,7 @@ def test_the_anole_fdm_recipe_builds_its_mixture_once_paths_point_at_the_data(tm
     data_root = tmp_path / "data"
     _aurora_checkout(data_root / "AURORA")
     for name, count in (("moments_in_time", 4), ("ucf101", 3), ("kinetics700", 2)):
-        _synthetic_folder(data_root / "synthetic" / name, count)
+        _synthetic_folder(data_root / "synthetic" / name, count, sampled=7000)  # the paper's 7K top-K per source
     recipe = str(RECIPES / "anole-7b" / "fdm.yaml")
     args = ["--config", recipe, "--data_root", str(data_root), "--cache_dir", str(tmp_path / "cache"), "--dry_run"]
 
@@ -239,14 +243,18 @@ def test_the_anole_fdm_recipe_builds_its_mixture_once_paths_point_at_the_data(tm
         {"label": "aurora/magicbrush", "available": 12, "train": 12, "eval": 0},
         {"label": "aurora/something", "available": 5, "train": 5, "eval": 0},
         {"label": "aurora/kubric", "available": 30, "train": 30, "eval": 0},  # fewer than max_samples: all kept
-        {"label": "synthetic/moments_in_time", "available": 4, "train": 4, "eval": 0},
-        {"label": "synthetic/ucf101", "available": 3, "train": 3, "eval": 0},
-        {"label": "synthetic/kinetics700", "available": 2, "train": 2, "eval": 0},
-    ]
-    assert summary["train_rows"] == 68
+        {"label": "synthetic/moments_in_time", "available": 7000, "train": 7000, "eval": 0},
+        {"label": "synthetic/ucf101", "available": 7000, "train": 7000, "eval": 0},
+        {"label": "synthetic/kinetics700", "available": 7000, "train": 7000, "eval": 0},
+    ]  # the sampled 7K, not the annotations beside them
+    assert summary["train_rows"] == 59 + 3 * 7000
     assert summary["eval_sources"][0]["eval"] == summary["eval_rows"] == len(with_target)
     assert json.loads(capsys.readouterr().out) == summary  # the dry run prints what it returns
     assert main("fdm", *parse(*args)) == summary  # deterministic
+
+    _synthetic_folder(data_root / "synthetic" / "ucf101", 3, sampled=6999)  # not the recipe's 7K: caught first
+    with pytest.raises(ValueError, match=r"source synthetic/ucf101: 6999 rows, the recipe expects 7000"):
+        main("fdm", *parse(*args))
 
 
 def _launch(config: str, num_processes: int, script: str, recipe: str, *flags: str, cwd: Path) -> None:

@@ -52,6 +52,9 @@ class SourceConfig:
         weight: Multiplies the (capped) number of rows: below 1 subsamples, above 1 repeats rows.
         name: The source's label in reports and model cards, and the key of its random draws; defaults to
             ``builder/config`` or ``path``. Sources must have distinct labels.
+        expect_rows: The rows the source's split must hold (before ``max_samples`` and ``weight``), checked when
+            the mixture is built (``--dry_run`` included): the paper's synthetic sources are each the 7K top-K
+            sample of ``wm-hub sample --k 7000``, and a folder of every annotation would silently train on more.
     """
 
     builder: str | None = None
@@ -64,6 +67,7 @@ class SourceConfig:
     max_samples: int | None = None
     weight: float = 1.0
     name: str | None = None
+    expect_rows: int | None = None
 
     def __post_init__(self) -> None:
         if (self.builder is None) == (self.path is None):
@@ -81,6 +85,8 @@ class SourceConfig:
             raise ValueError(f"source {self.label}: max_samples must be at least 1, got {self.max_samples}")
         if not self.weight > 0:
             raise ValueError(f"source {self.label}: weight must be positive, got {self.weight}")
+        if self.expect_rows is not None and self.expect_rows < 1:
+            raise ValueError(f"source {self.label}: expect_rows must be at least 1, got {self.expect_rows}")
 
     @property
     def label(self) -> str:
@@ -176,6 +182,13 @@ def build_mixture(
         raise ValueError(f"mixture sources share the label(s) {duplicates}: give each a distinct 'name'")
 
     loaded = [_load_source(source, data_root, cache_dir, prepare) for source in sources]
+    for source, dataset in zip(sources, loaded):
+        if source.expect_rows is not None and len(dataset) != source.expect_rows:
+            raise ValueError(
+                f"source {source.label}: {len(dataset)} rows, the recipe expects {source.expect_rows} (expect_rows); "
+                "a synthetic source should be the top-K sample of `wm-hub sample --k K` (builder_kwargs: "
+                "{annotation_files: [sampled.jsonl]}), not every annotation"
+            )
     picks = [_pick_rows(len(ds), source, seed) for ds, source in zip(loaded, sources)]
     held_out = [np.zeros(0, dtype=np.int64) for _ in sources]
     if eval_size is not None:
@@ -217,7 +230,11 @@ def _load_source(
         data_dir = str(data_dir)
     if source.builder is not None:
         builder = builder_class(source.builder)(
-            config_name=source.config, data_dir=data_dir, cache_dir=cache_dir, **source.builder_kwargs
+            config_name=source.config,
+            data_dir=data_dir,
+            cache_dir=cache_dir,
+            hash=None if data_dir is None else folder_fingerprint(data_dir),
+            **source.builder_kwargs,
         )
         builder.download_and_prepare()
         dataset = builder.as_dataset(split=source.split)
@@ -239,6 +256,27 @@ def _load_source(
     dataset = dataset.select_columns(list(TRIPLET_FEATURES))
     dataset = dataset if dataset.features == TRIPLET_FEATURES else dataset.cast(TRIPLET_FEATURES)
     return prepare(dataset) if prepare is not None else dataset
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def folder_fingerprint(folder: str | Path) -> str:
+    """A hash of a builder's data folder: the path, size and modification time of every file but images.
+
+    ``datasets`` keys a builder's cache by its config and the ``data_dir`` path only, so an annotation folder that
+    grew (a resumed ``wm-hub annotate``), a ``sampled.jsonl`` drawn again with another K, or videos added to a class
+    folder would be read from the stale cache. Passed as the builder's ``hash``, this puts each state of the folder
+    in its own cache. Images are left out (AURORA holds tens of thousands; they are referenced by the index files,
+    which are in).
+    """
+    digest = hashlib.sha256()
+    root = Path(folder)
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            stat = path.stat()
+            digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:
