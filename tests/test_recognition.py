@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datasets
 import pytest
 import torch
 
-from wm_hub.training.recognition import recognition_weights
+from wm_hub.training.recognition import normalize_over_batch, recognition_weights
 
 
 def test_squared_distance_normalised_to_mean_one():
@@ -43,3 +44,41 @@ def test_a_weight_floor_keeps_a_share_for_unchanged_tokens_and_zero_is_the_paper
     )
     with pytest.raises(ValueError, match="floor must be in"):
         recognition_weights(source, target, floor=1.5)
+
+
+def test_batch_normalisation_divides_by_the_mean_over_every_image_token_of_the_batch():
+    # two images: one changes a lot (distances 6, 6), one a little (2, 2); per image both would average 1
+    raw = recognition_weights(torch.zeros(2, 2, 1), torch.tensor([[[6.0**0.5]] * 2, [[2.0**0.5]] * 2]), "batch")
+    torch.testing.assert_close(raw, torch.tensor([[6.0, 6.0], [2.0, 2.0]]))  # raw here; the trainer normalises
+    weights = torch.tensor([[1.0, 6.0, 6.0, 1.0], [1.0, 2.0, 2.0, 1.0]])  # text tokens keep 1
+    image = torch.tensor([[False, True, True, False]] * 2)
+    normalized = normalize_over_batch(weights, image)
+    torch.testing.assert_close(normalized, torch.tensor([[1.0, 1.5, 1.5, 1.0], [1.0, 0.5, 0.5, 1.0]]))
+    assert torch.equal(recognition_weights(torch.zeros(2, 2, 1), torch.zeros(2, 2, 1), "mean"), torch.ones(2, 2))
+    floored = normalize_over_batch(weights, image, floor=0.5)
+    torch.testing.assert_close(floored[:, 1], torch.tensor([1.25, 0.75]))
+    torch.testing.assert_close(
+        normalize_over_batch(torch.full((1, 3), 4.0), torch.ones(1, 3, dtype=torch.bool)), torch.ones(1, 3)
+    )
+
+
+def test_the_fdm_trainer_normalises_each_batch_when_asked():
+    from trl import SFTConfig
+
+    from wm_hub.models.tiny import build_tiny_backbone
+    from wm_hub.training.trainers import FDMTrainer
+
+    backbone = build_tiny_backbone("chameleon")
+    image_id = int(backbone.image_token_ids[0])
+    eos = backbone.eos_token_id
+    labels = torch.tensor([[-100, image_id, image_id, eos], [-100, image_id, image_id, eos]])
+    weights = torch.tensor([[1.0, 6.0, 6.0, 1.0], [1.0, 2.0, 2.0, 1.0]])
+    rows = datasets.Dataset.from_list([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
+    for normalization, expected in (
+        ("mean", weights),
+        ("batch", torch.tensor([[1.0, 1.5, 1.5, 1.0], [1.0, 0.5, 0.5, 1.0]])),
+    ):
+        args = SFTConfig(output_dir="unused", use_cpu=True, report_to=[])
+        args.weight_normalization = normalization
+        trainer = FDMTrainer(backbone=backbone, args=args, train_dataset=rows)
+        torch.testing.assert_close(trainer._loss_weights(weights, labels), expected)

@@ -45,8 +45,9 @@ class WorldModelSFTConfig(SFTConfig):
     Args:
         loss_weighting: ``l2`` weights each FDM target image token by its recognition weight (paper Eq. 2); ``none``
             is the standard completion loss. IDM training requires ``none``.
-        weight_normalization: ``mean`` scales the weights of each target image to average 1, ``none`` keeps the raw
-            squared distances.
+        weight_normalization: ``mean`` (wm-hub's default) scales the weights of each target image to average 1,
+            ``none`` keeps the raw squared distances (the paper's Eq. 2 as written), ``batch`` divides them by their
+            mean over each batch's target image tokens.
         loss_weight_floor: With ``l2``: weights ``floor + (1 - floor) * w`` (a documented deviation; 0 is the
             paper's).
     """
@@ -55,9 +56,12 @@ class WorldModelSFTConfig(SFTConfig):
         default="none",
         metadata={"help": "'l2': recognition-weighted FDM loss (paper Eq. 2); 'none': standard completion loss."},
     )
-    weight_normalization: Literal["mean", "none"] = field(
+    weight_normalization: Literal["mean", "none", "batch"] = field(
         default="mean",
-        metadata={"help": "'mean': weights average 1 over each target image; 'none': raw squared distances."},
+        metadata={
+            "help": "'mean': weights average 1 over each target image; 'none': raw squared distances (the paper's "
+            "Eq. 2); 'batch': raw distances divided by their mean over each batch's target image tokens."
+        },
     )
     loss_weight_floor: float = field(
         default=0.0,
@@ -88,7 +92,7 @@ class WorldModelSFTConfig(SFTConfig):
         if not self.use_cpu and not torch.accelerator.is_available():
             self.use_cpu = True
         super().__post_init__()
-        for name, allowed in (("loss_weighting", ("none", "l2")), ("weight_normalization", ("mean", "none"))):
+        for name, allowed in (("loss_weighting", ("none", "l2")), ("weight_normalization", ("mean", "none", "batch"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if not 0.0 <= self.loss_weight_floor <= 1.0:

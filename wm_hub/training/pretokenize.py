@@ -53,7 +53,8 @@ class PretokenizeConfig:
         task: ``fdm`` (source + action -> target) or ``idm`` (source + target -> action).
         loss_weighting: ``l2`` puts recognition weights on the FDM target's image tokens; ``none`` weights every
             supervised token 1. IDM sequences always use ``none``.
-        weight_normalization: ``mean`` (weights average 1 over each target image) or ``none`` (raw distances).
+        weight_normalization: ``mean`` (weights average 1 over each target image), ``none`` (raw distances) or
+            ``batch`` (raw distances here; the FDM trainer normalises each batch and applies the floor).
         weight_floor: ``l2`` only: weights ``floor + (1 - floor) * w`` (0: the paper's weights; see
             :func:`~wm_hub.training.recognition.recognition_weights`).
         batch_size: Triplets per encoding batch (one VQ encoder call encodes the batch's sources and targets).

@@ -23,6 +23,7 @@ from trl import SFTConfig, SFTTrainer
 from wm_hub.data.collator import WorldModelCollator
 from wm_hub.models.base import IGNORE_INDEX, Backbone
 from wm_hub.training.losses import TokenLossStats, weighted_token_loss
+from wm_hub.training.recognition import normalize_over_batch
 
 # Name of the VQ image tokenizer inside Chameleon and Emu3 LMs; it must not train (LoRA names like q_proj hit it).
 IMAGE_TOKENIZER_MODULE = "vqmodel"
@@ -159,6 +160,14 @@ class FDMTrainer(WorldModelTrainer):
 
     _tag_names = ["trl", "sft", "wm-hub", "forward-dynamics"]
     _name = "FDM"
+
+    def _loss_weights(self, token_weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor | None:
+        """With ``weight_normalization: batch``, the raw recognition weights divided by the batch's image-token mean
+        (each micro-batch of each process on its own), then the floor."""
+        if token_weights is None or getattr(self.args, "weight_normalization", "mean") != "batch":
+            return token_weights
+        image_tokens = torch.isin(labels, self._image_token_ids.to(labels.device))
+        return normalize_over_batch(token_weights, image_tokens, getattr(self.args, "loss_weight_floor", 0.0))
 
 
 class IDMTrainer(WorldModelTrainer):
