@@ -349,6 +349,33 @@ def test_every_judge_table_counts_the_replies_not_parsed(tmp_path):
     assert "not parsed" not in score_table(runs, "l1")  # a metric of its own, not the judge's
 
 
+def test_repeated_runs_are_averaged_with_their_std_and_the_judge_scores_plotted(tmp_path):
+    from wm_hub.evaluation.reports import average_repeats, load_results, score_table
+
+    paths = []
+    for seed, (score, es) in enumerate(((4.0, 5.0), (5.0, 6.0), (6.0, 7.0))):  # three seeds of one model, K=2
+        values = {"ag": {"judge": score, "judge_es": es, "judge_me": score, "l1": 0.1 * (seed + 1)}}
+        paths.append(_results(tmp_path / f"seed{seed}.json", "C-FDM", values, 2))
+        rows = [
+            {"id": f"ag/{i}", "judge": {"parsed": True, "editing_success": es, "minimal_editing": i}} for i in range(3)
+        ]
+        (tmp_path / f"seed{seed}.rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    copy = _results(
+        tmp_path / "copy.json", "copy", {"ag": {"judge": 0.0, "judge_es": 0.0, "judge_me": 10.0, "l1": 0.0}}
+    )
+    [averaged, baseline] = average_repeats(load_results([*paths, copy]))
+    assert averaged.repeats == 3 and averaged.value("ag", "judge") == 5.0 and averaged.std("ag", "judge") == 1.0
+    assert baseline.repeats == 1 and baseline.std("ag", "judge") is None
+    assert "| AG | 0.00 | **5.00** ± 1.00 |" in score_table([baseline, averaged], "judge")
+
+    out = tmp_path / "report"
+    assert main(["eval", "report", *map(str, paths), str(copy), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| AG | **5.00** ± 1.00 | 0.00 |" in report and "mean ± std of 3 runs" in report
+    with Image.open(out / "judge_scores.png") as image:  # paper Figure 11, from the rows files
+        assert image.width > 300
+
+
 def test_report_tables_and_plots(tmp_path):
     from wm_hub.evaluation.reports import load_results, metrics_table, score_table
 

@@ -19,7 +19,10 @@ DEFAULT_IP2P_MODEL = "timbrooks/instruct-pix2pix"
 
 @dataclass
 class InstructPix2PixConfig:
-    """InstructPix2Pix sampling settings (defaults: the diffusers pipeline's, as in the paper's baseline runs).
+    """InstructPix2Pix sampling settings.
+
+    The guidance scales are the diffusers pipeline's defaults (7.5, 1.5); 20 denoising steps is wm-hub's choice (the
+    pipeline's own default is 100, and the paper does not give its settings), for an affordable baseline run.
 
     Attributes:
         model: Hub id or local folder of a diffusers InstructPix2Pix pipeline.

@@ -11,15 +11,18 @@ baseline, or per number of candidates K). Every output is rebuilt from those fil
 - :func:`plot_candidates`: paper Figure 4: the metric against K in {1, 2, 4, 8} per model, one panel per subset
   and the average; runs without K (baselines, prediction folders) are horizontal lines.
 
-The best value of each row is bold (lowest for L1, highest otherwise). :func:`write_report` writes all of them into
-one folder (``wm-hub eval report``).
+The best value of each row is bold (lowest for L1, highest otherwise). Runs that share a column name (the same label
+and K, e.g. three ``--seed`` runs) are averaged into one column by :func:`average_repeats` (paper Table 4 averages 3
+runs): cells show ``mean ± std`` and Figure 4 gets error bars. :func:`plot_judge_distributions` draws the judge's
+editing-success and minimal-editing scores (paper Figure 11) from the runs' ``<results>.rows.jsonl``.
+:func:`write_report` writes all of them into one folder (``wm-hub eval report``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,9 @@ class RunResults:
         subsets: Per-subset summaries.
         overall: Overall summary.
         config: The run's settings.
+        repeats: How many runs this one averages (:func:`average_repeats`).
+        stds: Their standard deviation per subset (``None``: the overall) and metric, when ``repeats > 1``.
+        paths: Every results file it averages.
     """
 
     path: str
@@ -78,6 +84,13 @@ class RunResults:
     subsets: dict[str, dict[str, Any]]
     overall: dict[str, Any]
     config: dict[str, Any]
+    repeats: int = 1
+    stds: dict[str | None, dict[str, float]] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)
+
+    def std(self, subset: str | None, metric: str) -> float | None:
+        """The standard deviation over the averaged runs (``None`` for a single run)."""
+        return self.stds.get(subset, {}).get(metric)
 
     @property
     def column(self) -> str:
@@ -129,6 +142,65 @@ def load_results(paths: Sequence[str | Path]) -> list[RunResults]:
     return runs
 
 
+AVERAGED_KEYS = ("n",)  # counts kept as the first run's, not averaged
+
+
+def average_repeats(runs: Sequence[RunResults]) -> list[RunResults]:
+    """Runs that share a column name averaged into one, in first-seen order: every numeric value is the mean over
+    the runs that have it, with its sample standard deviation in :attr:`RunResults.stds`; counts of unparsable judge
+    replies are summed."""
+
+    groups: dict[str, list[RunResults]] = {}
+    for run in runs:
+        groups.setdefault(run.column, []).append(run)
+    averaged = []
+    for group in groups.values():
+        first = group[0]
+        if len(group) == 1:
+            averaged.append(first)
+            continue
+        stds: dict[str | None, dict[str, float]] = {}
+        subsets = {
+            name: _combine([run.subsets[name] for run in group if name in run.subsets], stds.setdefault(name, {}))
+            for name in subsets_of(group)
+        }
+        overall = _combine([run.overall for run in group], stds.setdefault(None, {}))
+        paths = [run.path for run in group]
+        averaged.append(
+            RunResults(
+                ", ".join(paths),
+                first.label,
+                first.num_candidates,
+                subsets,
+                overall,
+                first.config,
+                repeats=len(group),
+                stds=stds,
+                paths=paths,
+            )  # fmt: skip
+        )
+    return averaged
+
+
+def _combine(summaries: list[dict[str, Any]], stds: dict[str, float]) -> dict[str, Any]:
+    """One summary of several runs' summaries: numeric means (standard deviations into ``stds``), unparsable judge
+    replies summed, everything else the first run's."""
+    import numpy as np
+
+    merged = dict(summaries[0])
+    for metric in {name for summary in summaries for name in summary}:
+        values = [summary[metric] for summary in summaries if isinstance(summary.get(metric), int | float)]
+        if not values or metric in AVERAGED_KEYS or isinstance(values[0], bool):
+            continue
+        if metric == UNPARSABLE:
+            merged[metric] = int(sum(values))
+            continue
+        merged[metric] = float(np.mean(values))
+        if len(values) > 1:
+            stds[metric] = float(np.std(values, ddof=1))
+    return merged
+
+
 def subsets_of(runs: Sequence[RunResults]) -> list[str]:
     """Subsets of all runs, in first-seen order."""
     names: list[str] = []
@@ -155,6 +227,22 @@ def _cells(values: Sequence[float | None], metric: str, digits: int) -> list[str
     if len(present) > 1:
         best = min(present) if metric in LOWER_IS_BETTER else max(present)
     return [_format(value, value is not None and value == best, digits) for value in values]
+
+
+def _value_with_std(run: RunResults, key: str | None, metric: str, digits: int) -> str:
+    spread = run.std(key, metric)
+    text = _format(run.value(key, metric), False, digits)
+    return text if spread is None else f"{text} ± {spread:.{digits}f}"
+
+
+def _run_cells(runs: Sequence[RunResults], key: str | None, metric: str, digits: int) -> list[str]:
+    """``metric`` of ``key`` for each run, the best bold, ``± std`` after an averaged run's mean."""
+    cells = _cells([run.value(key, metric) for run in runs], metric, digits)
+    for index, run in enumerate(runs):
+        spread = run.std(key, metric)
+        if spread is not None:
+            cells[index] += f" ± {spread:.{digits}f}"
+    return cells
 
 
 def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -189,16 +277,13 @@ def score_table(runs: Sequence[RunResults], metric: str = "judge", models_as_row
     unparsable = _unparsable_counts(runs) if metric.startswith("judge") else None
     if models_as_rows:
         rows = []
-        columns = [[run.value(key, metric) for run in runs] for key in keys]
-        cells_by_key = [_cells(column, metric, digits) for column in columns]
+        cells_by_key = [_run_cells(runs, key, metric, digits) for key in keys]
         for index, run in enumerate(runs):
             count = [unparsable[index]] if unparsable else []
             rows.append([run.column, *(cells[index] for cells in cells_by_key), *count])
         extra = [UNPARSABLE_NAME] if unparsable else []
         return _markdown([f"Model ({METRIC_NAMES.get(metric, metric)})", *names, *extra], rows)
-    rows = [
-        [name, *_cells([run.value(key, metric) for run in runs], metric, digits)] for key, name in zip(keys, names)
-    ]
+    rows = [[name, *_run_cells(runs, key, metric, digits)] for key, name in zip(keys, names)]
     if unparsable:
         rows.append([UNPARSABLE_NAME, *unparsable])
     return _markdown([f"Dataset ({METRIC_NAMES.get(metric, metric)})", *(run.column for run in runs)], rows)
@@ -210,11 +295,10 @@ def metrics_table(runs: Sequence[RunResults], metrics: Sequence[str] | None = No
     rows = []
     for subset in subsets_of(runs):
         for position, metric in enumerate(metrics):
-            values = [run.value(subset, metric) for run in runs]
             name = SUBSET_NAMES.get(subset, subset) if position == 0 else ""
-            rows.append([name, METRIC_NAMES.get(metric, metric), *_cells(values, metric, _digits(metric))])
+            rows.append([name, METRIC_NAMES.get(metric, metric), *_run_cells(runs, subset, metric, _digits(metric))])
     if "judge" in metrics:
-        rows.append(["All", "GPT-4o", *_cells([run.value(None, "judge") for run in runs], "judge", 2)])
+        rows.append(["All", "GPT-4o", *_run_cells(runs, None, "judge", 2)])
         unparsable = _unparsable_counts(runs)
         if unparsable:
             rows.append(["All", UNPARSABLE_NAME, *unparsable])
@@ -230,9 +314,9 @@ def judge_details_table(runs: Sequence[RunResults]) -> str:
     for key, name in [*((s, SUBSET_NAMES.get(s, s)) for s in subsets_of(runs)), (None, "Avg.")]:
         row = [name]
         for run in runs:
-            row += [_format(run.value(key, metric), False, 2) for metric in ("judge_es", "judge_me")]
+            row += [_value_with_std(run, key, metric, 2) for metric in ("judge_es", "judge_me")]
         rows.append(row)
-    rows.append(["GPT-4o", *(cell for run in runs for cell in (_format(run.value(None, "judge"), False, 2), ""))])
+    rows.append(["GPT-4o", *(cell for run in runs for cell in (_value_with_std(run, None, "judge", 2), ""))])
     unparsable = _unparsable_counts(runs)
     if unparsable:
         rows.append([UNPARSABLE_NAME, *(cell for count in unparsable for cell in (count, ""))])
@@ -245,7 +329,12 @@ def _coverage(runs: Sequence[RunResults]) -> str:
         parts = [f"{SUBSET_NAMES.get(name, name)} {summary.get('n', 0)}" for name, summary in run.subsets.items()]
         skipped = run.overall.get("skipped") or []
         unparsable = run.overall.get("judge_unparsable")
-        line = f"- {run.column} (`{run.path}`): rows " + ", ".join(parts)
+        source = (
+            f"mean ± std of {run.repeats} runs: " + ", ".join(f"`{p}`" for p in run.paths)
+            if run.repeats > 1
+            else f"`{run.path}`"
+        )
+        line = f"- {run.column} ({source}): rows " + ", ".join(parts)
         if skipped:
             line += f"; skipped (missing images): {', '.join(skipped)}"
         if unparsable:
@@ -342,9 +431,12 @@ def plot_candidates(runs: Sequence[RunResults], metric: str, path: str | Path) -
     counts = sorted({run.num_candidates for group in series.values() for run in group})
     for axis, key in zip(axes[0], keys):
         for label, group in series.items():
-            points = [(run.num_candidates, run.value(key, metric)) for run in group]
-            points = [(k, value) for k, value in points if value is not None]
-            axis.plot([k for k, _ in points], [value for _, value in points], marker="o", label=label)
+            points = [(run.num_candidates, run.value(key, metric), run.std(key, metric)) for run in group]
+            points = [(k, value, spread) for k, value, spread in points if value is not None]
+            errors = [spread or 0.0 for _, _, spread in points] if any(p[2] is not None for p in points) else None
+            axis.errorbar(
+                [p[0] for p in points], [p[1] for p in points], yerr=errors, marker="o", capsize=3, label=label
+            )
         for run in flat:
             value = run.value(key, metric)
             if value is not None:
@@ -359,10 +451,68 @@ def plot_candidates(runs: Sequence[RunResults], metric: str, path: str | Path) -
     return _save_figure(figure, Path(path))
 
 
+def rows_file(results_path: str | Path) -> Path:
+    """The per-row JSONL ``wm-hub eval aurora`` writes beside ``results_path`` (``R.json`` -> ``R.rows.jsonl``)."""
+    path = Path(results_path)
+    return path.with_name(f"{path.stem}.rows.jsonl")
+
+
+def judge_scores(run: RunResults) -> dict[str, list[float]]:
+    """The judge's parsed ``editing_success`` and ``minimal_editing`` scores of every row of ``run`` (all its
+    averaged files), read from the rows files; empty lists when none has judge scores."""
+    scores: dict[str, list[float]] = {"editing_success": [], "minimal_editing": []}
+    for path in run.paths or [run.path]:
+        rows = rows_file(path)
+        if not rows.is_file():
+            continue
+        for line in rows.read_text().splitlines():
+            judged = json.loads(line).get("judge") if line.strip() else None
+            if isinstance(judged, dict) and judged.get("parsed"):
+                for name in scores:
+                    scores[name].append(float(judged[name]))
+    return scores
+
+
+def plot_judge_distributions(runs: Sequence[RunResults], path: str | Path) -> Path:
+    """Paper Figure 11: how often each editing-success and minimal-editing score (0-10) was given, per run.
+
+    Raises:
+        ValueError: No run has a rows file with parsed judge replies.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    scored = [(run, judge_scores(run)) for run in runs]
+    scored = [(run, scores) for run, scores in scored if scores["editing_success"]]
+    if not scored:
+        raise ValueError("no rows file with parsed judge replies beside the results (<results>.rows.jsonl)")
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    bins = np.arange(12) - 0.5
+    width = 0.8 / len(scored)
+    for axis, (name, title) in zip(
+        axes, (("editing_success", "Editing success"), ("minimal_editing", "Minimal editing"))
+    ):
+        for index, (run, scores) in enumerate(scored):
+            counts, _ = np.histogram(scores[name], bins=bins)
+            share = counts / counts.sum()
+            axis.bar(np.arange(11) + (index - (len(scored) - 1) / 2) * width, share, width, label=run.column)
+        axis.set_xticks(range(11))
+        axis.set_xlabel("score")
+        axis.set_title(title)
+    axes[0].set_ylabel("share of rows")
+    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return _save_figure(figure, Path(path))
+
+
 def write_report(results: Sequence[str | Path], config: ReportConfig) -> dict[str, Any]:
     """Write the report of the runs in ``results`` (``results.json`` files, columns in this order) into
     ``config.out``: ``report.md``, ``<metric>_subsets.png`` per metric and, when a model was run with several K,
-    ``<metric>_vs_k.png``; ``models_as_rows.md`` with ``config.models_as_rows``.
+    ``<metric>_vs_k.png``; ``judge_scores.png`` (Figure 11) when the rows files hold judge replies;
+    ``models_as_rows.md`` with ``config.models_as_rows``. Files that share a column are averaged
+    (:func:`average_repeats`).
 
     Returns:
         ``{"runs": column names, "metrics": the metrics reported, "written": the files}``.
@@ -371,7 +521,7 @@ def write_report(results: Sequence[str | Path], config: ReportConfig) -> dict[st
         FileNotFoundError: A results file does not exist.
         ValueError: A file that is not a result, or no metric in any of them.
     """
-    runs = load_results(results)
+    runs = average_repeats(load_results(results))
     metrics = metrics_of(runs)
     if not metrics:
         raise ValueError(f"no metric in {', '.join(map(str, results))}")
@@ -385,4 +535,6 @@ def write_report(results: Sequence[str | Path], config: ReportConfig) -> dict[st
         written.append(str(plot_subset_bars(runs, metric, out / f"{metric}_subsets.png")))
         if any(len(group) > 1 for group in series.values()):
             written.append(str(plot_candidates(runs, metric, out / f"{metric}_vs_k.png")))
+    if "judge" in metrics and any(judge_scores(run)["editing_success"] for run in runs):
+        written.append(str(plot_judge_distributions(runs, out / "judge_scores.png")))
     return {"runs": [run.column for run in runs], "metrics": metrics, "written": written}
