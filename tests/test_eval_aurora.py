@@ -232,6 +232,59 @@ def test_runner_embedding_metrics_use_captions(small_root, tiny_embedders, tmp_p
 
 
 @pytest.fixture(scope="module")
+def tiny_blip(tmp_path_factory) -> Path:
+    """A tiny random BLIP captioning model (byte tokenizer, BLIP image processor) saved locally."""
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil
+
+    from wm_hub.models.tiny import build_byte_tokenizer
+
+    root = tmp_path_factory.mktemp("blip")
+    torch.manual_seed(0)
+    text = dict(vocab_size=260, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    text.update(max_position_embeddings=64, bos_token_id=0, eos_token_id=2, pad_token_id=1, sep_token_id=2)
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32)
+    config = BlipConfig(text_config={**text, "encoder_hidden_size": 16}, vision_config={**vision, "patch_size": 8})
+    BlipForConditionalGeneration(config).save_pretrained(root)
+    BlipImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(root)
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    build_byte_tokenizer(specials, specials, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>").save_pretrained(root)
+    return root
+
+
+def test_clip_t_against_blip_captions_of_the_targets_cached(
+    small_root, tiny_embedders, tiny_blip, tmp_path, monkeypatch
+):
+    from transformers import AutoImageProcessor, AutoTokenizer, BlipForConditionalGeneration
+
+    from wm_hub.evaluation import aurora
+    from wm_hub.evaluation.image_metrics import BlipCaptioner, EmbeddingConfig
+
+    target = Image.effect_noise((36, 36), 60).convert("RGB")
+    model = BlipForConditionalGeneration.from_pretrained(tiny_blip).eval()
+    pixels = AutoImageProcessor.from_pretrained(tiny_blip)(images=[target], return_tensors="pt")["pixel_values"]
+    direct = AutoTokenizer.from_pretrained(tiny_blip).batch_decode(
+        model.generate(pixel_values=pixels, max_new_tokens=30, do_sample=False), skip_special_tokens=True
+    )
+    captioner = BlipCaptioner(EmbeddingConfig(str(tiny_blip), device="cpu"))
+    assert captioner.captions([target]) == [text.strip() for text in direct]
+
+    clip_dir, _ = tiny_embedders
+    out = tmp_path / "R.json"
+    extra = ["--predictions", "copy", "--metrics", "clip_t", "--clip-model", str(clip_dir), "--device", "cpu"]
+    args = _small_args(small_root, out, *extra, "--clip-t-text", "blip", "--caption-model", str(tiny_blip))
+    results = _run(args)
+    records = {r["id"]: r for r in map(json.loads, out.with_name("R.rows.jsonl").read_text().splitlines())}
+    bench = aurora.load_bench(small_root, ["ag", "whatsup"])
+    targets = [bench.images(row)[1] for row in bench.rows]
+    assert [records[row.id]["clip_t_text"] for row in bench.rows] == captioner.captions(targets)
+    assert results["config"]["caption_model"] == str(tiny_blip) and results["config"]["clip_t_text"] == "blip"
+    assert len(json.loads((tmp_path / "blip_captions.json").read_text())) == len(bench.rows)
+
+    monkeypatch.setattr(aurora, "BlipCaptioner", lambda *a, **k: pytest.fail("captioned again"))
+    assert _run(args)["subsets"]["ag"]["clip_t"] == results["subsets"]["ag"]["clip_t"]  # from the cache
+
+
+@pytest.fixture(scope="module")
 def tiny_ip2p(tmp_path_factory) -> Path:
     """A tiny random InstructPix2Pix pipeline (UNet with 8 input channels, VAE, CLIP text encoder) saved locally."""
     from diffusers import (

@@ -25,6 +25,7 @@ Outputs: ``results.json`` (``{"subsets": {NAME: {"n", "skipped", METRIC...}}, "o
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -34,19 +35,20 @@ from typing import Any, Literal, get_args
 from PIL import Image
 from tqdm.auto import tqdm
 
-from wm_hub.atomic_io import write_text, write_with
+from wm_hub.atomic_io import read_json_object, write_json, write_text, write_with
 from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.reporting_builder import image_problem
 from wm_hub.evaluation import judge, split_names
 from wm_hub.evaluation.baselines import DEFAULT_IP2P_MODEL, InstructPix2PixConfig
-from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL
+from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL, BlipCaptioner, EmbeddingConfig
 from wm_hub.evaluation.reports import load_results, write_markdown_report
 
 PAPER_SUBSETS = ("magicbrush", "ag", "something", "whatsup", "kubric")
 METRICS = ("l1", "clip_i", "clip_t", "dino", "judge")
 BUILTIN_PREDICTIONS = ("copy", "ip2p")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-ClipTText = Literal["auto", "action", "caption"]
+ClipTText = Literal["auto", "action", "caption", "blip"]
+DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 CLIP_T_TEXTS = get_args(ClipTText)
 MANIFEST = "manifest.json"
 # The settings of a forward-dynamics model's predictions (what its manifest.json records).
@@ -77,8 +79,10 @@ class AuroraEvalConfig:
         seed: Sampling seed of InstructPix2Pix and of a forward-dynamics model.
         clip_model: CLIP model for CLIP-I and CLIP-T.
         dino_model: DINO model (ViT or DINOv2) for DINO.
-        clip_t_text: Text of CLIP-T: the row's caption when it has one (``auto``), always the ``action``, or the
-            ``caption`` (rows without one fail).
+        clip_t_text: Text of CLIP-T: the row's caption when it has one (``auto``), always the ``action``, the
+            ``caption`` (rows without one fail), or ``blip``: a caption of the target image by ``caption_model``
+            (the paper's reading; cached in ``<out dir>/blip_captions.json``).
+        caption_model: BLIP captioning model of ``clip_t_text: blip`` (Hub id or folder).
         judge_model: Chat model of the GPT-4o-as-judge metric (paper appendix F; default its snapshot).
         judge_base_url: OpenAI-compatible endpoint of the judge (default: the openai client's, ``OPENAI_BASE_URL``
             or OpenAI); its API key is read from ``OPENAI_API_KEY`` and never written.
@@ -115,6 +119,7 @@ class AuroraEvalConfig:
     clip_model: str = DEFAULT_CLIP_MODEL
     dino_model: str = DEFAULT_DINO_MODEL
     clip_t_text: ClipTText = "auto"
+    caption_model: str = DEFAULT_CAPTION_MODEL
     judge_model: str = "gpt-4o-2024-11-20"
     judge_base_url: str | None = None
     judge_cache_dir: str | None = None
@@ -240,6 +245,8 @@ class AuroraEvalConfig:
                 data.pop(name)
         if "clip_t" not in self.metrics:
             data.pop("clip_t_text")
+        if "clip_t" not in self.metrics or self.clip_t_text != "blip":
+            data.pop("caption_model")
         return data
 
 
@@ -479,6 +486,38 @@ def generate_predictions(config: AuroraEvalConfig, bench: Bench) -> dict[str, Pa
     return paths
 
 
+CAPTION_CACHE = "blip_captions.json"
+
+
+class CaptionCache:
+    """BLIP captions of target images, kept on disk by (model, row id, image hash): a rerun captions nothing.
+
+    The captioner is loaded only when a caption is missing.
+    """
+
+    def __init__(self, path: Path, config: AuroraEvalConfig):
+        self.path, self.config = path, config
+        self.saved: dict[str, str] = read_json_object(path) if path.is_file() else {}
+        self.captioner = None
+
+    def _key(self, row_id: str, image: Image.Image) -> str:
+        digest = hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()[:16]
+        return f"{self.config.caption_model}|{row_id}|{digest}"
+
+    def captions(self, row_ids: Sequence[str], images: Sequence[Image.Image]) -> list[str]:
+        """The caption of each (row, target image), captioning and saving only the missing ones."""
+        keys = [self._key(row_id, image) for row_id, image in zip(row_ids, images)]
+        missing = [index for index, key in enumerate(keys) if key not in self.saved]
+        if missing:
+            if self.captioner is None:
+                config = self.config
+                self.captioner = BlipCaptioner(EmbeddingConfig(config.caption_model, config.device, config.batch_size))
+            for index, text in zip(missing, self.captioner.captions([images[index] for index in missing])):
+                self.saved[keys[index]] = text
+            write_json(self.path, self.saved)
+        return [self.saved[key] for key in keys]
+
+
 def _clip_t_text(row: BenchRow, mode: str) -> str:
     if mode == "action" or (mode == "auto" and row.caption is None):
         return row.action
@@ -538,7 +577,7 @@ def judge_records(
 
 def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None) -> list[dict[str, Any]]:
     """Every metric of every row (``predictions`` None: the copy baseline), in batches with a progress bar."""
-    from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, EmbeddingConfig, l1_distance
+    from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, l1_distance
 
     metrics = set(config.metrics)
     clip = dino = None
@@ -546,6 +585,9 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
         clip = ClipScorer(EmbeddingConfig(config.clip_model, config.device, config.batch_size))
     if "dino" in metrics:
         dino = DinoScorer(EmbeddingConfig(config.dino_model, config.device, config.batch_size))
+    captions = None
+    if "clip_t" in metrics and config.clip_t_text == "blip":
+        captions = CaptionCache(Path(config.out).parent / CAPTION_CACHE, config)
     records = []
     with tqdm(total=len(bench.rows), desc="Metrics", unit=" rows") as bar:
         for batch in _chunks(bench.rows, config.batch_size):
@@ -573,7 +615,10 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
                 for record, value in zip(batch_records, clip.image_similarity(images, targets)):
                     record["clip_i"] = value
             if "clip_t" in metrics:
-                texts = [_clip_t_text(row, config.clip_t_text) for row in batch]
+                if config.clip_t_text == "blip":
+                    texts = captions.captions([row.id for row in batch], targets)
+                else:
+                    texts = [_clip_t_text(row, config.clip_t_text) for row in batch]
                 for record, text, value in zip(batch_records, texts, clip.text_similarity(images, texts)):
                     record.update(clip_t_text=text, clip_t=value)
             if "dino" in metrics:

@@ -148,3 +148,35 @@ class DinoScorer:
     def image_similarity(self, predictions: Sequence[Image.Image], targets: Sequence[Image.Image]) -> list[float]:
         """DINO similarity of each (prediction, target) pair."""
         return _cosine(self.image_embeddings(predictions), self.image_embeddings(targets, desc="DINO targets"))
+
+
+class BlipCaptioner:
+    """Captions of images with a transformers BLIP captioning model (``Salesforce/blip-image-captioning-*``): the
+    text of the paper's CLIP-T, which compares a prediction with a BLIP caption of the edited (target) image.
+
+    Captions are greedy (``max_new_tokens`` tokens at most), so a picture always gets the same one.
+    """
+
+    def __init__(self, config: EmbeddingConfig, max_new_tokens: int = 30):
+        from transformers import AutoImageProcessor, AutoTokenizer, BlipForConditionalGeneration
+
+        self.config = config
+        self.device = config.torch_device()
+        self.max_new_tokens = max_new_tokens
+        self.model = BlipForConditionalGeneration.from_pretrained(config.model).to(self.device).eval()
+        self.image_processor = AutoImageProcessor.from_pretrained(config.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+
+    @torch.no_grad()
+    def captions(self, images: Sequence[Image.Image]) -> list[str]:
+        """One caption per image, in order."""
+        out: list[str] = []
+        for part in _batches(len(images), self.config.batch_size, "BLIP captions"):
+            pixels = self.image_processor(images=[im.convert("RGB") for im in images[part]], return_tensors="pt")
+            generated = self.model.generate(
+                pixel_values=pixels["pixel_values"].to(self.device),
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+            )
+            out += [text.strip() for text in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        return out
