@@ -480,6 +480,8 @@ def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_p
     extra = ["--predictions", str(model), "--idm", str(model), "--num-candidates", "2", "--seed", "3", "--limit", "1"]
     results = _run(_small_args(small_root, out, *extra, "--batch-size", "4", "--device", "cpu", "--name", "C-FT"))
     assert results["config"]["kind"] == "model" and results["config"]["label"] == "C-FT"
+    assert results["config"]["geometry"] == "as_input"
+    assert "through the model's image processor (ChameleonImageProcessor" in results["config"]["reference_preparation"]
     assert results["config"]["model"]["num_candidates"] == 2 and results["config"]["model"]["idm"] == str(model)
 
     # The saved predictions are the pipeline's own best-of-2 picks for the same batch and seed.
@@ -505,6 +507,33 @@ def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_p
         main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "./no-such-preds")])
     with pytest.raises(SystemExit, match="needs a forward-dynamics model"):
         main(["eval", "aurora", *_small_args(small_root, tmp_path / "x.json", "--predictions", "copy", "--idm", "m")])
+
+
+def test_references_are_prepared_as_the_predictor_prepared_its_input(tiny_model_dirs):
+    from wm_hub.evaluation.aurora import AuroraEvalConfig, reference_preparation
+    from wm_hub.evaluation.image_metrics import l1_distance
+    from wm_hub.models.loading import load_backbone
+
+    wide = Image.new("RGB", (96, 32), (0, 0, 255))
+    wide.paste((255, 0, 0), (0, 0, 32, 32))  # red left third, blue elsewhere: a centre crop keeps only blue
+    model = str(tiny_model_dirs("chameleon"))
+    prepare, rule = reference_preparation(AuroraEvalConfig(data_dir=".", predictions=model, out="R.json"))
+    seen = load_backbone(model).preprocess([wide])  # what the FDM's VQ encoder was given
+    prepared = prepare(wide)
+    assert prepared.size == (64, 64) and "ChameleonImageProcessor" in rule
+    assert np.abs(np.asarray(prepared, dtype=float) / 127.5 - 1 - seen[0].permute(1, 2, 0).numpy()).max() < 1 / 127
+    stretched = wide.resize((64, 64), Image.Resampling.BICUBIC)
+    assert l1_distance(prepared, Image.new("RGB", (64, 64), (0, 0, 255))) < 0.01  # the crop: all blue
+    assert l1_distance(stretched, Image.new("RGB", (64, 64), (0, 0, 255))) > 0.2  # the old rule kept the red third
+
+    ip2p, rule = reference_preparation(AuroraEvalConfig(data_dir=".", predictions="ip2p", out="R.json"))
+    assert ip2p(wide).size == (512, 512) and "512 x 512" in rule
+    for kind in ("copy", "ip2p"):
+        prepared, rule = reference_preparation(
+            AuroraEvalConfig(data_dir=".", predictions=kind, out="R.json", geometry="stretch")
+        )
+        assert prepared is None and rule.startswith("stretch")
+    assert reference_preparation(AuroraEvalConfig(data_dir=".", predictions="copy", out="R.json"))[0] is None
 
 
 def test_judge_metric_through_a_local_openai_server(small_root, openai_server, tmp_path):

@@ -49,6 +49,8 @@ BUILTIN_PREDICTIONS = ("copy", "ip2p")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ClipTText = Literal["auto", "action", "caption", "blip"]
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+Geometry = Literal["as_input", "stretch"]
+GEOMETRIES = get_args(Geometry)
 CLIP_T_TEXTS = get_args(ClipTText)
 MANIFEST = "manifest.json"
 # The settings of a forward-dynamics model's predictions (what its manifest.json records).
@@ -83,6 +85,12 @@ class AuroraEvalConfig:
             ``caption`` (rows without one fail), or ``blip``: a caption of the target image by ``caption_model``
             (the paper's reading; cached in ``<out dir>/blip_captions.json``).
         caption_model: BLIP captioning model of ``clip_t_text: blip`` (Hub id or folder).
+        geometry: How the reference pictures are prepared. ``as_input``: the target (for L1, CLIP-I, DINO) and the
+            source the judge sees go through what the predictor's input went through (a model: its own image
+            processor, e.g. Chameleon's short-side resize and centre crop; ip2p: its square resize; copy and
+            prediction folders: nothing), so a prediction is compared with the scene its model was shown.
+            ``stretch``: the whole target resized to the prediction and the judge shown the original source, which
+            penalises predictions of non-square pictures (AG, Something) for what their model never saw.
         judge_model: Chat model of the GPT-4o-as-judge metric (paper appendix F; default its snapshot).
         judge_base_url: OpenAI-compatible endpoint of the judge (default: the openai client's, ``OPENAI_BASE_URL``
             or OpenAI); its API key is read from ``OPENAI_API_KEY`` and never written.
@@ -120,6 +128,7 @@ class AuroraEvalConfig:
     dino_model: str = DEFAULT_DINO_MODEL
     clip_t_text: ClipTText = "auto"
     caption_model: str = DEFAULT_CAPTION_MODEL
+    geometry: Geometry = "as_input"
     judge_model: str = "gpt-4o-2024-11-20"
     judge_base_url: str | None = None
     judge_cache_dir: str | None = None
@@ -144,6 +153,8 @@ class AuroraEvalConfig:
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"Unknown metric(s) {unknown or '(none given)'}; choose from {', '.join(METRICS)}")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {self.geometry!r}")
         if self.clip_t_text not in CLIP_T_TEXTS:
             raise ValueError(f"clip_t_text must be one of {CLIP_T_TEXTS}, got {self.clip_t_text!r}")
         if self.batch_size < 1:
@@ -543,7 +554,11 @@ def _sum_usage(usages: Sequence[dict[str, Any] | None]) -> dict[str, int]:
 
 
 def judge_records(
-    config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None, records: list[dict[str, Any]]
+    config: AuroraEvalConfig,
+    bench: Bench,
+    predictions: dict[str, Path] | None,
+    records: list[dict[str, Any]],
+    prepare: Preparation | None = None,
 ) -> None:
     """Add the judge's verdict (``record["judge"]``) to every row's record, through :mod:`wm_hub.evaluation.judge`.
 
@@ -559,6 +574,7 @@ def judge_records(
             for row in rows:
                 source = bench.images(row)[0].convert("RGB")
                 prediction = source if predictions is None else _open_image(predictions[row.id])
+                source = source if prepare is None else prepare(source)
                 requests.append(judge.JudgeRequest(row.id, row.action, source, prediction))
             for result in judge.judge_rows(requests, judge_config, progress=False):
                 by_id[result.row_id]["judge"] = {
@@ -575,8 +591,39 @@ def judge_records(
             bar.update(len(rows))
 
 
-def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Path] | None) -> list[dict[str, Any]]:
-    """Every metric of every row (``predictions`` None: the copy baseline), in batches with a progress bar."""
+Preparation = Callable[[Image.Image], Image.Image]
+
+
+def reference_preparation(config: AuroraEvalConfig) -> tuple[Preparation | None, str]:
+    """What ``config.geometry`` does to the reference pictures (``None``: nothing), and the rule in words (recorded
+    in ``results.json`` as ``config.reference_preparation``)."""
+    if config.geometry == "stretch":
+        return None, "stretch: the whole target resized to the prediction; the judge sees the original source"
+    if config.kind == "ip2p":
+        side = config.ip2p_resolution
+        rule = f"as_input: resized to {side} x {side} (bicubic), as InstructPix2Pix's sources are"
+        return (lambda image: image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)), rule
+    if config.kind == "model":
+        from wm_hub.models.base import pixels_to_pil
+        from wm_hub.models.loading import load_model_processor
+
+        images = load_model_processor(config.predictions).image_processor
+
+        def as_model_input(image: Image.Image) -> Image.Image:
+            return pixels_to_pil(images(images=[image], return_tensors="pt")["pixel_values"])[0]
+
+        return as_model_input, f"as_input: through the model's image processor ({type(images).__name__})"
+    return None, "as_input: unchanged (the predictions' own geometry is not known; the target is resized to them)"
+
+
+def score_rows(
+    config: AuroraEvalConfig,
+    bench: Bench,
+    predictions: dict[str, Path] | None,
+    prepare: Preparation | None = None,
+) -> list[dict[str, Any]]:
+    """Every metric of every row (``predictions`` None: the copy baseline), in batches with a progress bar; the
+    targets and the judge's sources through ``prepare`` (:func:`reference_preparation`) first."""
     from wm_hub.evaluation.image_metrics import ClipScorer, DinoScorer, l1_distance
 
     metrics = set(config.metrics)
@@ -593,7 +640,7 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
         for batch in _chunks(bench.rows, config.batch_size):
             pairs = [bench.images(row) for row in batch]
             sources = [source for source, _ in pairs]
-            targets = [target for _, target in pairs]
+            targets = [target if prepare is None else prepare(target) for _, target in pairs]
             if predictions is None:
                 images = [source.convert("RGB") for source in sources]
             else:
@@ -627,7 +674,7 @@ def score_rows(config: AuroraEvalConfig, bench: Bench, predictions: dict[str, Pa
             records.extend(batch_records)
             bar.update(len(batch))
     if "judge" in metrics:
-        judge_records(config, bench, predictions, records)
+        judge_records(config, bench, predictions, records, prepare)
     return records
 
 
@@ -653,8 +700,11 @@ def _summary(records: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[
     return summary
 
 
-def summarize(config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """``results.json`` content: per-subset means, the overall (mean of subset means) and the config."""
+def summarize(
+    config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str, Any]], rule: str | None = None
+) -> dict[str, Any]:
+    """``results.json`` content: per-subset means, the overall (mean of subset means) and the config (with the
+    reference ``rule`` of :func:`reference_preparation`)."""
     subsets = {}
     for name in config.subsets:
         rows = [record for record in records if record["subset"] == name]
@@ -675,7 +725,7 @@ def summarize(config: AuroraEvalConfig, bench: Bench, records: Sequence[dict[str
     return {
         "subsets": subsets,
         "overall": overall,
-        "config": {**config.to_dict(), "skipped_files": bench.skipped_files},
+        "config": {**config.to_dict(), "skipped_files": bench.skipped_files, "reference_preparation": rule},
     }
 
 
@@ -699,8 +749,9 @@ def evaluate_aurora(config: AuroraEvalConfig) -> dict[str, Any]:
         predictions = check_prediction_dir(Path(config.predictions), bench.rows)
     else:
         predictions = generate_predictions(config, bench)
-    records = score_rows(config, bench, predictions)
-    results = summarize(config, bench, records)
+    prepare, rule = reference_preparation(config)
+    records = score_rows(config, bench, predictions, prepare)
+    results = summarize(config, bench, records, rule)
     write_text(config.rows_path, "".join(json.dumps(record) + "\n" for record in records))
     write_text(Path(config.out), json.dumps(results, indent=2) + "\n")
     if config.report:

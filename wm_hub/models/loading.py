@@ -80,19 +80,7 @@ def load_backbone(
     name_or_path = resolve_model_folder(name_or_path, revision, token=kwargs.pop("token", None))
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
-    config_dict, _ = PretrainedConfig.get_config_dict(name_or_path)
-    config, old_settings = read_backbone_config(config_dict)
-    if config is None:
-        model_type = config_dict.get("model_type")
-        detected = arch or MODEL_TYPE_TO_ARCH.get(model_type)
-        if detected is None:
-            raise ValueError(
-                f"{name_or_path}: cannot tell the backbone family of model_type={model_type!r}; "
-                f"pass arch= one of {sorted(BACKBONES)}"
-            )
-        config = BackboneConfig(arch=detected, image_size=_default_image_size(config_dict, detected))
-    elif arch is not None and arch != config.arch:
-        raise ValueError(f"{name_or_path} is a {config.arch!r} checkpoint, not {arch!r}")
+    config, old_settings = _saved_settings(name_or_path, arch)
     for field_name in ("image_size", "image_token_offset"):
         if field_name in kwargs:
             setattr(config, field_name, kwargs.pop(field_name))
@@ -113,6 +101,46 @@ def load_backbone(
     if device is not None:
         backbone.to(device)
     return backbone
+
+
+def _saved_settings(folder: str, arch: str | None) -> tuple[BackboneConfig, dict[str, Any]]:
+    """A checkpoint folder's wm-hub settings (detected for a stock checkpoint) and an older checkpoint's processor
+    settings (see :func:`~wm_hub.models.base.read_backbone_config`)."""
+    config_dict, _ = PretrainedConfig.get_config_dict(folder)
+    config, old_settings = read_backbone_config(config_dict)
+    if config is None:
+        model_type = config_dict.get("model_type")
+        detected = arch or MODEL_TYPE_TO_ARCH.get(model_type)
+        if detected is None:
+            raise ValueError(
+                f"{folder}: cannot tell the backbone family of model_type={model_type!r}; "
+                f"pass arch= one of {sorted(BACKBONES)}"
+            )
+        config = BackboneConfig(arch=detected, image_size=_default_image_size(config_dict, detected))
+    elif arch is not None and arch != config.arch:
+        raise ValueError(f"{folder} is a {config.arch!r} checkpoint, not {arch!r}")
+    return config, old_settings
+
+
+def load_model_processor(name_or_path: str, revision: str | None = None) -> WorldModelProcessor:
+    """The processor of a model (its image processor and sequence format) without loading its weights.
+
+    Evaluation uses it to prepare reference pictures exactly as the model's inputs were prepared. An adapter
+    folder without a saved processor reads its base model's.
+
+    Args:
+        name_or_path: Local folder or Hub id, as :func:`load_backbone` takes it.
+        revision: Branch, tag or commit of a Hub id.
+    """
+    folder = resolve_model_folder(name_or_path, revision)
+    if is_adapter_folder(folder) and not is_world_model_processor(folder):
+        adapter = read_json_object(Path(folder) / ADAPTER_CONFIG)
+        return load_model_processor(adapter["base_model_name_or_path"], adapter.get("revision"))
+    if is_adapter_folder(folder):
+        return WorldModelProcessor.from_pretrained(folder)
+    config, old_settings = _saved_settings(folder, None)
+    family = backbone_class(config.arch)
+    return load_processor(folder, lambda: family.default_image_processor(folder, config), old_settings)
 
 
 def load_adapter_backbone(folder: str | Path, **kwargs: Any) -> Backbone:
