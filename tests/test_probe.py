@@ -212,3 +212,91 @@ def test_probe_cli_on_aurora_bench_mini(tiny_model_dirs, tmp_path, capsys):
     assert "| something |" in (out / "probe.md").read_text()
     for name in ("probe_scatter.png", "probe_hist.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory):
+    """A tiny random LLaVA (CLIP vision tower, Llama LM, byte tokenizer with a chat template): an understanding-only
+    VLM as transformers ships them."""
+    from transformers import CLIPImageProcessorPil, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    from wm_hub.models.tiny import build_byte_tokenizer
+
+    root = tmp_path_factory.mktemp("llava")
+    torch.manual_seed(0)
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<image>"]
+    tokenizer = build_byte_tokenizer(specials, specials, bos="<s>", eos="</s>", pad="<pad>", unk="<unk>")
+    template = (
+        "{% for m in messages %}{{ m['role'] }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
+        "{% else %}{{ c['text'] }}{% endif %}{% endfor %}</s>{% endfor %}{% if add_generation_prompt %}assistant: "
+        "{% endif %}"
+    )
+    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32)
+    text = dict(model_type="llama", vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32)
+    text.update(num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256)
+    config = LlavaConfig(
+        vision_config={**vision, "patch_size": 8, "model_type": "clip_vision_model"},
+        text_config={**text, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
+        image_token_id=4,
+    )
+    LlavaForConditionalGeneration(config).save_pretrained(root)
+    images = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    LlavaProcessor(
+        image_processor=images,
+        tokenizer=tokenizer,
+        patch_size=8,
+        chat_template=template,
+        num_additional_image_tokens=1,
+        vision_feature_select_strategy="default",
+    ).save_pretrained(root)
+    return root
+
+
+def test_an_understanding_only_vlm_is_probed_in_the_inverse_direction(tiny_llava, shapes_triplets, tmp_path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from wm_hub.evaluation.probe import ProbeConfig, run_probe
+    from wm_hub.evaluation.vlm_scoring import IDM_QUESTION, ChatVLMScorer
+
+    scorer = ChatVLMScorer(str(tiny_llava))
+    triplet = shapes_triplets[0]
+    [score] = scorer.action_log_likelihoods([triplet.source], [triplet.target], [triplet.action.text])
+
+    # the same number from transformers directly: the reply's tokens after the generation prompt
+    processor, model = (
+        AutoProcessor.from_pretrained(tiny_llava),
+        AutoModelForImageTextToText.from_pretrained(tiny_llava),
+    )
+    user = {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": IDM_QUESTION}]}
+    reply = {"role": "assistant", "content": [{"type": "text", "text": triplet.action.text}]}
+    pair = [triplet.source.convert("RGB"), triplet.target.convert("RGB")]
+    prompt = processor(images=pair, text=[processor.apply_chat_template([user], add_generation_prompt=True)])
+    full = processor(images=pair, text=[processor.apply_chat_template([user, reply])], return_tensors="pt")
+    log_probs = model(**full).logits[0, :-1].log_softmax(-1)
+    ids = full["input_ids"][0]
+    start = len(prompt["input_ids"][0])
+    expected = sum(float(log_probs[i - 1, ids[i]]) for i in range(start, len(ids)))
+    assert score.num_tokens == len(ids) - start == len(triplet.action.text.encode()) + 1  # bytes + </s>
+    assert score.total == pytest.approx(expected, abs=1e-4)
+
+    ids = [f"t{i}" for i in range(4)]
+    sources, targets = [t.source for t in shapes_triplets], [t.target for t in shapes_triplets]
+    actions = [t.action.text for t in shapes_triplets]
+    inverse = ProbeConfig(directions=["inverse"], negatives=["random_action", "copy"], batch_size=3)
+    result = run_probe(scorer, ids, ["s"] * 4, sources, actions, targets, inverse)
+    assert set(result.scores) == {"inverse"} and result.scores["inverse"]["t0"]["reference"] == pytest.approx(
+        score.total, abs=1e-4
+    )
+    with pytest.raises(ValueError, match="cannot score images"):
+        run_probe(scorer, ids, ["s"] * 4, sources, actions, targets, ProbeConfig())
+
+
+def test_probe_cli_probes_a_vlm(tiny_llava, tmp_path):
+    from wm_hub.cli import main
+
+    require(BENCH_MINI)
+    out = tmp_path / "vlm"
+    args = ["probe", "--model", str(tiny_llava), "--vlm", "true", "--data", str(BENCH_MINI), "--subsets", "ag"]
+    assert main([*args, "--limit", "3", "--out", str(out)]) == 0
+    summary = json.loads((out / "probe.json").read_text())
+    assert list(summary["win_rates"]) == ["inverse"] and summary["rows"] == 3

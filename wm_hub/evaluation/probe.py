@@ -20,6 +20,7 @@ Win rates are reported per negative type, direction and subset. Draws of random 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import read_jsonl_log, write_with
 from wm_hub.evaluation import split_names
+from wm_hub.evaluation.vlm_scoring import ChatVLMScorer
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
 
@@ -126,12 +128,15 @@ class ProbeRunConfig:
     """The model probed and where the outputs go (:func:`evaluate_probe`, ``wm-hub probe``).
 
     Args:
-        model: Checkpoint folder or Hub id (any backbone wm-hub loads).
+        model: Checkpoint folder or Hub id (any backbone wm-hub loads; with ``vlm``, an image-text-to-text model).
         out: Output folder (``probe.json``, ``probe.md``, ``probe_rows.jsonl``, plots, the score cache).
         disc_data: AURORA's ``disc_edit_data`` folder: adds counterfactual-action negatives.
         limit: Probe only the first N triplets (default: all).
         device: Torch device (default: CPU).
         dtype: LM dtype, e.g. bfloat16 (default: the checkpoint's).
+        vlm: The model is an understanding-only VLM (``transformers`` ``AutoModelForImageTextToText`` with a chat
+            template: Qwen2-VL, Qwen2.5-VL, LLaVA...), probed in the inverse direction only
+            (:mod:`wm_hub.evaluation.vlm_scoring`), as the paper probes such models beside the unified ones.
     """
 
     model: str
@@ -140,6 +145,7 @@ class ProbeRunConfig:
     limit: int | None = None
     device: str | None = None
     dtype: str | None = None
+    vlm: bool = False
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -311,7 +317,7 @@ def _trajectory_key(direction: str, trajectory: Trajectory, image_keys: Sequence
 
 
 def run_probe(
-    backbone: Backbone,
+    backbone: Backbone | ChatVLMScorer,
     ids: Sequence[str],
     subsets: Sequence[str],
     sources: Sequence[Image.Image],
@@ -324,7 +330,8 @@ def run_probe(
     """Score every row's reference and negatives in each direction and compute the win rates.
 
     Args:
-        backbone: The model (any backbone wm-hub loads; the same one scores both directions).
+        backbone: The model (any backbone wm-hub loads; the same one scores both directions), or an
+            understanding-only VLM's :class:`~wm_hub.evaluation.vlm_scoring.ChatVLMScorer` (inverse direction only).
         ids: Row ids.
         subsets: Subset of each row.
         sources: Source observations.
@@ -339,6 +346,9 @@ def run_probe(
         The rows, their scores and the win rates.
     """
     config = config or ProbeConfig()
+    vlm = isinstance(backbone, ChatVLMScorer)
+    if vlm and config.directions != ["inverse"]:
+        raise ValueError("an understanding-only VLM cannot score images: probe it with directions=['inverse']")
     if not len(ids) == len(subsets) == len(sources) == len(actions) == len(targets):
         raise ValueError("ids, subsets, sources, actions and targets must have the same length")
     images = [image for pair in zip(sources, targets) for image in pair]
@@ -364,13 +374,19 @@ def run_probe(
                     score_of[key] = cached[key][config.reduction]
                 else:
                     todo.setdefault(key, trajectory)
-        if todo and image_ids is None:
+        if todo and image_ids is None and not vlm:
             image_ids = encode_image_table(backbone, images, config.image_batch_size)
         keys = list(todo)
         step = config.batch_size
         for start in tqdm(range(0, len(keys), step), desc=f"probe ({direction})", unit="batch"):
             batch = keys[start : start + step]
-            batch_scores = score_trajectories(backbone, image_ids, [todo[k] for k in batch], direction, None)
+            if vlm:
+                chosen = [todo[k] for k in batch]
+                batch_scores = backbone.action_log_likelihoods(
+                    [images[t.source] for t in chosen], [images[t.target] for t in chosen], [t.action for t in chosen]
+                )
+            else:
+                batch_scores = score_trajectories(backbone, image_ids, [todo[k] for k in batch], direction, None)
             lines = []
             for key, score in zip(batch, batch_scores):
                 score_of[key] = score.total if config.reduction == "sum" else score.mean
@@ -708,7 +724,13 @@ def evaluate_probe(
     if triplets.skipped:
         names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)
         logger.warning("Skipped %d row(s) with missing or unreadable images: %s", len(triplets.skipped), names)
-    backbone = load_backbone(run.model, device=run.device, dtype=run.dtype)
+    if run.vlm:
+        if "forward" in config.directions:
+            logger.info("%s is probed in the inverse direction only (an understanding-only VLM)", run.model)
+            config = dataclasses.replace(config, directions=["inverse"])
+        backbone = ChatVLMScorer(run.model, device=run.device, dtype=run.dtype)
+    else:
+        backbone = load_backbone(run.model, device=run.device, dtype=run.dtype)
     out = Path(run.out)
     out.mkdir(parents=True, exist_ok=True)
     result = run_probe(
