@@ -428,6 +428,12 @@ def test_repeated_runs_are_averaged_with_their_std_and_the_judge_scores_plotted(
     with Image.open(out / "judge_scores.png") as image:  # paper Figure 11, from the rows files
         assert image.width > 300
 
+    other = json.loads(paths[2].read_text())
+    other["config"]["geometry"] = "stretch"  # not a repeat of the others: averaging it would mean nothing
+    paths[2].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match=r"runs named 'C-FDM \(K=2\)' differ in \['geometry'\]"):
+        average_repeats(load_results(paths))
+
 
 def test_report_tables_and_plots(tmp_path):
     from wm_hub.evaluation.reports import load_results, metrics_table, score_table

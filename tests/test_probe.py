@@ -282,6 +282,13 @@ def test_an_understanding_only_vlm_is_probed_in_the_inverse_direction(tiny_llava
     ids = [f"t{i}" for i in range(4)]
     sources, targets = [t.source for t in shapes_triplets], [t.target for t in shapes_triplets]
     actions = [t.action.text for t in shapes_triplets]
+    alone = [
+        scorer.action_log_likelihoods(sources[i : i + 1], targets[i : i + 1], actions[i : i + 1])[0] for i in range(4)
+    ]
+    for side in ("right", "left"):  # a batch of replies of several lengths, padded on either side
+        scorer.processor.tokenizer.padding_side = side
+        batched = scorer.action_log_likelihoods(sources, targets, actions, batch_size=4)
+        assert [s.total for s in batched] == pytest.approx([s.total for s in alone], abs=1e-4), side
     inverse = ProbeConfig(directions=["inverse"], negatives=["random_action", "copy"], batch_size=3)
     result = run_probe(scorer, ids, ["s"] * 4, sources, actions, targets, inverse)
     assert set(result.scores) == {"inverse"} and result.scores["inverse"]["t0"]["reference"] == pytest.approx(

@@ -105,3 +105,15 @@ def test_square_image_processor_pads_or_crops_and_round_trips(tmp_path):
     assert torch.equal(reloaded(wide)["pixel_values"], pixels)
     with pytest.raises(ValueError, match="square must be 'pad' or 'crop'"):
         SquareImageProcessor(square="stretch")
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "emu3"])
+def test_an_image_size_override_rebuilds_the_saved_layout(arch, tiny_backbones, tmp_path):
+    tiny_backbones(arch).save_pretrained(tmp_path / "saved")
+    resized = load_backbone(str(tmp_path / "saved"), image_size=32)  # the saved processor holds the 64 px grid
+    assert resized.image_grid == (4, 4) and resized.processor.image_grid == [4, 4]
+    example = resized.build_fdm_sequence(resized.image_token_ids[:16], "go", resized.image_token_ids[-16:])
+    assert [example.input_ids[i] for i in example.target_image_positions] == resized.image_token_ids[-16:].tolist()
+    if arch == "emu3":
+        assert resized.processor.image_processor.size == 32
+        assert resized.processor.image_start[1:-1] == resized.tokenizer.convert_ids_to_tokens(resized._text_ids("4*4"))

@@ -182,13 +182,6 @@ def build_mixture(
         raise ValueError(f"mixture sources share the label(s) {duplicates}: give each a distinct 'name'")
 
     loaded = [_load_source(source, data_root, cache_dir, prepare) for source in sources]
-    for source, dataset in zip(sources, loaded):
-        if source.expect_rows is not None and len(dataset) != source.expect_rows:
-            raise ValueError(
-                f"source {source.label}: {len(dataset)} rows, the recipe expects {source.expect_rows} (expect_rows); "
-                "a synthetic source should be the top-K sample of `wm-hub sample --k K` (builder_kwargs: "
-                "{annotation_files: [sampled.jsonl]}), not every annotation"
-            )
     picks = [_pick_rows(len(ds), source, seed) for ds, source in zip(loaded, sources)]
     held_out = [np.zeros(0, dtype=np.int64) for _ in sources]
     if eval_size is not None:
@@ -253,6 +246,12 @@ def _load_source(
             f"source {source.label}: not a triplet dataset (no column(s) {missing}); "
             "convert it with a dataset builder (`wm-hub data build`)"
         )
+    if source.expect_rows is not None and len(dataset) != source.expect_rows:  # before any encoding
+        raise ValueError(
+            f"source {source.label}: {len(dataset)} rows, the recipe expects {source.expect_rows} (expect_rows); "
+            "a synthetic source should be the top-K sample of `wm-hub sample --k K` (builder_kwargs: "
+            "{annotation_files: [sampled.jsonl]}), not every annotation"
+        )
     dataset = dataset.select_columns(list(TRIPLET_FEATURES))
     dataset = dataset if dataset.features == TRIPLET_FEATURES else dataset.cast(TRIPLET_FEATURES)
     return prepare(dataset) if prepare is not None else dataset
@@ -273,7 +272,7 @@ def folder_fingerprint(folder: str | Path) -> str:
     digest = hashlib.sha256()
     root = Path(folder)
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+        if path.suffix.lower() not in IMAGE_SUFFIXES and path.is_file():
             stat = path.stat()
             digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

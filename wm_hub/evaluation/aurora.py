@@ -662,8 +662,8 @@ def score_rows(
                 for record, value in zip(batch_records, clip.image_similarity(images, targets)):
                     record["clip_i"] = value
             if "clip_t" in metrics:
-                if config.clip_t_text == "blip":
-                    texts = captions.captions([row.id for row in batch], targets)
+                if config.clip_t_text == "blip":  # the target itself, whatever the geometry: one text per row
+                    texts = captions.captions([row.id for row in batch], [target for _, target in pairs])
                 else:
                     texts = [_clip_t_text(row, config.clip_t_text) for row in batch]
                 for record, text, value in zip(batch_records, texts, clip.text_similarity(images, texts)):

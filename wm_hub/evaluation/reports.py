@@ -143,22 +143,37 @@ def load_results(paths: Sequence[str | Path]) -> list[RunResults]:
 
 
 AVERAGED_KEYS = ("n",)  # counts kept as the first run's, not averaged
+SUMMED_COUNTS = ("judge_parsed", "judge_unparsable", "judge_cached")  # replies over all the averaged runs
 
 
 def average_repeats(runs: Sequence[RunResults]) -> list[RunResults]:
     """Runs that share a column name averaged into one, in first-seen order: every numeric value is the mean over
-    the runs that have it, with its sample standard deviation in :attr:`RunResults.stds`; counts of unparsable judge
-    replies are summed."""
+    the runs that have it, with its sample standard deviation in :attr:`RunResults.stds`; counts of judge replies are
+    summed.
+
+    Raises:
+        ValueError: Runs that share a column name but differ in more than their seed and output paths (another
+            model saved under the same folder name, another geometry or judge...): their mean would mean nothing.
+    """
 
     groups: dict[str, list[RunResults]] = {}
     for run in runs:
         groups.setdefault(run.column, []).append(run)
     averaged = []
-    for group in groups.values():
+    for column, group in groups.items():
         first = group[0]
         if len(group) == 1:
             averaged.append(first)
             continue
+        differing = sorted(
+            {key for run in group[1:] for key in _settings(first.config) | _settings(run.config)
+             if _settings(first.config).get(key) != _settings(run.config).get(key)}
+        )  # fmt: skip
+        if differing:
+            raise ValueError(
+                f"{', '.join(run.path for run in group)}: runs named {column!r} differ in {differing}, not only in "
+                "their seed: give them different --name labels"
+            )
         stds: dict[str | None, dict[str, float]] = {}
         subsets = {
             name: _combine([run.subsets[name] for run in group if name in run.subsets], stds.setdefault(name, {}))
@@ -182,6 +197,18 @@ def average_repeats(runs: Sequence[RunResults]) -> list[RunResults]:
     return averaged
 
 
+REPEAT_FREE_KEYS = ("seed", "out", "report", "predictions_dir", "judge_cache_dir", "skipped_files")
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's settings without what may differ between repeats of it (seeds, output paths)."""
+    settings = {key: value for key, value in config.items() if key not in REPEAT_FREE_KEYS}
+    for name, free in (("model", "seed"), ("ip2p", "seed"), ("judge", "cache_dir")):
+        if isinstance(settings.get(name), dict):
+            settings[name] = {key: value for key, value in settings[name].items() if key != free}
+    return settings
+
+
 def _combine(summaries: list[dict[str, Any]], stds: dict[str, float]) -> dict[str, Any]:
     """One summary of several runs' summaries: numeric means (standard deviations into ``stds``), unparsable judge
     replies summed, everything else the first run's."""
@@ -192,7 +219,7 @@ def _combine(summaries: list[dict[str, Any]], stds: dict[str, float]) -> dict[st
         values = [summary[metric] for summary in summaries if isinstance(summary.get(metric), int | float)]
         if not values or metric in AVERAGED_KEYS or isinstance(values[0], bool):
             continue
-        if metric == UNPARSABLE:
+        if metric in SUMMED_COUNTS:
             merged[metric] = int(sum(values))
             continue
         merged[metric] = float(np.mean(values))

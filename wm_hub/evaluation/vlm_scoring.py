@@ -69,14 +69,12 @@ class ChatVLMScorer:
             sources: First observations.
             targets: Second observations.
             actions: The actions to score.
-            batch_size: Sequences per forward pass (right-padded).
+            batch_size: Sequences per forward pass (padded on whichever side the processor pads).
 
         Returns:
             One score per triple, in order.
         """
         prompt = self.processor.apply_chat_template(self._messages(None), tokenize=False, add_generation_prompt=True)
-        tokenizer = self.processor.tokenizer
-        tokenizer.padding_side = "right"
         scores: list[SequenceScore] = []
         for start in tqdm(range(0, len(actions), batch_size), desc="VLM scoring", unit="batch", leave=False):
             part = slice(start, start + batch_size)
@@ -90,8 +88,10 @@ class ChatVLMScorer:
             targets_ids = batch["input_ids"][:, 1:]
             token_scores = log_probs.gather(-1, targets_ids.unsqueeze(-1)).squeeze(-1)
             for row, pair in enumerate(pairs):
-                first = self._token_count(prompt, pair)  # the reply starts where the prompt ends
-                last = int(batch["attention_mask"][row].sum())
+                mask = batch["attention_mask"][row]
+                offset = int(mask.nonzero()[0])  # left padding, if the processor pads on the left
+                first = offset + self._token_count(prompt, pair)  # the reply starts where the prompt ends
+                last = offset + int(mask.sum())
                 values = token_scores[row, first - 1 : last - 1]
                 scores.append(SequenceScore(float(values.sum()), float(values.mean()), int(values.numel())))
         return scores

@@ -165,7 +165,7 @@ class Backbone(ABC):
         """Map LM image token ids to VQ codebook indices (same shape; ``-1`` for an id that is no image code)."""
         ids = ids.long()
         table = self._id_to_code.to(ids.device)
-        inside = ids < len(table)
+        inside = (ids >= 0) & (ids < len(table))
         return torch.where(inside, table[ids.clamp(max=len(table) - 1)], -1)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:

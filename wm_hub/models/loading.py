@@ -81,6 +81,7 @@ def load_backbone(
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
     config, old_settings = _saved_settings(name_or_path, arch)
+    saved_size = config.image_size
     for field_name in ("image_size", "image_token_offset"):
         if field_name in kwargs:
             setattr(config, field_name, kwargs.pop(field_name))
@@ -91,6 +92,8 @@ def load_backbone(
     processor = load_processor(
         name_or_path, lambda: family.default_image_processor(name_or_path, config), old_settings
     )
+    if config.image_size != saved_size:  # another grid: the saved layout and square no longer hold
+        processor.resize(config.image_size)
     if prompt is not None:
         processor.prompt = prompt
     if separator is not None:

@@ -143,6 +143,13 @@ class WorldModelProcessor(ProcessorMixin):
             "row_end": self.image_row_end,
         }
 
+    def resize(self, image_size: int) -> None:
+        """Read pictures at another size: forget the image layout (the backbone sets the new grid's) and resize a
+        :class:`SquareImageProcessor`'s square (another image processor keeps its own settings)."""
+        self.image_grid = self.image_start = self.image_end = self.image_row_end = None
+        if isinstance(self.image_processor, SquareImageProcessor):
+            self.image_processor.size = int(image_size)
+
     def set_layout(self, grid: Sequence[int], start: Sequence[str], end: Sequence[str], row_end: str | None) -> None:
         """Record the image block layout a backbone's vocabulary implies, or check it against the saved one.
 
