@@ -299,3 +299,72 @@ def test_the_default_flow_scores_a_repeated_frame_zero_without_running(monkeypat
     assert module.FarnebackFlow()(frame, moved) > 0.5
     monkeypatch.setattr(module.cv2, "calcOpticalFlowFarneback", lambda *args: pytest.fail("ran the flow"))
     assert module.FarnebackFlow()(frame, frame.copy()) == 0.0
+
+
+@pytest.fixture(scope="module")
+def video_tree(tmp_path_factory):
+    """Five generated videos in two class folders and a file that is not a video."""
+    root = tmp_path_factory.mktemp("tree")
+    for index in range(5):
+        folder = root / ("run" if index % 2 else "jump")
+        folder.mkdir(exist_ok=True)
+        bursts = [(5 + 7 * index, 10 + 7 * index), (40 + 3 * index, 44 + 3 * index)]
+        write_video(folder / f"clip{index}.mp4", 70 + 10 * index, bursts)
+    (root / "jump" / "broken.mp4").write_bytes(b"not a video at all")
+    return root
+
+
+def _folder_contents(out: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(out)): path.read_bytes()
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and path.parts[len(out.parts)] not in ("shards", ".datatrove")
+    }
+
+
+def test_datatrove_tasks_write_what_one_process_writes_and_report_the_corrupt_video(video_tree, tmp_path, capsys):
+    assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "one")]) == 0
+    one = json.loads(capsys.readouterr().out)
+    args = ["--executor", "local", "--tasks", "3", "--workers", "2"]
+    assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "tasks"), *args]) == 0
+    tasks = json.loads(capsys.readouterr().out)
+    assert one["videos"] == tasks["videos"] == 5 and one["skipped"] == tasks["skipped"] == 1
+    assert _folder_contents(tmp_path / "one") == _folder_contents(tmp_path / "tasks")  # row for row, image for image
+    [skip] = _rows(tmp_path / "tasks" / "skipped.jsonl")
+    assert skip["video"].endswith("broken.mp4")
+    assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "tasks"), *args]) == 0  # only the broken
+    again = json.loads(capsys.readouterr().out)  # one is tried again, as one process does
+    assert (again["already_done"], again["videos"], again["skipped"]) == (5, 0, 1)
+
+
+def test_a_killed_datatrove_run_resumes_and_does_every_video_once(video_tree, tmp_path, monkeypatch):
+    from wm_hub.bootstrap import keyframe_pipeline, keyframes
+    from wm_hub.bootstrap.keyframe_pipeline import keyframe_runner
+    from wm_hub.bootstrap.keyframes import KeyframeExtractionConfig, extract_keyframes
+
+    config = KeyframeExtractionConfig(out=str(tmp_path / "out"), videos=[str(video_tree)], executor="local", tasks=2)
+    config.workers = 1  # in this process, so that the kill below is seen
+    calls: list[str] = []
+    real = keyframes.process_video
+
+    def dies_on_the_fourth(video, *args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        calls.append(video)
+        return real(video, *args)
+
+    monkeypatch.setattr(keyframe_pipeline, "process_video", dies_on_the_fourth)
+    with pytest.raises((RuntimeError, KeyboardInterrupt)):
+        extract_keyframes(config, keyframe_runner(config))
+    assert not (tmp_path / "out" / "keyframes.jsonl").exists() or not _rows(tmp_path / "out" / "keyframes.jsonl")
+    first = list(calls)
+    calls.clear()
+    monkeypatch.setattr(
+        keyframe_pipeline, "process_video", lambda video, *args: (calls.append(video), real(video, *args))[1]
+    )
+    summary = extract_keyframes(config, keyframe_runner(config))
+    assert summary["videos"] == 5 and summary["skipped"] == 1
+    assert sorted(first + calls) == sorted({*first, *calls}) and len(first) + len(calls) == 6  # each video once
+    assert [row["video"] for row in _rows(tmp_path / "out" / "keyframes.jsonl")] == sorted(
+        str(path.resolve()) for path in video_tree.rglob("clip*.mp4")
+    )

@@ -46,11 +46,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import av
 import cv2
@@ -379,6 +379,11 @@ class KeyframeExtractionConfig:
         max_side: Longer side in pixels of the frames the flow runs on; 0 for full resolution.
         fill_to_count: Give every video long enough ``num_keyframes`` frames (wm-hub's fixed-count variant); by
             default the paper's selection, which keeps the best-scored frames and may give fewer.
+        executor: ``local`` spreads the videos over ``tasks`` datatrove tasks run by ``workers`` processes
+            (:mod:`wm_hub.bootstrap.keyframe_pipeline`; same output, finished tasks skipped on a rerun); ``None``
+            does them one after the other in this process.
+        tasks: datatrove tasks (shares of the videos) with an executor.
+        workers: Processes running the tasks at once (default: as many as ``tasks``).
 
     Attributes:
         selection: The :class:`KeyframeConfig` of these settings (``max_side`` 0 becomes ``None``).
@@ -396,11 +401,18 @@ class KeyframeExtractionConfig:
         metadata={"help": "longer side in pixels of the frames the flow runs on; 0 for full resolution"},
     )
     fill_to_count: bool = False
+    executor: Literal["local"] | None = None
+    tasks: int = 1
+    workers: int | None = None
     selection: KeyframeConfig = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
+        if self.executor not in (None, "local"):
+            raise ValueError(f"executor must be 'local' (or left out for one process), got {self.executor!r}")
+        if self.tasks < 1 or (self.workers is not None and self.workers < 1):
+            raise ValueError(f"tasks and workers must be >= 1, got {self.tasks} and {self.workers}")
         self.selection = KeyframeConfig(
             self.num_keyframes, self.min_interval, self.max_side or None, fill_to_count=self.fill_to_count
         )
@@ -447,7 +459,32 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         write_json(recorded, settings)
 
 
-def extract_keyframes(config: KeyframeExtractionConfig) -> dict[str, Any]:
+def process_video(
+    video: str, folder: Path, out: Path, selection: KeyframeConfig
+) -> tuple[dict[str, Any] | None, str | None]:
+    """One video's key frames saved as ``out/folder/frame_<index>.png``: its index row, or why it was skipped.
+
+    Returns:
+        ``(row, None)`` (the :class:`Keyframes` fields and the images' paths under ``out``), or ``(None, reason)``
+        for a video that cannot be decoded.
+    """
+    try:
+        keyframes = find_keyframes(video, selection)
+        images = read_frames(video, keyframes.frames)
+    except VideoDecodeError as error:
+        return None, error.reason
+    paths = []
+    for frame, image in zip(keyframes.frames, images):
+        path = out / folder / f"frame_{frame:06d}.png"
+        write_with(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
+        paths.append(str(path.relative_to(out)))
+    return {**keyframes.to_dict(), "images": paths}, None
+
+
+VideoRunner = Callable[[list[tuple[str, str]]], tuple[list[dict[str, Any]], list[dict[str, str]]]]
+
+
+def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | None = None) -> dict[str, Any]:
     """Find the key frames of every video and save them as images under ``config.out`` (see the module docstring).
 
     Videos already in the folder's ``keyframes.jsonl`` are not redone; videos that cannot be decoded are skipped and
@@ -455,6 +492,10 @@ def extract_keyframes(config: KeyframeExtractionConfig) -> dict[str, Any]:
 
     Args:
         config: The videos, the output folder and the selection settings.
+        runner: Does the videos still to do, given as ``(video, image folder)``, and returns their index rows and
+            skipped videos in that order (:func:`wm_hub.bootstrap.keyframe_pipeline.keyframe_runner`: datatrove
+            tasks over several processes). ``None``: one after the other in this process, each row appended as it
+            is done.
 
     Returns:
         ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``skipped`` (videos that could
@@ -480,22 +521,19 @@ def extract_keyframes(config: KeyframeExtractionConfig) -> dict[str, Any]:
             raise ValueError(f"{owners[folder]} and {video} would both write {out / folder}; use two --out")
     todo = [(video, folder) for video, folder in videos.items() if video not in done]
     skipped: list[dict[str, str]] = []
-    with index.open("a") as rows, tqdm(todo, desc="key frames", unit="video") as progress:
-        for video, folder in progress:
-            try:
-                keyframes = find_keyframes(video, config.selection)
-                images = read_frames(video, keyframes.frames)
-            except VideoDecodeError as error:
-                skipped.append({"video": video, "reason": error.reason})
-                progress.set_postfix(skipped=len(skipped))
-                continue
-            paths = []
-            for frame, image in zip(keyframes.frames, images):
-                path = out / folder / f"frame_{frame:06d}.png"
-                write_with(path, lambda tmp, image=image: image.save(tmp, format="PNG"))
-                paths.append(str(path.relative_to(out)))
-            rows.write(json.dumps({**keyframes.to_dict(), "images": paths}) + "\n")  # images first, then the row
-            rows.flush()
+    if runner is not None:
+        new_rows, skipped = runner([(video, str(folder)) for video, folder in todo]) if todo else ([], [])
+        write_jsonl(index, [*read_jsonl_log(index), *new_rows])  # the whole index at once: never half merged
+    else:
+        with index.open("a") as rows, tqdm(todo, desc="key frames", unit="video") as progress:
+            for video, folder in progress:
+                row, reason = process_video(video, folder, out, config.selection)
+                if row is None:
+                    skipped.append({"video": video, "reason": reason})
+                    progress.set_postfix(skipped=len(skipped))
+                    continue
+                rows.write(json.dumps(row) + "\n")  # images first, then the row
+                rows.flush()
     skipped_path = write_jsonl(out / "skipped.jsonl", skipped)
     if skipped and len(skipped) == len(videos):  # no key frame at all: not a success
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)

@@ -12,8 +12,13 @@ from wm_hub.cli._tasks import Task
 def _keyframes(config) -> int:
     from wm_hub.bootstrap.keyframes import extract_keyframes
 
+    runner = None
+    if config.executor is not None:
+        from wm_hub.bootstrap.keyframe_pipeline import keyframe_runner  # imports datatrove: only when asked for
+
+        runner = keyframe_runner(config)
     try:
-        summary = extract_keyframes(config)
+        summary = extract_keyframes(config, runner)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     skipped = summary.pop("skipped_rows")
@@ -58,6 +63,7 @@ TASKS = (
         "--config YAML, videos is a list.",
         epilog="examples:\n"
         "  wm-hub keyframes UCF-101/ --out ucf101-keyframes\n"
+        "  wm-hub keyframes UCF-101/ --out ucf101-keyframes --executor local --tasks 8 --workers 2   # datatrove\n"
         "  wm-hub keyframes clip1.mp4 clip2.mp4 --out keyframes --num-keyframes 4 --min-interval 10",
     ),
 )
