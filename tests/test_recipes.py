@@ -30,7 +30,7 @@ ACCELERATE_CONFIGS = RECIPES / "accelerate_configs"
 SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
-# Training recipes; tiny/annotate.yaml configures recipes/annotate.py and is tested in tests/test_annotate.py,
+# Training recipes; <model>/annotate.yaml configure recipes/annotate.py and are tested in tests/test_annotate.py,
 # sandbox/pretrain*.yaml configure `wm-hub sandbox pretrain` (tests/test_sandbox.py).
 RECIPE_FILES = sorted(
     path
@@ -91,9 +91,9 @@ def test_every_recipe_parses_into_the_dataclasses(recipe):
 
 
 def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
-    for model in ("anole-7b", "liquid-7b"):
-        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == set(PAPER_SETTINGS)
-    assert {"idm", "fdm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
+    for model in ("anole-7b", "liquid-7b"):  # the training recipes, and the annotation recipe (recipes/annotate.py)
+        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == {*PAPER_SETTINGS, "annotate"}
+    assert {"idm", "fdm", "annotate"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
     tiny = {"idm", "fdm", "annotate"}
     assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == tiny
 
