@@ -180,7 +180,8 @@ def load_adapter_backbone(folder: str | Path, **kwargs: Any) -> Backbone:
         saved_processor = WorldModelProcessor.from_pretrained(
             folder, image_processor=backbone.processor.image_processor
         )
-        saved_processor.set_layout(**backbone.processor.layout())
+        base = backbone.processor
+        saved_processor.set_layout(base.image_grid, base.image_start, base.image_end, base.image_row_end)
         backbone.processor = saved_processor
     else:  # saved before the processor existed: the settings in its manifest
         for name, value in old_processor_settings(settings).items():

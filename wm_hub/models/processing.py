@@ -134,15 +134,6 @@ class WorldModelProcessor(ProcessorMixin):
             "image_end": self.image_end,
         }
 
-    def layout(self) -> dict[str, Any]:
-        """The image block layout, as :meth:`set_layout` takes it."""
-        return {
-            "grid": self.image_grid,
-            "start": self.image_start,
-            "end": self.image_end,
-            "row_end": self.image_row_end,
-        }
-
     def resize(self, image_size: int) -> None:
         """Read pictures at another size: forget the image layout (the backbone sets the new grid's) and resize a
         :class:`SquareImageProcessor`'s square (another image processor keeps its own settings)."""
