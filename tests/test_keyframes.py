@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -104,6 +105,31 @@ def test_carphone_key_frames_follow_the_motion_not_a_grid():
     assert paper.note.startswith("5 of 6 key frames: every other frame is within 20 frames")
     filled = find_keyframes(video, KeyframeConfig(fill_to_count=True))  # the fixed-count variant: a near-grid
     assert filled.frames == [1, 21, 41, 61, 82, 117] and min(filled.scores) < median and filled.note is None
+
+
+def test_the_analysis_runs_on_reproducible_opencv_and_gives_the_settings_back(tmp_path, monkeypatch):
+    """OpenCV's optimised Farneback differs in its last bits with its buffers' addresses and its thread pool: a
+    datatrove worker and the parent process wrote different rows for the same video (1 in 400)."""
+    from wm_hub.bootstrap import keyframes as module
+
+    seen = []
+    flow, resize = cv2.calcOpticalFlowFarneback, cv2.resize
+
+    def spy(function):
+        return lambda *args, **kwargs: (
+            seen.append((cv2.getNumThreads(), cv2.useOptimized())) or function(*args, **kwargs)
+        )
+
+    monkeypatch.setattr(module.cv2, "calcOpticalFlowFarneback", spy(flow))
+    monkeypatch.setattr(module.cv2, "resize", spy(resize))
+    threads = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(5)
+        find_keyframes(write_video(tmp_path / "clip.mp4", 30, [(5, 12)], size=(320, 200)))  # resized for the flow
+        assert cv2.getNumThreads() == 5 and cv2.useOptimized()
+    finally:
+        cv2.setNumThreads(threads)
+    assert len(seen) > 30 and set(seen) == {(1, False)}
 
 
 def test_keyframes_fall_inside_the_motion(tmp_path):
@@ -368,3 +394,114 @@ def test_a_killed_datatrove_run_resumes_and_does_every_video_once(video_tree, tm
     assert [row["video"] for row in _rows(tmp_path / "out" / "keyframes.jsonl")] == sorted(
         str(path.resolve()) for path in video_tree.rglob("clip*.mp4")
     )
+
+
+def test_ray_tasks_write_what_one_process_writes_and_report_the_corrupt_video(video_tree, tmp_path, capsys):
+    assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    import ray
+
+    args = ["--executor", "ray", "--tasks", "3", "--workers", "2"]
+    try:
+        assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "ray"), *args]) == 0  # a local cluster
+    finally:
+        ray.shutdown()
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["videos"], summary["skipped"]) == (5, 1)
+    assert _folder_contents(tmp_path / "one") == _folder_contents(tmp_path / "ray")
+    [skip] = _rows(tmp_path / "ray" / "skipped.jsonl")
+    assert skip["video"].endswith("broken.mp4")
+
+
+FAKE_SBATCH = """#!{python}
+# A stand-in for Slurm's sbatch: runs the array tasks of the script at once, one after the other (only those in
+# FAKE_SLURM_ONLY when it is set: the others "die"), logs its calls, prints what sbatch prints.
+import os, re, subprocess, sys
+script = sys.argv[-1]
+text = open(script).read()
+env = dict(os.environ)
+for arg in sys.argv[1:-1]:
+    if arg.startswith("--export=ALL,"):
+        env.update(item.split("=", 1) for item in arg[len("--export=ALL,"):].split(","))
+array = re.search(r"#SBATCH --array=(\\d+)-(\\d+)", text)
+indices = range(int(array[1]), int(array[2]) + 1) if array else [None]
+only = os.environ.get("FAKE_SLURM_ONLY")
+with open(os.environ["FAKE_SLURM_LOG"], "a") as log:
+    log.write(" ".join(sys.argv[1:-1]) + " " + (f"array={{array[1]}}-{{array[2]}}" if array else "merge") + "\\n")
+    for index in indices:
+        if array and only is not None and str(index) not in only.split(","):
+            continue
+        task_env = dict(env, SLURM_JOB_ID="4242", SLURM_NODELIST="node1", SLURM_NODEID="0")
+        if array:
+            task_env["SLURM_ARRAY_TASK_ID"] = str(index)
+        subprocess.run(["bash", script], env=task_env, stdout=log, stderr=log)
+print("Submitted batch job 4242")
+"""
+
+FAKE_SRUN = """#!/bin/bash
+# A stand-in for srun: drops its options and runs the command.
+while [[ "$1" == -* ]]; do [[ "$1" == "-n" ]] && shift; shift; done
+exec "$@"
+"""
+
+
+@pytest.fixture()
+def fake_slurm(tmp_path, monkeypatch):
+    """sbatch, srun, scontrol and squeue stand-ins on PATH; squeue lists job 4242 while FAKE_SQUEUE_RUNNING is set."""
+    import os
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scripts = {
+        "sbatch": FAKE_SBATCH.format(python=sys.executable),
+        "srun": FAKE_SRUN,
+        "scontrol": '#!/bin/bash\necho node1\n',  # scontrol show hostnames node1
+        "squeue": '#!/bin/bash\n[[ -n "$FAKE_SQUEUE_RUNNING" ]] && echo "4242_1 cpu wm-hub-keyframes R 0:42"\nexit 0\n',
+    }
+    for name, text in scripts.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "sbatch.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM_LOG", str(log))
+    return log
+
+
+def test_slurm_submits_resubmits_the_killed_tasks_then_merges_what_one_process_writes(
+    video_tree, tmp_path, capsys, monkeypatch, fake_slurm
+):
+    assert main(["keyframes", str(video_tree), "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    command = ["keyframes", str(video_tree), "--out", str(tmp_path / "slurm"), "--executor", "slurm", "--tasks", "3"]
+    command += ["--slurm-partition", "cpu"]
+    monkeypatch.setenv("FAKE_SLURM_ONLY", "1")  # tasks 0 and 2 die
+    assert main(command) == 0
+    submitted = json.loads(capsys.readouterr().out)
+    assert submitted["pending"]["state"] == "submitted" and submitted["pending"]["slurm_job"] == "4242"
+    assert submitted["videos"] == 6 and not (tmp_path / "slurm" / "keyframes.jsonl").exists()
+    monkeypatch.delenv("FAKE_SLURM_ONLY")
+    monkeypatch.setenv("FAKE_SQUEUE_RUNNING", "1")  # still listed by squeue: report, submit nothing
+    assert main(command) == 0
+    running = json.loads(capsys.readouterr().out)["pending"]
+    assert (running["state"], running["tasks_done"], running["tasks"]) == ("running", 1, 3)
+    monkeypatch.delenv("FAKE_SQUEUE_RUNNING")  # the job is over: the two dead tasks are submitted again
+    assert main(command) == 0
+    assert json.loads(capsys.readouterr().out)["pending"]["state"] == "submitted"
+    assert main(command) == 0  # every task done: merged
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["videos"], summary["skipped"]) == (5, 1)
+    assert _folder_contents(tmp_path / "one") == _folder_contents(tmp_path / "slurm")
+    jobs = [line.split()[-1] for line in fake_slurm.read_text().splitlines() if "RUN_OFFSET" in line]  # not stats
+    assert jobs == ["array=0-2", "array=0-1"]  # 3 tasks, then the 2 that died (datatrove renumbers them)
+    shards = [row["video"] for path in (tmp_path / "slurm" / "shards").glob("*.jsonl") for row in _rows(path)]
+    assert len(shards) == len(set(shards)) == 6  # every video (the broken one too) done exactly once
+
+
+def test_slurm_without_a_partition_or_sbatch_is_one_clear_error(video_tree, tmp_path, monkeypatch):
+    command = ["keyframes", str(video_tree), "--out", str(tmp_path / "s"), "--executor", "slurm", "--tasks", "2"]
+    with pytest.raises(SystemExit, match="--slurm-partition"):
+        main(command)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
+    with pytest.raises(SystemExit, match="sbatch"):
+        main([*command, "--slurm-partition", "cpu"])

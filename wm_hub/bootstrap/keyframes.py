@@ -18,6 +18,12 @@ The paper computes optical flow "to quantify the dynamics per frame" and keeps t
   On short clips this drifts towards a regular grid (``carphone_pristine.mp4``, 120 frames: 1, 21, 41, 61, 82,
   117, frame 41 below the median motion), which is why it is not the default.
 - **Fewer frames**: :attr:`Keyframes.note` says why a video got fewer than ``K`` (its length, or the spacing).
+- **Reproducible scores**: the analysis (resizing and flow) runs on one OpenCV thread without OpenCV's optimised
+  kernels (``cv2.setUseOptimized(False)``; the caller's settings are restored after). With them, Farneback's last
+  bits depend on where its buffers happen to lie in memory and on the thread pool: one process and datatrove
+  workers wrote different scores for 1 video in 400, and so did the same process from one call to the next. The
+  plain kernels are as fast at the analysis size (bikes.mp4: 0.9 s against 1.05 s); the parallelism is in the
+  worker processes (``--executor``).
 
 Decoding at reduced resolution: H.264 has no reduced-resolution decoding, so every frame is decoded in full; the
 speed comes from running the flow on small frames (640x272 -> 160x68 is 16x fewer pixels) and from taking the luma
@@ -295,6 +301,19 @@ def _grey(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
 
 
+@contextmanager
+def _reproducible_opencv() -> Iterator[None]:
+    """OpenCV on one thread and without its optimised kernels inside the block, the caller's settings restored."""
+    threads, optimized = cv2.getNumThreads(), cv2.useOptimized()
+    cv2.setNumThreads(1)
+    cv2.setUseOptimized(False)
+    try:
+        yield
+    finally:
+        cv2.setUseOptimized(optimized)
+        cv2.setNumThreads(threads)
+
+
 def find_keyframes(video: str | Path, config: KeyframeConfig | None = None) -> Keyframes:
     """Score every frame of ``video`` by its motion and select the key frames (see the module docstring).
 
@@ -309,7 +328,7 @@ def find_keyframes(video: str | Path, config: KeyframeConfig | None = None) -> K
     config = config or KeyframeConfig()
     scores: list[float] = []
     previous = size = None
-    with _open_video(video) as (container, stream):
+    with _open_video(video) as (container, stream), _reproducible_opencv():
         fps = float(stream.average_rate) if stream.average_rate else None
         for frame in _decode(video, container, stream):
             size = size or _analysis_size(frame.width, frame.height, config.max_side)
@@ -366,6 +385,22 @@ def find_videos(root: str | Path, extensions: Sequence[str] = VIDEO_EXTENSIONS) 
     return sorted(path for path in Path(root).rglob("*") if path.is_file() and path.suffix.lower() in suffixes)
 
 
+EXECUTORS = ("local", "ray", "slurm")
+
+
+class TasksPending(Exception):
+    """The key-frame tasks were handed to a scheduler and are not all done yet (``--executor slurm``).
+
+    Attributes:
+        status: ``executor``, ``state`` (``submitted`` or ``running``), ``tasks``, ``tasks_done``, the job and the
+            datatrove logging folder.
+    """
+
+    def __init__(self, status: dict[str, Any]):
+        super().__init__(f"{status['tasks_done']} of {status['tasks']} key-frame tasks done ({status['state']})")
+        self.status = status
+
+
 @dataclass
 class KeyframeExtractionConfig:
     """Which videos to cut into key frames, where to write them and how to choose them (``wm-hub keyframes``).
@@ -379,11 +414,17 @@ class KeyframeExtractionConfig:
         max_side: Longer side in pixels of the frames the flow runs on; 0 for full resolution.
         fill_to_count: Give every video long enough ``num_keyframes`` frames (wm-hub's fixed-count variant); by
             default the paper's selection, which keeps the best-scored frames and may give fewer.
-        executor: ``local`` spreads the videos over ``tasks`` datatrove tasks run by ``workers`` processes
-            (:mod:`wm_hub.bootstrap.keyframe_pipeline`; same output, finished tasks skipped on a rerun); ``None``
-            does them one after the other in this process.
+        executor: Spread the videos over ``tasks`` datatrove tasks (:mod:`wm_hub.bootstrap.keyframe_pipeline`;
+            same output, finished tasks skipped on a rerun): ``local`` processes, a ``ray`` cluster or a ``slurm``
+            array job (submitted; rerun the command to merge once it is over). ``None`` does the videos one after
+            the other in this process.
         tasks: datatrove tasks (shares of the videos) with an executor.
-        workers: Processes running the tasks at once (default: as many as ``tasks``).
+        workers: Tasks running at once (default: every task).
+        cpus_per_task: CPUs of each Ray or Slurm task.
+        mem_per_cpu_gb: Memory per CPU of each Ray or Slurm task, in GB.
+        slurm_partition: The Slurm partition (required with ``slurm``).
+        slurm_time: Time limit of each Slurm task (``HH:MM:SS``).
+        slurm_env_command: Shell command run before each Slurm task, e.g. ``source .venv/bin/activate``.
 
     Attributes:
         selection: The :class:`KeyframeConfig` of these settings (``max_side`` 0 becomes ``None``).
@@ -401,16 +442,25 @@ class KeyframeExtractionConfig:
         metadata={"help": "longer side in pixels of the frames the flow runs on; 0 for full resolution"},
     )
     fill_to_count: bool = False
-    executor: Literal["local"] | None = None
+    executor: Literal["local", "ray", "slurm"] | None = None
     tasks: int = 1
     workers: int | None = None
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 2.0
+    slurm_partition: str | None = None
+    slurm_time: str = "04:00:00"
+    slurm_env_command: str | None = None
     selection: KeyframeConfig = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
-        if self.executor not in (None, "local"):
-            raise ValueError(f"executor must be 'local' (or left out for one process), got {self.executor!r}")
+        if self.executor not in (None, *EXECUTORS):
+            raise ValueError(
+                f"executor must be one of {', '.join(EXECUTORS)} (or left out for one process), got {self.executor!r}"
+            )
+        if self.executor == "slurm" and not self.slurm_partition:
+            raise ValueError("--executor slurm needs --slurm-partition (the partition the array job is queued on)")
         if self.tasks < 1 or (self.workers is not None and self.workers < 1):
             raise ValueError(f"tasks and workers must be >= 1, got {self.tasks} and {self.workers}")
         self.selection = KeyframeConfig(
@@ -500,7 +550,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
     Returns:
         ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``skipped`` (videos that could
         not be decoded), ``skipped_videos`` (the file listing them) and ``skipped_rows`` (their ``video`` and
-        ``reason``).
+        ``reason``). While a scheduler's tasks are not all done (:class:`TasksPending`), nothing is merged and the
+        summary is ``pending`` (the tasks' status), ``videos`` (to do) and ``already_done``.
 
     Raises:
         FileNotFoundError: A video or folder given does not exist.
@@ -522,7 +573,10 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
     todo = [(video, folder) for video, folder in videos.items() if video not in done]
     skipped: list[dict[str, str]] = []
     if runner is not None:
-        new_rows, skipped = runner([(video, str(folder)) for video, folder in todo]) if todo else ([], [])
+        try:
+            new_rows, skipped = runner([(video, str(folder)) for video, folder in todo]) if todo else ([], [])
+        except TasksPending as pending:
+            return {"pending": pending.status, "videos": len(todo), "already_done": len(videos) - len(todo)}
         write_jsonl(index, [*read_jsonl_log(index), *new_rows])  # the whole index at once: never half merged
     else:
         with index.open("a") as rows, tqdm(todo, desc="key frames", unit="video") as progress:

@@ -19,8 +19,17 @@ def _keyframes(config) -> int:
         runner = keyframe_runner(config)
     try:
         summary = extract_keyframes(config, runner)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, RuntimeError) as error:  # RuntimeError: a task or the scheduler failed
         raise SystemExit(f"error: {error}") from None
+    if "pending" in summary:
+        pending = summary["pending"]
+        print(
+            f"{pending['tasks_done']} of {pending['tasks']} key-frame tasks done; Slurm job {pending['slurm_job']} "
+            f"{pending['state']}: rerun this command once it is over to merge the shards (logs: {pending['logs']})",
+            file=sys.stderr,
+        )
+        print(json.dumps(summary, indent=2))
+        return 0
     skipped = summary.pop("skipped_rows")
     if skipped:
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
@@ -64,6 +73,9 @@ TASKS = (
         epilog="examples:\n"
         "  wm-hub keyframes UCF-101/ --out ucf101-keyframes\n"
         "  wm-hub keyframes UCF-101/ --out ucf101-keyframes --executor local --tasks 8 --workers 2   # datatrove\n"
+        "  wm-hub keyframes UCF-101/ --out ucf101-keyframes --executor ray --tasks 64 --workers 32\n"
+        "  wm-hub keyframes UCF-101/ --out ucf101-keyframes --executor slurm --tasks 256 --slurm-partition cpu \\\n"
+        "      --slurm-env-command 'source .venv/bin/activate'   # submits; rerun the same command to merge\n"
         "  wm-hub keyframes clip1.mp4 clip2.mp4 --out keyframes --num-keyframes 4 --min-interval 10",
     ),
 )
