@@ -32,9 +32,13 @@ def _plain(text: str) -> str:
 
 
 def docstring_args(kind: type) -> dict[str, str]:
-    """The ``Args:`` (or ``Attributes:``) entries of a class docstring, one line each: ``name -> text``."""
-    doc = inspect.getdoc(kind) or ""
+    """The ``Args:`` (or ``Attributes:``) entries of a dataclass's docstring and its bases', one line each:
+    ``name -> text``."""
     entries: dict[str, str] = {}
+    for base in reversed(kind.__mro__[1:]):
+        if base.__doc__ and dataclasses.is_dataclass(base):
+            entries.update(docstring_args(base))
+    doc = inspect.cleandoc(kind.__doc__ or "")  # its own: getdoc would give a base's to a class without one
     inside, indent, name = False, None, None
     for line in doc.splitlines():
         if line.strip() in ("Args:", "Attributes:"):

@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import av
 import cv2
@@ -65,6 +65,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_with
+from wm_hub.bootstrap.executors import ExecutorOptions, TasksPending
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
 
@@ -385,25 +386,13 @@ def find_videos(root: str | Path, extensions: Sequence[str] = VIDEO_EXTENSIONS) 
     return sorted(path for path in Path(root).rglob("*") if path.is_file() and path.suffix.lower() in suffixes)
 
 
-EXECUTORS = ("local", "ray", "slurm")
-
-
-class TasksPending(Exception):
-    """The key-frame tasks were handed to a scheduler and are not all done yet (``--executor slurm``).
-
-    Attributes:
-        status: ``executor``, ``state`` (``submitted`` or ``running``), ``tasks``, ``tasks_done``, the job and the
-            datatrove logging folder.
-    """
-
-    def __init__(self, status: dict[str, Any]):
-        super().__init__(f"{status['tasks_done']} of {status['tasks']} key-frame tasks done ({status['state']})")
-        self.status = status
-
-
 @dataclass
-class KeyframeExtractionConfig:
+class KeyframeExtractionConfig(ExecutorOptions):
     """Which videos to cut into key frames, where to write them and how to choose them (``wm-hub keyframes``).
+
+    With an executor (the :class:`~wm_hub.bootstrap.executors.ExecutorOptions`), the videos are spread over datatrove
+    tasks (:mod:`wm_hub.bootstrap.keyframe_pipeline`; the same output, finished tasks skipped on a rerun); without
+    one they are done one after the other in this process.
 
     Args:
         out: Output folder (keyframes_config.json, keyframes.jsonl, skipped.jsonl, the images); rerun with the same
@@ -414,17 +403,6 @@ class KeyframeExtractionConfig:
         max_side: Longer side in pixels of the frames the flow runs on; 0 for full resolution.
         fill_to_count: Give every video long enough ``num_keyframes`` frames (wm-hub's fixed-count variant); by
             default the paper's selection, which keeps the best-scored frames and may give fewer.
-        executor: Spread the videos over ``tasks`` datatrove tasks (:mod:`wm_hub.bootstrap.keyframe_pipeline`;
-            same output, finished tasks skipped on a rerun): ``local`` processes, a ``ray`` cluster or a ``slurm``
-            array job (submitted; rerun the command to merge once it is over). ``None`` does the videos one after
-            the other in this process.
-        tasks: datatrove tasks (shares of the videos) with an executor.
-        workers: Tasks running at once (default: every task).
-        cpus_per_task: CPUs of each Ray or Slurm task.
-        mem_per_cpu_gb: Memory per CPU of each Ray or Slurm task, in GB.
-        slurm_partition: The Slurm partition (required with ``slurm``).
-        slurm_time: Time limit of each Slurm task (``HH:MM:SS``).
-        slurm_env_command: Shell command run before each Slurm task, e.g. ``source .venv/bin/activate``.
 
     Attributes:
         selection: The :class:`KeyframeConfig` of these settings (``max_side`` 0 becomes ``None``).
@@ -442,27 +420,12 @@ class KeyframeExtractionConfig:
         metadata={"help": "longer side in pixels of the frames the flow runs on; 0 for full resolution"},
     )
     fill_to_count: bool = False
-    executor: Literal["local", "ray", "slurm"] | None = None
-    tasks: int = 1
-    workers: int | None = None
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: float = 2.0
-    slurm_partition: str | None = None
-    slurm_time: str = "04:00:00"
-    slurm_env_command: str | None = None
     selection: KeyframeConfig = field(init=False, repr=False)
 
     def __post_init__(self):
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
-        if self.executor not in (None, *EXECUTORS):
-            raise ValueError(
-                f"executor must be one of {', '.join(EXECUTORS)} (or left out for one process), got {self.executor!r}"
-            )
-        if self.executor == "slurm" and not self.slurm_partition:
-            raise ValueError("--executor slurm needs --slurm-partition (the partition the array job is queued on)")
-        if self.tasks < 1 or (self.workers is not None and self.workers < 1):
-            raise ValueError(f"tasks and workers must be >= 1, got {self.tasks} and {self.workers}")
+        super().__post_init__()
         self.selection = KeyframeConfig(
             self.num_keyframes, self.min_interval, self.max_side or None, fill_to_count=self.fill_to_count
         )

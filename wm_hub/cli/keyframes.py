@@ -22,12 +22,9 @@ def _keyframes(config) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as error:  # RuntimeError: a task or the scheduler failed
         raise SystemExit(f"error: {error}") from None
     if "pending" in summary:
-        pending = summary["pending"]
-        print(
-            f"{pending['tasks_done']} of {pending['tasks']} key-frame tasks done; Slurm job {pending['slurm_job']} "
-            f"{pending['state']}: rerun this command once it is over to merge the shards (logs: {pending['logs']})",
-            file=sys.stderr,
-        )
+        from wm_hub.bootstrap.executors import pending_message
+
+        print(pending_message(summary["pending"]), file=sys.stderr)
         print(json.dumps(summary, indent=2))
         return 0
     skipped = summary.pop("skipped_rows")
