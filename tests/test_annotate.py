@@ -14,6 +14,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from fake_slurm import install_fake_slurm
 from PIL import Image
 
 from dataset_builders.synthetic_triplets import SyntheticTripletsBuilder
@@ -340,3 +341,46 @@ def test_the_tiny_recipe_parses_into_the_config_and_flags_override_it():
     (config,) = TrlParser((AnnotateConfig,)).parse_args_and_config(["--config", recipe, "--batch_size", "3"])
     assert (config.idm, config.data, config.out) == ("tiny-chameleon", "shapes-videos", "outputs/tiny-annotated")
     assert (config.batch_size, config.max_new_tokens, config.shard_size, config.do_sample) == (3, 16, 32, False)
+
+
+def test_datatrove_tasks_finish_a_started_folder_with_the_rows_of_one_process(
+    reference, idm_dir, pairs_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned workers compute as this one-thread process does
+    out = tmp_path / "annotated"
+    out.mkdir()
+    shutil.copy(reference[0] / CONFIG_FILE, out / CONFIG_FILE)  # a folder whose run died after shards 0 and 3
+    for shard in (0, 3):
+        name = f"annotations-{shard:05d}-of-{NUM_SHARDS:05d}.jsonl"
+        shutil.copy(reference[0] / name, out / name)
+    flags = ["--shard-size", "2", "--batch-size", "2", "--max-new-tokens", "8"]
+    command = ["annotate", "--idm", idm_dir, "--data", pairs_dir, "--out", str(out), *flags]
+    assert main([*command, "--executor", "local", "--tasks", "3", "--workers", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\nannotated ")[0])
+    assert (summary["annotated"], summary["already_done"], summary["resumed_shards"]) == (8, 4, 2)
+    assert summary["processes"] == 3 and [item["pairs"] for item in summary["per_process"]] == [
+        0,
+        4,
+        4,
+    ]  # shard % 3: 1 4 | 2 5
+    assert read_annotations(out) == reference[1]  # every pair once, the rows of one process
+    assert main([*command, "--executor", "local", "--tasks", "3", "--workers", "2"]) == 0  # nothing left to do
+    assert json.loads(capsys.readouterr().out.split("\nannotated ")[0])["annotated"] == 0
+
+
+def test_slurm_tasks_are_submitted_then_merged_into_the_rows_of_one_process(
+    reference, idm_dir, pairs_dir, tmp_path, monkeypatch, capsys
+):
+    log = install_fake_slurm(tmp_path, monkeypatch)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "annotated"
+    flags = ["--shard-size", "2", "--batch-size", "2", "--max-new-tokens", "8", "--slurm-partition", "gpu"]
+    command = ["annotate", "--idm", idm_dir, "--data", pairs_dir, "--out", str(out), *flags]
+    command += ["--executor", "slurm", "--tasks", "2"]
+    assert main(command) == 0
+    pending = json.loads(capsys.readouterr().out)["pending"]
+    assert (pending["state"], pending["tasks"], pending["slurm_job"]) == ("submitted", 2, "4242")
+    assert not (out / RUN_FILE).exists() and "array=0-1" in log.read_text()
+    assert main(command) == 0  # the job is over: merged
+    summary = json.loads(capsys.readouterr().out.split("\nannotated ")[0])
+    assert summary["annotated"] == NUM_PAIRS and read_annotations(out) == reference[1]

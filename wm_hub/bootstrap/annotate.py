@@ -32,7 +32,9 @@ complete or not at all. A rerun with the same settings skips finished shards and
 of crashes or kills every pair is in exactly one row. Under ``accelerate launch`` every process takes a disjoint
 slice of the unfinished shards (``PartialState.split_between_processes``); batches never cross shards, so the
 rows do not depend on the number of processes. After ``wait_for_everyone`` the main process checks that every
-shard is there with exactly its planned ids, and writes ``annotation_run.json``.
+shard is there with exactly its planned ids, and writes ``annotation_run.json``. With ``--executor local|ray|slurm``
+the unfinished shards are spread over datatrove tasks instead (:mod:`wm_hub.bootstrap.annotate_pipeline`), each
+loading the IDM once, with the same output.
 """
 
 from __future__ import annotations
@@ -42,12 +44,13 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from wm_hub.atomic_io import write_json, write_jsonl, write_with
+from wm_hub.bootstrap.executors import ExecutorOptions
 from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
 
 CONFIG_FILE = "annotation_config.json"
@@ -63,7 +66,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:['-][^\W\d_]+)*")
 
 
 @dataclass
-class AnnotateConfig:
+class AnnotateConfig(ExecutorOptions):
     """Settings of an annotation run (the fields of ``recipes/annotate.py`` and ``wm-hub annotate``).
 
     Attributes:
@@ -82,6 +85,9 @@ class AnnotateConfig:
         origin_prefix: Origin of pairs read from a key-frame folder (``<origin_prefix>/<class>``).
         dtype: LM dtype (``float32``, ``bfloat16``...; ``None``: the checkpoint's).
         device: Device for the IDM (``None``: this process's accelerate device).
+
+    With an executor (the :class:`~wm_hub.bootstrap.executors.ExecutorOptions`: ``executor``, ``tasks``,
+    ``workers``...) the shards are spread over datatrove tasks instead of ``accelerate`` processes.
     """
 
     idm: str = field(default=None, metadata={"help": "inverse-dynamics model: folder or Hub id"})
@@ -108,6 +114,7 @@ class AnnotateConfig:
         for name in ("idm", "data", "out"):
             if not getattr(self, name):
                 raise ValueError(f"AnnotateConfig: {name} is required")
+        super().__post_init__()
         for name in ("batch_size", "max_new_tokens", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AnnotateConfig: {name} must be >= 1, got {getattr(self, name)}")
@@ -138,7 +145,7 @@ def read_annotations(out: str | Path) -> list[dict[str, Any]]:
 
 
 @dataclass
-class _Plan:
+class AnnotationPlan:
     """The pairs and their fixed split into shards."""
 
     pairs: PairInput
@@ -161,30 +168,70 @@ class _Plan:
 def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
     """Annotate every pair of ``config.data`` into ``config.out`` (resuming), on this process's share of the work.
 
-    Call it from every process of an ``accelerate launch`` (or from one plain process).
+    Call it from every process of an ``accelerate launch`` (or from one plain process). With ``config.executor``,
+    call it from one process: the shards are spread over datatrove tasks
+    (:func:`wm_hub.bootstrap.annotate_pipeline.annotate_on_executor`).
 
     Returns:
-        On the main process, the run summary (also in ``OUT/annotation_run.json``); ``None`` on the others.
+        On the main process, the run summary (also in ``OUT/annotation_run.json``); ``None`` on the others. With
+        Slurm tasks not all done, ``{"pending": status}`` and nothing is merged.
 
     Raises:
         ValueError: Bad input (named by file/row/field), or ``out`` started with other settings.
         FileExistsError: ``out`` holds something that is not an annotation folder.
     """
+    if config.executor is not None:
+        from wm_hub.bootstrap.annotate_pipeline import annotate_on_executor  # imports datatrove
+
+        return annotate_on_executor(config)
+
     import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from wm_hub.models.model_folder import trained_task
-
     state = PartialState(cpu=config.device == "cpu" or not torch.accelerator.is_available())
     out = Path(config.out)
-    # Only the main process checks (others could see the folder it is creating); a failure there stops the launch.
-    if state.is_main_process and out.exists() and not (out / CONFIG_FILE).is_file():
+    plan = plan_annotation(config, check_out=state.is_main_process)
+    # A new folder records its settings only once the IDM has loaded: a typo in --idm leaves nothing to clean up.
+    idm = load_idm(config, state.device) if not (out / CONFIG_FILE).is_file() else None
+    if state.is_main_process:
+        prepare_out(out, config, plan)
+    state.wait_for_everyone()
+    check_config(out, config, plan)
+    pending = pending_shards(plan, out)
+    state.wait_for_everyone()  # everyone has listed the finished shards before anyone writes a new one
+
+    with state.split_between_processes(pending) as mine:
+        load = (lambda: idm) if idm is not None else (lambda: load_idm(config, state.device))
+        stats = annotate_shards(config, plan, out, list(mine), load, state.process_index, state.num_processes)
+    state.wait_for_everyone()
+    stats = gather_object([stats])
+    if not state.is_main_process:
+        return None
+    return finish_annotation(config, plan, out, stats, state.num_processes)
+
+
+def plan_annotation(config: AnnotateConfig, check_out: bool = True) -> AnnotationPlan:
+    """Check ``config`` against its input and output folder and cut the pairs into shards.
+
+    Args:
+        config: The run's settings.
+        check_out: Refuse an ``out`` that exists and is not an annotation folder (the main process only: the others
+            could see the folder it is creating).
+
+    Raises:
+        ValueError: No pairs, a pair without the class asked for, or an IDM fine-tuned as an FDM.
+        FileExistsError: ``out`` holds something that is not an annotation folder.
+    """
+    from wm_hub.models.model_folder import trained_task
+
+    out = Path(config.out)
+    if check_out and out.exists() and not (out / CONFIG_FILE).is_file():
         if not out.is_dir() or any(out.iterdir()):
             raise FileExistsError(
                 f"out {out} exists and is not an annotation folder (no {CONFIG_FILE}); choose another"
             )
-    plan = _Plan(load_pairs(config.data, config.split, config.origin_prefix), config.shard_size)
+    plan = AnnotationPlan(load_pairs(config.data, config.split, config.origin_prefix), config.shard_size)
     if not plan.pairs.pairs:
         raise ValueError(f"{plan.pairs.description}: no pairs to annotate")
     if config.class_source == "input":
@@ -195,25 +242,15 @@ def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
             )
     if trained_task(config.idm) == "fdm":
         raise ValueError(f"idm {config.idm} was fine-tuned as an FDM (its training_run.json says task: fdm)")
-    # A new folder records its settings only once the IDM has loaded: a typo in --idm leaves nothing to clean up.
-    idm = _load_idm(config, state) if not (out / CONFIG_FILE).is_file() else None
-    if state.is_main_process:
-        _prepare_out(out, config, plan)
-    state.wait_for_everyone()
-    _check_config(out, config, plan)
-    pending = [shard for shard in range(plan.num_shards) if not _finished(plan, out, shard)]
-    state.wait_for_everyone()  # everyone has listed the finished shards before anyone writes a new one
-
-    with state.split_between_processes(pending) as mine:
-        stats = _annotate_shards(config, plan, out, list(mine), state, idm)
-    state.wait_for_everyone()
-    stats = gather_object([stats])
-    if not state.is_main_process:
-        return None
-    return _finish(config, plan, out, pending, stats, state.num_processes)
+    return plan
 
 
-def _prepare_out(out: Path, config: AnnotateConfig, plan: _Plan) -> None:
+def pending_shards(plan: AnnotationPlan, out: Path) -> list[int]:
+    """The shards of ``plan`` not yet written to ``out``."""
+    return [shard for shard in range(plan.num_shards) if not _finished(plan, out, shard)]
+
+
+def prepare_out(out: Path, config: AnnotateConfig, plan: AnnotationPlan) -> None:
     """Create ``out`` with the run config unless it has one; drop the temporary files of an interrupted run."""
     out.mkdir(parents=True, exist_ok=True)
     if not (out / CONFIG_FILE).is_file():
@@ -222,7 +259,7 @@ def _prepare_out(out: Path, config: AnnotateConfig, plan: _Plan) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _run_config(config: AnnotateConfig, plan: _Plan) -> dict[str, Any]:
+def _run_config(config: AnnotateConfig, plan: AnnotationPlan) -> dict[str, Any]:
     import wm_hub
 
     settings = {name: getattr(config, name) for name in PLAN_FIELDS}
@@ -243,7 +280,7 @@ def _run_config(config: AnnotateConfig, plan: _Plan) -> dict[str, Any]:
     }
 
 
-def _check_config(out: Path, config: AnnotateConfig, plan: _Plan) -> None:
+def check_config(out: Path, config: AnnotateConfig, plan: AnnotationPlan) -> None:
     """Refuse to resume a folder started with other settings or other pairs."""
     saved = json.loads((out / CONFIG_FILE).read_text())
     wanted = _run_config(config, plan)
@@ -256,7 +293,7 @@ def _check_config(out: Path, config: AnnotateConfig, plan: _Plan) -> None:
                 )
 
 
-def _finished(plan: _Plan, out: Path, shard: int) -> bool:
+def _finished(plan: AnnotationPlan, out: Path, shard: int) -> bool:
     """Whether shard ``shard`` is written; a shard file whose ids are not the planned ones is an error."""
     path = plan.path(out, shard)
     if not path.is_file():
@@ -273,31 +310,47 @@ def _finished(plan: _Plan, out: Path, shard: int) -> bool:
     return True
 
 
-def _load_idm(config: AnnotateConfig, state):
+def load_idm(config: AnnotateConfig, device: Any):
     from wm_hub.models.loading import load_backbone
 
     try:
-        return load_backbone(config.idm, device=config.device or state.device, dtype=config.dtype)
+        return load_backbone(config.idm, device=config.device or device, dtype=config.dtype)
     except (OSError, ValueError) as error:
         raise ValueError(f"idm {config.idm}: cannot load it ({error})") from error
 
 
-def _annotate_shards(
-    config: AnnotateConfig, plan: _Plan, out: Path, shards: list[int], state, idm=None
+def annotate_shards(
+    config: AnnotateConfig,
+    plan: AnnotationPlan,
+    out: Path,
+    shards: list[int],
+    load_idm: Callable[[], Any],
+    process: int = 0,
+    processes: int = 1,
 ) -> dict[str, Any]:
-    """Annotate ``shards`` on this process (with ``idm`` if already loaded); returns its counts and timings."""
+    """Annotate ``shards`` in this process, each shard written whole; returns its counts and timings.
+
+    Args:
+        config: The run's settings.
+        plan: The pairs and their shards.
+        out: The annotation folder.
+        shards: The shards to write.
+        load_idm: Gives the IDM backbone (called only when there is a shard to write).
+        process: This process's index among ``processes`` (progress bar and stats).
+        processes: The processes (or tasks) sharing the shards.
+    """
     from tqdm.auto import tqdm
 
     total = sum(len(plan.indices(shard)) for shard in shards)
-    stats = {"process": state.process_index, "shards": len(shards), "pairs": total, "seconds": 0.0}
+    stats = {"process": process, "shards": len(shards), "pairs": total, "seconds": 0.0}
     if not shards:
         return stats
     start = time.perf_counter()
-    idm = _load_idm(config, state) if idm is None else idm
+    idm = load_idm()
     stats["load_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    desc = "annotate" if state.num_processes == 1 else f"annotate [process {state.process_index}]"
-    with tqdm(total=total, desc=desc, unit="pair", position=state.process_index, dynamic_ncols=True) as progress:
+    desc = "annotate" if processes == 1 else f"annotate [process {process}]"
+    with tqdm(total=total, desc=desc, unit="pair", position=process, dynamic_ncols=True) as progress:
         for shard in shards:
             indices = list(plan.indices(shard))
             rows = []
@@ -375,10 +428,18 @@ def _store_images(out: Path, pair: FramePair, images: PairImages) -> tuple[str, 
     return paths[0], paths[1]
 
 
-def _finish(
-    config: AnnotateConfig, plan: _Plan, out: Path, pending: list[int], stats: list[dict], num_processes: int
+def finish_annotation(
+    config: AnnotateConfig, plan: AnnotationPlan, out: Path, stats: list[dict], num_processes: int
 ) -> dict[str, Any]:
-    """Check the merged result (every shard, exactly the planned ids), write and print ``annotation_run.json``."""
+    """Check the merged result (every shard, exactly the planned ids), write and print ``annotation_run.json``.
+
+    Args:
+        config: The run's settings.
+        plan: The pairs and their shards.
+        out: The annotation folder.
+        stats: Per process (or task) of this run: the shards and pairs it wrote and its timings.
+        num_processes: Processes or tasks of this run.
+    """
     missing = [shard for shard in range(plan.num_shards) if not _finished(plan, out, shard)]
     if missing:
         raise RuntimeError(f"{out}: shard(s) {missing} were not written; rerun to finish them")
@@ -396,7 +457,7 @@ def _finish(
         "shards": plan.num_shards,
         "already_done": len(rows) - annotated,
         "annotated": annotated,
-        "resumed_shards": plan.num_shards - len(pending),
+        "resumed_shards": plan.num_shards - sum(item["shards"] for item in stats),
         "processes": num_processes,
         "seconds": round(seconds, 3),
         "pairs_per_second": round(annotated / seconds, 3) if seconds else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from wm_hub.cli._tasks import Task
 
@@ -12,9 +13,14 @@ def _annotate(config) -> int:
 
     try:
         summary = annotate(config)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from None
-    if summary is not None:
+    if summary is not None and "pending" in summary:
+        from wm_hub.bootstrap.executors import pending_message
+
+        print(pending_message(summary["pending"]), file=sys.stderr)
+        print(json.dumps(summary, indent=2))
+    elif summary is not None:
         rate = summary["pairs_per_second"]
         print(json.dumps({key: value for key, value in summary.items() if key != "settings"}, indent=2))
         print(f"annotated {summary['annotated']} pairs ({summary['already_done']} already done)", end="")
@@ -46,11 +52,14 @@ TASKS = (
         "annotation_config.json and annotation_run.json. Rerun the same command to resume after a crash: "
         "finished shards are kept, every pair ends up in exactly one row. --config annotate.yaml reads the same "
         "options from YAML (recipes/annotate.py's recipes). For several GPUs, run recipes/annotate.py under "
-        "`accelerate launch`.",
+        "`accelerate launch`, or spread the shards over datatrove tasks: --executor local|ray|slurm --tasks N "
+        "--workers W (--gpus-per-task 1 on a cluster; Slurm submits and returns, rerun the same command to merge).",
         epilog="examples:\n"
         "  wm-hub keyframes UCF-101/ --out ucf101-kf\n"
         "  wm-hub annotate --idm outputs/anole-7b-idm --data ucf101-kf --out ucf101-annotated --batch-size 16\n"
         "  wm-hub data build shapes_world --config videos --out shapes-videos\n"
-        "  wm-hub annotate --idm tiny-idm --data shapes-videos --out shapes-annotated --max-new-tokens 16",
+        "  wm-hub annotate --idm tiny-idm --data shapes-videos --out shapes-annotated --max-new-tokens 16\n"
+        "  wm-hub annotate --idm outputs/anole-7b-idm --data ucf101-kf --out ucf101-annotated --executor slurm \\\n"
+        "      --tasks 32 --gpus-per-task 1 --slurm-partition gpu --slurm-env-command 'source .venv/bin/activate'",
     ),
 )
