@@ -10,7 +10,9 @@ timed round-robin after a warm-up (median of ``--repeats``):
   sharing the prompt, then ONE batched IDM forward scoring all N (the IDM has its own VQ: candidates are decoded
   and re-encoded);
 - ``best_of_N_shared_vq``: the same with an IDM that shares the FDM's image tokenizer (here the same backbone, as
-  in the paper): the IDM scores the sampled ids, only the winner is decoded;
+  in the paper): the IDM scores the sampled ids and the source ids the FDM read (no VQ at all), reading the
+  candidates' shared start (the source) once; only the winner is decoded. The FDM reads the prompt once for its N
+  candidates in both cases (``generate_images(share_prefill=True)``);
 - ``N_sequential_samples``: N calls of ``one_sample`` (what a loop over single samples costs, without scoring);
 - ``sequential_best_of_N``: N single-sample calls, each followed by its own IDM score (best-of-N done one at a time);
 - the parts of best-of-N: ``generation_N`` (``generate_images`` with N candidates, no decoding), ``vq_decode_N``
@@ -18,7 +20,9 @@ timed round-robin after a warm-up (median of ``--repeats``):
   (``idm.score`` of N candidates: encoding + one forward) and ``scoring_N_sequential`` (one call per candidate).
 
 Only the ratios within one run mean anything: tiny models on a shared CPU are dominated by per-step overhead, which
-is exactly the regime where batching the N candidates pays. Usage::
+is exactly the regime where batching the N candidates pays. ``--threads`` matters: with 2 threads the 8-row steps
+cross PyTorch's parallel grain size and pay OpenMP's thread wake-ups on every op (1-row steps stay on one thread),
+so 8 rows cost ~2.5x one; with 1 thread they cost about the same as one, as on a GPU. Usage::
 
     .venv/bin/python benchmarks/bench_verification.py [--archs chameleon liquid emu3] [--candidates 8] [--repeats 3]
         [--out benchmarks/results/verification_cpu.json]
@@ -107,6 +111,7 @@ def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
     ratios = {
         f"best_of_{n}_over_one_sample": best / median["one_sample"],
         f"best_of_{n}_shared_vq_over_best_of_{n}": median[f"best_of_{n}_shared_vq"] / best,
+        f"best_of_{n}_shared_vq_over_one_sample": median[f"best_of_{n}_shared_vq"] / median["one_sample"],
         f"{n}_sequential_samples_over_one_sample": median[f"{n}_sequential_samples"] / median["one_sample"],
         f"{n}_sequential_samples_over_best_of_{n}": median[f"{n}_sequential_samples"] / best,
         f"sequential_best_of_{n}_over_best_of_{n}": median[f"sequential_best_of_{n}"] / best,

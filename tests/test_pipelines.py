@@ -233,6 +233,7 @@ def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_ima
 
     def counted_generate(*args, **kwargs):
         calls["generate"].append(kwargs["input_ids"].shape[0])
+        calls["prompts_cached"] = kwargs["cache"].get_seq_length()  # the prompts were read before, once
         return generate(*args, **kwargs)
 
     def counted_forward(*args, **kwargs):
@@ -243,10 +244,26 @@ def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_ima
     monkeypatch.setattr(idm.model, "forward", counted_forward)
     sources = [str(world_images / "src0.png"), str(world_images / "src1.png")]
     results = fdm(sources, ACTIONS[0], num_candidates=2, verifier=idm, seed=0)
-    assert calls == {"generate": [2], "score": [4]}  # 2 prompts x 2 candidates in one call; 4 rows in one forward
+    prompt_length = len(
+        fdm.backbone.build_fdm_sequence(fdm.backbone.encode_images([Image.open(sources[0])])[0], ACTIONS[0]).input_ids
+    )
+    # 2 prompts x 2 candidates in one call, continuing from the cache of the prompts; 4 rows in one scoring forward
+    assert calls == {"generate": [4], "prompts_cached": prompt_length - 1, "score": [4]}
     # Without return_candidates only the winner comes back, with its score.
     assert [sorted(r) for r in results] == [["candidates", "image", "score", "scores"]] * 2
     assert all(r["candidates"] == [] and r["scores"] == [] and isinstance(r["score"], float) for r in results)
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "liquid", "emu3"])
+def test_reading_each_prompt_once_samples_what_repeating_it_samples(arch, tiny_backbones):
+    backbone = tiny_backbones(arch)
+    world = ShapesWorld(WorldConfig(image_size=backbone.config.image_size))
+    triplets = [world.triplet("test", index) for index in range(3)]
+    prompts = [backbone.build_fdm_sequence(t.source, t.action.text).input_ids for t in triplets]
+    assert len({len(prompt) for prompt in prompts}) > 1  # left padding is part of it
+    repeated = generate_images(backbone, prompts, 4, seed=3, decode=False, share_prefill=False)
+    shared = generate_images(backbone, prompts, 4, seed=3, decode=False)
+    assert torch.equal(repeated.image_ids, shared.image_ids) and torch.equal(repeated.sequences, shared.sequences)
 
 
 def test_a_verifier_with_the_fdm_image_tokenizer_scores_the_sampled_ids(

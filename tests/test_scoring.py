@@ -62,3 +62,27 @@ def test_bad_positions_are_refused(tiny_backbones):
         position_log_likelihoods(backbone, [[1, 2, 3], [1, 2]], [[1], []])
     with pytest.raises(ValueError, match="row 0: positions must lie"):
         position_log_likelihoods(backbone, [[1, 2, 3]], [[3]])
+
+
+@pytest.mark.parametrize("arch", ["chameleon", "liquid", "emu3"])
+def test_candidates_of_one_source_read_it_once_with_the_same_scores(tiny_backbones, triplets, arch, monkeypatch):
+    from wm_hub.inference import scoring
+    from wm_hub.inference.generation import generate_images
+
+    backbone = tiny_backbones(arch)
+    example = triplets[0]
+    source = backbone.encode_images([example.source])[0]
+    prompt = backbone.build_fdm_sequence(source, example.action.text).input_ids
+    candidates = list(generate_images(backbone, [prompt], 8, seed=0, decode=False).image_ids[0])
+    rows = ([source] * 8, candidates, [example.action.text] * 8)
+    shapes = []
+    forward = backbone.model.forward
+    monkeypatch.setattr(
+        backbone.model, "forward", lambda **kw: (shapes.append(tuple(kw["input_ids"].shape)), forward(**kw))[1]
+    )
+    shared = action_log_likelihoods(backbone, *rows, batch_size=None)
+    # the shared start (bos and the source's block) once, then the 8 rows from there on
+    assert shapes[0][0] == 1 and shapes[0][1] > backbone.image_seq_len and shapes[1:] == [(8, shapes[1][1])]
+    monkeypatch.setattr(scoring, "SHARED_PREFIX_MIN", 10**9)  # every row read whole
+    whole = action_log_likelihoods(backbone, *rows, batch_size=None)
+    assert [s.total for s in shared] == pytest.approx([s.total for s in whole], abs=1e-5)

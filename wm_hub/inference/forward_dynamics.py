@@ -190,7 +190,12 @@ class ForwardDynamicsPipeline(BackbonePipeline):
             self.backbone.build_fdm_sequence(obs.ids, text).input_ids
             for obs, text in zip(observations, inputs["actions"])
         ]
-        return {"prompts": prompts, "sources": [obs.image for obs in observations], "actions": inputs["actions"]}
+        return {
+            "prompts": prompts,
+            "sources": [obs.image for obs in observations],
+            "source_ids": [obs.ids for obs in observations],
+            "actions": inputs["actions"],
+        }
 
     def _forward(
         self,
@@ -228,14 +233,15 @@ class ForwardDynamicsPipeline(BackbonePipeline):
             candidates = self.backbone.decode_images(flat_ids)
         scores = None
         if verifier is not None:
-            # With the FDM's own image tokenizer the verifier reads the sampled ids themselves: no decode and
-            # re-encode (a lossy VQGAN need not map a decoded picture back to the ids the FDM sampled)
+            # With the FDM's own image tokenizer the verifier reads the sampled ids themselves, and the source's ids
+            # the FDM read: no decode and re-encode (a lossy VQGAN need not map a decoded picture back to the ids
+            # the FDM sampled)
             if verifier.backbone.image_fingerprint() == self.backbone.image_fingerprint():
-                observed = list(flat_ids)
+                observed, sources = list(flat_ids), model_inputs["source_ids"]
             else:
                 candidates = candidates if candidates is not None else self.backbone.decode_images(flat_ids)
-                observed = candidates
-            sources = [source for source in model_inputs["sources"] for _ in range(num_candidates)]
+                observed, sources = candidates, model_inputs["sources"]
+            sources = [source for source in sources for _ in range(num_candidates)]  # each encoded at most once
             actions = [text for text in model_inputs["actions"] for _ in range(num_candidates)]
             scores = verifier.score(sources, observed, actions)
         winners = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
@@ -15,6 +16,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from wm_hub.inference.kv_cache import growing_cache
 from wm_hub.models.base import Backbone
 
 
@@ -42,6 +44,35 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_token_id: int) -> tuple[torch
         input_ids[row, length - len(prompt) :] = torch.as_tensor(list(prompt), dtype=torch.long)
         attention_mask[row, length - len(prompt) :] = 1
     return input_ids, attention_mask
+
+
+@torch.no_grad()
+def _prefilled_candidates(
+    backbone: Backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_candidates: int
+) -> dict[str, Any]:
+    """``generate`` inputs for ``num_candidates`` rows per prompt whose KV cache holds each prompt but its last token.
+
+    The prompts run once (positions from the attention mask, as ``generate`` numbers left-padded rows); the cache is
+    repeated row by row, in the order ``num_return_sequences`` gives (the candidates of a prompt together).
+    ``generate`` then feeds only the last prompt token and samples from there.
+    """
+    head_mask = attention_mask[:, :-1]
+    position_ids = (head_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = growing_cache()
+    backbone.model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=head_mask,
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    cache.batch_repeat_interleave(num_candidates)
+    return {
+        "input_ids": input_ids.repeat_interleave(num_candidates, dim=0),
+        "attention_mask": attention_mask.repeat_interleave(num_candidates, dim=0),
+        "cache": cache,
+    }
 
 
 @torch.no_grad()
@@ -81,11 +112,15 @@ def generate_images(
     seed: int | None = None,
     cache_implementation: str | None = None,
     decode: bool = True,
+    share_prefill: bool = True,
 ) -> ImageGenerationOutput:
     """Sample ``num_candidates`` images per prompt in ONE ``generate`` call.
 
-    Candidates of a prompt share it (``num_return_sequences``): one call decodes ``batch * num_candidates`` rows
-    in lockstep, the regime where decoding costs little more per step than a single sample. Only image codes can be
+    Candidates of a prompt share it: one call decodes ``batch * num_candidates`` rows in lockstep, the regime where
+    decoding costs little more per step than a single sample. With ``share_prefill`` (and the dynamic cache) each
+    prompt is read once: one forward fills the KV cache of the ``batch`` prompts, the cache is repeated for the
+    candidates and ``generate`` continues from it, instead of running the prompt ``num_candidates`` times
+    (``num_return_sequences``). The samples are the same for a seed (tested). Only image codes can be
     sampled (:class:`~wm_hub.models.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
     end-of-line) are forced, so every candidate has exactly ``image_seq_len`` image tokens.
 
@@ -99,6 +134,7 @@ def generate_images(
         seed: Seeds torch's RNG for reproducible samples.
         cache_implementation: ``"static"`` for a static KV cache (much faster decoding on GPU), ``None`` dynamic.
         decode: Also decode the images with the VQ decoder.
+        share_prefill: Read each prompt once for all its candidates (ignored with a static cache or one candidate).
 
     Returns:
         Image token ids, decoded images and raw sequences.
@@ -121,26 +157,25 @@ def generate_images(
         processors.append(TopKLogitsWarper(top_k))
     if top_p is not None and top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p))
+    shared = share_prefill and num_candidates > 1 and cache_implementation is None
     generation_config = GenerationConfig(
         do_sample=True,
         temperature=1.0,
         top_k=0,
         top_p=1.0,
         max_new_tokens=len(layout),
-        num_return_sequences=num_candidates,
+        num_return_sequences=1 if shared else num_candidates,
         pad_token_id=backbone.pad_token_id,
         bos_token_id=backbone.bos_token_id,
         eos_token_id=backbone.eos_token_id,
         cache_implementation=cache_implementation,
     )
+    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if shared:
+        inputs = _prefilled_candidates(backbone, input_ids, attention_mask, num_candidates)
     if seed is not None:
         torch.manual_seed(seed)
-    sequences = backbone.model.generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        generation_config=generation_config,
-        logits_processor=processors,
-    )
+    sequences = backbone.model.generate(**inputs, generation_config=generation_config, logits_processor=processors)
     generated = sequences[:, input_ids.shape[1] :].cpu()
     if generated.shape[1] != len(layout):
         raise RuntimeError(f"generation stopped after {generated.shape[1]} of {len(layout)} layout tokens")

@@ -74,6 +74,19 @@ def position_log_likelihoods(
     return scores
 
 
+SHARED_PREFIX_MIN = 16
+
+
+def _shared_prefix(input_ids: torch.Tensor, limit: int) -> int:
+    """Length of the leading columns every row of ``input_ids`` has in common (at most ``limit``; 0 when shorter
+    than :data:`SHARED_PREFIX_MIN` or a single row, where reading it once would save nothing)."""
+    if input_ids.shape[0] < 2 or limit < SHARED_PREFIX_MIN:
+        return 0
+    same = (input_ids[:, :limit] == input_ids[:1, :limit]).all(dim=0)
+    length = int(same.long().cumprod(0).sum())
+    return length if length >= SHARED_PREFIX_MIN else 0
+
+
 def _score_batch(
     backbone: Backbone, sequences: Sequence[Sequence[int]], positions: Sequence[Sequence[int]]
 ) -> list[SequenceScore]:
@@ -86,13 +99,32 @@ def _score_batch(
     earliest = min(offset + min(where) for offset, where in zip(offsets, positions))
     keep = length - earliest + 1
     device = backbone.device
-    logits = backbone.model(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        position_ids=position_ids.to(device),
-        logits_to_keep=keep,
-        use_cache=False,
-    ).logits
+    input_ids, attention_mask, position_ids = input_ids.to(device), attention_mask.to(device), position_ids.to(device)
+    shared = _shared_prefix(input_ids, length - keep)
+    if shared:  # e.g. the N candidates of one source: the source is read once, its cache repeated for every row
+        cache = backbone.model(
+            input_ids=input_ids[:1, :shared],
+            attention_mask=attention_mask[:1, :shared],
+            position_ids=position_ids[:1, :shared],
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+        cache.batch_repeat_interleave(len(sequences))
+        logits = backbone.model(
+            input_ids=input_ids[:, shared:],
+            attention_mask=attention_mask,
+            position_ids=position_ids[:, shared:],
+            cache=cache,
+            logits_to_keep=keep,
+        ).logits
+    else:
+        logits = backbone.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=keep,
+            use_cache=False,
+        ).logits
     first = length - keep  # absolute position of logits[:, 0]
     scores = []
     for row, (offset, where) in enumerate(zip(offsets, positions)):
