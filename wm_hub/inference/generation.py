@@ -16,7 +16,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from wm_hub.inference.kv_cache import growing_cache
+from wm_hub.inference.kv_cache import cache_argument, growing_cache
 from wm_hub.models.base import Backbone
 
 
@@ -63,7 +63,7 @@ def _prefilled_candidates(
         input_ids=input_ids[:, :-1],
         attention_mask=head_mask,
         position_ids=position_ids,
-        cache=cache,
+        **{cache_argument(backbone.model): cache},
         use_cache=True,
         logits_to_keep=1,
     )
@@ -71,7 +71,7 @@ def _prefilled_candidates(
     return {
         "input_ids": input_ids.repeat_interleave(num_candidates, dim=0),
         "attention_mask": attention_mask.repeat_interleave(num_candidates, dim=0),
-        "cache": cache,
+        cache_argument(backbone.model): cache,
     }
 
 

@@ -9,6 +9,8 @@ of them, so a step writes only its own token. Attention reads the same values: s
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
@@ -53,3 +55,10 @@ def growing_cache() -> DynamicCache:
     cache = DynamicCache()
     cache.layer_class_to_replicate = GrowingLayer
     return cache
+
+
+def cache_argument(model: torch.nn.Module) -> str:
+    """The keyword that passes a KV cache to ``model`` and its ``generate``: ``cache`` in the transformers versions
+    that renamed it (``past_key_values`` is deprecated there), ``past_key_values`` in earlier ones (5.17)."""
+    decoder = getattr(model, "model", model)
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"

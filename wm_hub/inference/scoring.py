@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from wm_hub.inference.generation import left_pad
+from wm_hub.inference.kv_cache import cache_argument, growing_cache
 from wm_hub.models.base import IGNORE_INDEX, Backbone, ImageLike
 
 
@@ -102,19 +103,21 @@ def _score_batch(
     input_ids, attention_mask, position_ids = input_ids.to(device), attention_mask.to(device), position_ids.to(device)
     shared = _shared_prefix(input_ids, length - keep)
     if shared:  # e.g. the N candidates of one source: the source is read once, its cache repeated for every row
-        cache = backbone.model(
+        cache = growing_cache()
+        backbone.model(
             input_ids=input_ids[:1, :shared],
             attention_mask=attention_mask[:1, :shared],
             position_ids=position_ids[:1, :shared],
+            **{cache_argument(backbone.model): cache},
             use_cache=True,
             logits_to_keep=1,
-        ).cache
+        )
         cache.batch_repeat_interleave(len(sequences))
         logits = backbone.model(
             input_ids=input_ids[:, shared:],
             attention_mask=attention_mask,
             position_ids=position_ids[:, shared:],
-            cache=cache,
+            **{cache_argument(backbone.model): cache},
             logits_to_keep=keep,
         ).logits
     else:
