@@ -47,10 +47,14 @@ def test_generation_n_candidates_in_one_call(chameleon, monkeypatch):
 
     def counting_generate(*args, **kwargs):
         calls.append(kwargs["input_ids"].shape)
+        cached.append(kwargs[cache_argument(chameleon.model)].get_seq_length())
         return original(*args, **kwargs)
 
+    cached = []
     monkeypatch.setattr(chameleon.model, "generate", counting_generate)
     from PIL import Image
+
+    from wm_hub.inference.kv_cache import cache_argument
 
     prompts = [
         chameleon.build_fdm_sequence(Image.new("RGB", (40, 30), (200, 0, 0)), "push the block").input_ids,
@@ -59,7 +63,9 @@ def test_generation_n_candidates_in_one_call(chameleon, monkeypatch):
         ).input_ids,
     ]
     output = generate_images(chameleon, prompts, num_candidates=3, seed=0, top_k=100, temperature=0.9)
-    assert len(calls) == 1 and calls[0][0] == 2  # one generate call for all candidates of both prompts
+    # one generate call for the 3 candidates of both prompts, continuing from the prompts read once (all but the last
+    # token of the longer, left-padded prompt are in the cache)
+    assert len(calls) == 1 and calls[0][0] == 6 and cached == [calls[0][1] - 1]
     assert output.image_ids.shape == (2, 3, chameleon.image_seq_len)
     assert torch.isin(output.image_ids, chameleon.image_token_ids).all()
     generated = output.sequences[:, calls[0][1] :]

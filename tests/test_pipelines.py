@@ -24,6 +24,7 @@ from wm_hub.cli import main
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
 from wm_hub.inference.actions import generate_actions
 from wm_hub.inference.generation import generate_images
+from wm_hub.inference.kv_cache import cache_argument
 from wm_hub.inference.scoring import action_log_likelihoods
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ def test_best_of_n_is_one_generate_call_and_one_scoring_forward(pipes, world_ima
 
     def counted_generate(*args, **kwargs):
         calls["generate"].append(kwargs["input_ids"].shape[0])
-        calls["prompts_cached"] = kwargs["cache"].get_seq_length()  # the prompts were read before, once
+        calls["prompts_cached"] = kwargs[cache_argument(fdm.model)].get_seq_length()  # read before, once
         return generate(*args, **kwargs)
 
     def counted_forward(*args, **kwargs):
