@@ -1,0 +1,123 @@
+"""GRPO for the FDM on TRL's GRPOTrainer: image rollouts, the IDM reward, the KL to the adapter-free model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig
+from transformers import pipeline
+from trl import GRPOConfig
+
+import wm_hub  # noqa: F401  (registers the pipelines)
+from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+from wm_hub.models.tiny import build_tiny_backbone
+from wm_hub.training.grpo import FDMGRPOTrainer, fdm_grpo_rows
+from wm_hub.training.rewards import REWARDS, IDMActionLikelihood
+from wm_hub.training.trainers import TEXT_ATTENTION_TARGETS
+
+
+def grpo_args(output_dir: str, **overrides) -> GRPOConfig:
+    settings = dict(
+        output_dir=output_dir,
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_steps=2,
+        beta=0.04,
+        learning_rate=1e-2,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    return GRPOConfig(**{**settings, **overrides})
+
+
+def lora() -> LoraConfig:
+    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TEXT_ATTENTION_TARGETS)
+
+
+@pytest.fixture(scope="module")
+def world_rows():
+    def rows(backbone):
+        world = ShapesWorld(WorldConfig(image_size=backbone.config.image_size))
+        triplets = [world.triplet("train", index) for index in range(2)]
+        sources = backbone.encode_images([triplet.source for triplet in triplets])
+        return fdm_grpo_rows(backbone, list(sources), [triplet.action.text for triplet in triplets])
+
+    return rows
+
+
+def test_two_grpo_steps_reward_the_idm_pipeline_scores_of_the_sampled_images(tmp_path, world_rows):
+    fdm, idm = build_tiny_backbone("chameleon"), build_tiny_backbone("chameleon")
+    assert fdm.image_fingerprint() == idm.image_fingerprint()
+    reward = IDMActionLikelihood(idm, min_value=-1e9)  # no clamping: the raw scores compare
+    calls = []
+
+    class Recorded:
+        __name__ = reward.__name__
+
+        def __call__(self, *args, **kwargs):
+            rewards = reward(*args, **kwargs)
+            calls.append((kwargs, rewards))
+            return rewards
+
+    before = {name: p.detach().clone() for name, p in fdm.model.named_parameters()}
+    trainer = FDMGRPOTrainer(
+        backbone=fdm, reward_funcs=[Recorded()], args=grpo_args(str(tmp_path)), train_dataset=world_rows(fdm),
+        peft_config=lora(),
+    )  # fmt: skip
+    trainer.train()
+
+    assert len(calls) == 2  # one generation batch per step: 2 prompts x 2 images
+    verifier = pipeline("inverse-dynamics", model=idm, device="cpu")
+    layout = fdm.generation_layout()
+    for columns, rewards in calls:
+        prompts = columns["prompts"]
+        assert len(rewards) == 4 and prompts[0] == prompts[1] and prompts[2] == prompts[3]
+        for ids, image in zip(columns["completion_ids"], columns["image_ids"]):
+            assert len(ids) == len(layout) + 1 and ids[-1] == fdm.eos_token_id
+            assert [ids[i] for i in range(len(layout)) if layout[i] < 0] == image  # the codes, in order
+            assert torch.isin(torch.tensor(image), fdm.image_token_ids).all()
+        for group in ((0, 1), (2, 3)):
+            source = torch.tensor(columns["source_ids"][group[0]])
+            images = [torch.tensor(columns["image_ids"][row]) for row in group]
+            expected = verifier.score(source, images, columns["action"][group[0]], reduction="mean")
+            assert [rewards[row] for row in group] == pytest.approx(expected, abs=1e-6)
+    logged = [entry for entry in trainer.state.log_history if "kl" in entry]
+    assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-7)  # step 1: the policy is the adapter-free reference
+    assert logged[0]["rewards/idm_log_likelihood/mean"] == pytest.approx(sum(calls[0][1]) / 4, abs=1e-5)
+    changed = [name for name, p in trainer.model.named_parameters() if "lora_B" in name and p.abs().sum() > 0]
+    assert changed  # the adapters trained
+    for name, parameter in trainer.model.named_parameters():
+        if "lora_" not in name:
+            base = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            assert torch.equal(parameter, before[base]), name
+
+
+def test_the_reward_is_clamped_and_registered():
+    idm = build_tiny_backbone("chameleon")
+    source = idm.image_token_ids[: idm.image_seq_len]
+    image = idm.image_token_ids[-idm.image_seq_len :]
+    columns = {"image_ids": [image.tolist()], "source_ids": [source.tolist()], "action": ["move the red square up"]}
+    raw = IDMActionLikelihood(idm, min_value=-1e9)([None], [""], [[]], **columns)[0]
+    assert raw < -1.0  # a random IDM is far from sure of any action
+    assert IDMActionLikelihood(idm, min_value=-1.0)([None], [""], [[]], **columns) == [-1.0]
+    assert REWARDS["idm_log_likelihood"] is IDMActionLikelihood
+    with pytest.raises(ValueError, match="min_value"):
+        IDMActionLikelihood(idm, min_value=0.0, max_value=0.0)
+
+
+def test_settings_the_trainer_cannot_honour_are_refused(tmp_path, world_rows):
+    fdm = build_tiny_backbone("chameleon")
+    rows, reward = world_rows(fdm), IDMActionLikelihood(build_tiny_backbone("chameleon"))
+    with pytest.raises(ValueError, match="needs a reference model"):
+        FDMGRPOTrainer(backbone=fdm, reward_funcs=[reward], args=grpo_args(str(tmp_path)), train_dataset=rows)
+    with pytest.raises(ValueError, match="log_completions"):
+        FDMGRPOTrainer(
+            backbone=fdm, reward_funcs=[reward], args=grpo_args(str(tmp_path), log_completions=True),
+            train_dataset=rows, peft_config=lora(),
+        )  # fmt: skip

@@ -1,0 +1,75 @@
+"""Rewards for GRPO from the verifier (SWIRL, arXiv 2602.06130): a frozen world model scores the policy's samples.
+
+Each reward is a plain callable in TRL's reward-function form, ``reward(prompts, completions, completion_ids,
+**columns) -> list[float]``, reading the dataset columns and the rollout's extra fields by name; :data:`REWARDS`
+names them for recipes (``reward_funcs: [idm_log_likelihood]``), as open-r1 does. They are not ``nn.Module`` s on
+purpose: TRL would take a module for a sequence-classification reward model.
+
+- ``idm_log_likelihood`` (:class:`IDMActionLikelihood`): for an FDM policy, the frozen IDM's per-token mean
+  log-likelihood of the row's action given the source and the sampled image, read from the sampled ids (no
+  decoding; the IDM must share the policy's image tokenizer), clamped to ``[min_value, max_value]``. The rows of
+  one prompt are scored exactly as :meth:`~wm_hub.inference.inverse_dynamics.InverseDynamicsPipeline.score` scores
+  best-of-N candidates: one forward, the shared source read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from wm_hub.inference.scoring import action_log_likelihoods
+from wm_hub.models.base import Backbone
+
+
+class IDMActionLikelihood:
+    """``clamp(mean log p(action | source, sampled image))`` under a frozen inverse-dynamics model.
+
+    Args:
+        idm: The frozen IDM backbone (moved to eval mode; it shares the policy's image tokenizer).
+        min_value: Lower clamp of the per-token mean log-likelihood (SWIRL clamps it).
+        max_value: Upper clamp.
+    """
+
+    name = "idm_log_likelihood"
+    __name__ = name  # what TRL logs the reward as (rewards/idm_log_likelihood/mean)
+
+    def __init__(self, idm: Backbone, min_value: float = -10.0, max_value: float = 0.0):
+        if not min_value < max_value:
+            raise ValueError(f"min_value must be < max_value, got {min_value} and {max_value}")
+        self.idm, self.min_value, self.max_value = idm, min_value, max_value
+        self.idm.model.eval()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        completion_ids: Sequence[Sequence[int]],
+        *,
+        image_ids: Sequence[Sequence[int]],
+        source_ids: Sequence[Sequence[int]],
+        action: Sequence[str],
+        **kwargs: Any,
+    ) -> list[float]:
+        """One reward per row, in row order (rows of one source and action are scored in one forward)."""
+        groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
+        for row, (source, text) in enumerate(zip(source_ids, action, strict=True)):
+            groups.setdefault((tuple(source), text), []).append(row)
+        rewards = [0.0] * len(image_ids)
+        for (source, text), rows in groups.items():
+            source_tensor = torch.tensor(source)
+            scores = action_log_likelihoods(
+                self.idm,
+                [source_tensor] * len(rows),
+                [torch.tensor(image_ids[row]) for row in rows],
+                [text] * len(rows),
+                batch_size=None,
+            )
+            for row, score in zip(rows, scores):
+                rewards[row] = min(max(score.mean, self.min_value), self.max_value)
+        return rewards
+
+
+REWARDS = {IDMActionLikelihood.name: IDMActionLikelihood}
