@@ -121,3 +121,32 @@ def test_settings_the_trainer_cannot_honour_are_refused(tmp_path, world_rows):
             backbone=fdm, reward_funcs=[reward], args=grpo_args(str(tmp_path), log_completions=True),
             train_dataset=rows, peft_config=lora(),
         )  # fmt: skip
+
+
+def test_a_grpo_model_saved_like_an_sft_one_loads_in_the_forward_dynamics_pipeline(tmp_path, world_rows):
+    from wm_hub.models.loading import load_backbone
+    from wm_hub.training.configs import ModelArguments
+    from wm_hub.training.run import save_world_model
+
+    build_tiny_backbone("chameleon").save_pretrained(tmp_path / "sft")
+    fdm, idm = load_backbone(str(tmp_path / "sft")), load_backbone(str(tmp_path / "sft"))
+    args = grpo_args(str(tmp_path / "grpo"), max_steps=1)
+    trainer = FDMGRPOTrainer(
+        backbone=fdm, reward_funcs=[IDMActionLikelihood(idm)], args=args, train_dataset=world_rows(fdm),
+        peft_config=lora(),
+    )  # fmt: skip
+    trainer.train()
+    save_world_model(trainer, fdm, ModelArguments(model_name_or_path=str(tmp_path / "sft"), use_peft=True))
+    merged = load_backbone(str(tmp_path / "grpo"))
+    sft = load_backbone(str(tmp_path / "sft"))
+    changed = {
+        name
+        for (name, ours), (_, theirs) in zip(
+            merged.model.named_parameters(), sft.model.named_parameters(), strict=True
+        )
+        if not torch.equal(ours, theirs)
+    }
+    assert changed and all("self_attn" in name for name in changed)  # the LoRA update, merged
+    predict = pipeline("forward-dynamics", model=str(tmp_path / "grpo"), device="cpu")
+    example = ShapesWorld(WorldConfig(image_size=merged.config.image_size)).triplet("test", 0)
+    assert predict(example.source, example.action.text, seed=0)["image"].size == (64, 64)
