@@ -150,3 +150,46 @@ def test_a_grpo_model_saved_like_an_sft_one_loads_in_the_forward_dynamics_pipeli
     predict = pipeline("forward-dynamics", model=str(tmp_path / "grpo"), device="cpu")
     example = ShapesWorld(WorldConfig(image_size=merged.config.image_size)).triplet("test", 0)
     assert predict(example.source, example.action.text, seed=0)["image"].size == (64, 64)
+
+
+def test_idm_grpo_samples_actions_rewarded_by_the_fdm_likelihood_of_the_target(tmp_path):
+    from wm_hub.inference.scoring import target_log_likelihoods
+    from wm_hub.training.grpo import IDMGRPOTrainer, idm_grpo_rows
+    from wm_hub.training.rewards import FDMTargetLikelihood
+
+    idm, fdm = build_tiny_backbone("chameleon"), build_tiny_backbone("chameleon")
+    world = ShapesWorld(WorldConfig(image_size=idm.config.image_size))
+    triplets = [world.triplet("train", index) for index in range(2)]
+    sources = list(idm.encode_images([triplet.source for triplet in triplets]))
+    targets = list(idm.encode_images([triplet.target for triplet in triplets]))
+    reward = FDMTargetLikelihood(fdm, min_value=-1e9)
+    calls = []
+
+    class Recorded:
+        __name__ = reward.__name__
+
+        def __call__(self, **kwargs):
+            rewards = reward(**kwargs)
+            calls.append((kwargs, rewards))
+            return rewards
+
+    args = grpo_args(str(tmp_path), max_completion_length=8)
+    trainer = IDMGRPOTrainer(
+        backbone=idm, reward_funcs=[Recorded()], args=args, train_dataset=idm_grpo_rows(idm, sources, targets),
+        peft_config=lora(),
+    )  # fmt: skip
+    trainer.train()
+    assert len(calls) == 2
+    for columns, rewards in calls:
+        ids = torch.tensor([token for row in columns["completion_ids"] for token in row])
+        assert not torch.isin(ids, idm.image_token_ids).any()  # actions are text
+        expected = target_log_likelihoods(
+            fdm,
+            [torch.tensor(row) for row in columns["source_ids"]],
+            [text.strip() for text in columns["completions"]],
+            [torch.tensor(row) for row in columns["target_ids"]],
+            batch_size=None,
+        )
+        assert rewards == pytest.approx([score.mean for score in expected], abs=1e-6)
+    logged = [entry for entry in trainer.state.log_history if "kl" in entry]
+    assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-7) and "rewards/fdm_log_likelihood/mean" in logged[0]

@@ -11,8 +11,12 @@ logging, checkpoints) is TRL's; the backbone's processor is saved with every che
 ``pipeline("forward-dynamics")`` as SFT ones do.
 
 Rows: ``prompt`` (the FDM prompt ids, ``build_fdm_sequence(source, action).input_ids``), ``source_ids`` and
-``action`` (read by the rewards): :func:`fdm_grpo_rows`. Design notes and the TRL references:
-``docs/design/grpo-on-trl.md``.
+``action`` (read by the rewards): :func:`fdm_grpo_rows`.
+
+:class:`IDMGRPOTrainer` is the reverse direction: the completions are TRL's own text generation from the IDM prompt
+ids (``_tokenize_prompts`` passes them through; image tokens are suppressed, as ``generate_actions`` does), and a
+frozen FDM rewards the action by its likelihood of the row's target (:func:`idm_grpo_rows`: ``prompt``,
+``source_ids``, ``target_ids``). Design notes and the TRL references: ``docs/design/grpo-on-trl.md``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,43 @@ from wm_hub.models.base import Backbone
 from wm_hub.training.trainers import IMAGE_TOKENIZER_MODULE, TEXT_ATTENTION_TARGETS
 
 
-class FDMGRPOTrainer(GRPOTrainer):
+def _refuse_unsupported(args: GRPOConfig, peft_config: Any) -> None:
+    if args.use_vllm:
+        raise ValueError("wm-hub's GRPO trainers generate with transformers' generate: set use_vllm=False")
+    if args.beta > 0 and peft_config is None:
+        raise ValueError(
+            f"beta={args.beta} needs a reference model: train with a peft_config (the reference is then the model "
+            "with its adapters off), or set beta=0"
+        )
+    if args.log_completions:
+        raise ValueError("log_completions cannot print token-id prompts: set log_completions=False")
+
+
+def _refuse_trainable_vq(model: torch.nn.Module) -> None:
+    trainable_vq = [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.requires_grad and f"{IMAGE_TOKENIZER_MODULE}." in name
+    ]
+    if trainable_vq:
+        raise ValueError(
+            f"VQ image tokenizer parameters would train ({trainable_vq[:3]}...); restrict LoRA to the language "
+            f"model, e.g. target_modules={TEXT_ATTENTION_TARGETS!r}"
+        )
+
+
+class _ProcessorSaving:
+    """Checkpoints of a world-model GRPO trainer carry the backbone's processor (its sequence format)."""
+
+    backbone: Backbone
+
+    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save as TRL does, and the backbone's processor beside (checkpoints load in the pipelines)."""
+        super()._save(output_dir, state_dict=state_dict)
+        self.backbone.processor.save_pretrained(output_dir or self.args.output_dir)
+
+
+class FDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
     """``GRPOTrainer`` whose completions are the FDM's sampled next images (see the module docstring).
 
     Args:
@@ -59,15 +99,7 @@ class FDMGRPOTrainer(GRPOTrainer):
         peft_config: Any = None,
         **kwargs: Any,
     ):
-        if args.use_vllm:
-            raise ValueError("FDMGRPOTrainer samples image tokens with transformers' generate: set use_vllm=False")
-        if args.beta > 0 and peft_config is None:
-            raise ValueError(
-                f"beta={args.beta} needs a reference model: train with a peft_config (the reference is then the model "
-                "with its adapters off), or set beta=0"
-            )
-        if args.log_completions:
-            raise ValueError("log_completions cannot print token-id prompts: set log_completions=False")
+        _refuse_unsupported(args, peft_config)
         self.backbone = backbone
         self._layout = backbone.generation_layout()
         args.max_completion_length = len(self._layout) + 1
@@ -83,16 +115,7 @@ class FDMGRPOTrainer(GRPOTrainer):
                 rollout_func=_image_rollout,
                 **kwargs,
             )
-        trainable_vq = [
-            name
-            for name, parameter in self.model.named_parameters()
-            if parameter.requires_grad and f"{IMAGE_TOKENIZER_MODULE}." in name
-        ]
-        if trainable_vq:
-            raise ValueError(
-                f"VQ image tokenizer parameters would train ({trainable_vq[:3]}...); restrict LoRA to the language "
-                f"model, e.g. target_modules={TEXT_ATTENTION_TARGETS!r}"
-            )
+        _refuse_trainable_vq(self.model)
 
     def rollout_images(self, prompts: list[list[int]]) -> dict[str, Any]:
         """One sampled image per row (the rows of one prompt together in one ``generate`` call).
@@ -132,10 +155,55 @@ class FDMGRPOTrainer(GRPOTrainer):
             "image_ids": generated.image_ids.reshape(len(prompts), -1).tolist(),
         }
 
-    def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """Save as TRL does, and the backbone's processor beside (checkpoints load in the pipelines)."""
-        super()._save(output_dir, state_dict=state_dict)
-        self.backbone.processor.save_pretrained(output_dir or self.args.output_dir)
+
+class IDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
+    """``GRPOTrainer`` for the inverse-dynamics model: TRL's text generation from IDM prompt ids, image tokens
+    suppressed; rewards such as :class:`~wm_hub.training.rewards.FDMTargetLikelihood` read ``source_ids`` and
+    ``target_ids``.
+
+    Args:
+        backbone: The IDM being trained.
+        reward_funcs: Reward callables (:data:`wm_hub.training.rewards.REWARDS`).
+        args: TRL's GRPO settings (``max_completion_length``: the longest action, in tokens).
+        train_dataset: Rows of :func:`idm_grpo_rows`.
+        peft_config: LoRA settings (required when ``args.beta > 0``).
+        **kwargs: Passed to ``GRPOTrainer``.
+
+    Raises:
+        ValueError: As :class:`FDMGRPOTrainer`.
+    """
+
+    _name = "IDM-GRPO"
+    _tag_names = ["trl", "grpo", "wm-hub", "inverse-dynamics"]
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        reward_funcs: Any,
+        args: GRPOConfig,
+        train_dataset: Any,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        _refuse_unsupported(args, peft_config)
+        self.backbone = backbone
+        suppressed = backbone.image_token_ids.tolist()
+        args.generation_kwargs = {**(args.generation_kwargs or {}), "suppress_tokens": suppressed}
+        super().__init__(
+            model=backbone.model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=backbone.tokenizer,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        _refuse_trainable_vq(self.model)
+
+    def _tokenize_prompts(self, prompts: list[list[int]]) -> tuple[list[list[int]], None, dict[str, Any]]:
+        """The prompts are IDM prompt ids already (``build_idm_sequence(source, target).input_ids``)."""
+        return [list(prompt) for prompt in prompts], None, {}
 
 
 def _image_rollout(prompts: list[list[int]], trainer: FDMGRPOTrainer) -> dict[str, Any]:
@@ -152,5 +220,18 @@ def fdm_grpo_rows(backbone: Backbone, sources: list[torch.Tensor], actions: list
             "action": action,
         }
         for source, action in zip(sources, actions, strict=True)
+    ]
+    return datasets.Dataset.from_list(rows)
+
+
+def idm_grpo_rows(backbone: Backbone, sources: list[torch.Tensor], targets: list[torch.Tensor]) -> datasets.Dataset:
+    """GRPO rows of (source ids, target ids) pairs: ``prompt`` (the IDM prompt ids), ``source_ids``, ``target_ids``."""
+    rows = [
+        {
+            "prompt": backbone.build_idm_sequence(source, target).input_ids,
+            "source_ids": torch.as_tensor(source).tolist(),
+            "target_ids": torch.as_tensor(target).tolist(),
+        }
+        for source, target in zip(sources, targets, strict=True)
     ]
     return datasets.Dataset.from_list(rows)

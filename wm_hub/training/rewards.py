@@ -10,6 +10,8 @@ purpose: TRL would take a module for a sequence-classification reward model.
   decoding; the IDM must share the policy's image tokenizer), clamped to ``[min_value, max_value]``. The rows of
   one prompt are scored exactly as :meth:`~wm_hub.inference.inverse_dynamics.InverseDynamicsPipeline.score` scores
   best-of-N candidates: one forward, the shared source read once.
+- ``fdm_log_likelihood`` (:class:`FDMTargetLikelihood`): for an IDM policy, the frozen FDM's per-token mean
+  log-likelihood of the row's target image codes given the source and the sampled action text, clamped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import torch
 
-from wm_hub.inference.scoring import action_log_likelihoods
+from wm_hub.inference.scoring import action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
 
 
@@ -72,4 +74,44 @@ class IDMActionLikelihood:
         return rewards
 
 
-REWARDS = {IDMActionLikelihood.name: IDMActionLikelihood}
+class FDMTargetLikelihood:
+    """``clamp(mean log p(target codes | source, sampled action))`` under a frozen forward-dynamics model.
+
+    Args:
+        fdm: The frozen FDM backbone (moved to eval mode; it shares the policy's image tokenizer).
+        min_value: Lower clamp of the per-code mean log-likelihood.
+        max_value: Upper clamp.
+    """
+
+    name = "fdm_log_likelihood"
+    __name__ = name
+
+    def __init__(self, fdm: Backbone, min_value: float = -10.0, max_value: float = 0.0):
+        if not min_value < max_value:
+            raise ValueError(f"min_value must be < max_value, got {min_value} and {max_value}")
+        self.fdm, self.min_value, self.max_value = fdm, min_value, max_value
+        self.fdm.model.eval()
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        *,
+        source_ids: Sequence[Sequence[int]],
+        target_ids: Sequence[Sequence[int]],
+        **kwargs: Any,
+    ) -> list[float]:
+        """One reward per row: the sampled action is the completion's text, stripped (as ``generate_actions``)."""
+        scores = target_log_likelihoods(
+            self.fdm,
+            [torch.tensor(ids) for ids in source_ids],
+            [text.strip() for text in completions],
+            [torch.tensor(ids) for ids in target_ids],
+            batch_size=None,
+        )
+        return [min(max(score.mean, self.min_value), self.max_value) for score in scores]
+
+
+REWARDS = {reward.name: reward for reward in (IDMActionLikelihood, FDMTargetLikelihood)}
