@@ -193,3 +193,30 @@ def test_idm_grpo_samples_actions_rewarded_by_the_fdm_likelihood_of_the_target(t
         assert rewards == pytest.approx([score.mean for score in expected], abs=1e-6)
     logged = [entry for entry in trainer.state.log_history if "kl" in entry]
     assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-7) and "rewards/fdm_log_likelihood/mean" in logged[0]
+
+
+def test_the_tiny_grpo_recipe_trains_and_saves_a_model_the_pipeline_loads(tmp_path, tiny_model_dirs):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    model = str(tiny_model_dirs("chameleon"))
+    command = [sys.executable, str(repo / "recipes/grpo.py"), "--config", str(repo / "recipes/tiny/grpo.yaml")]
+    command += ["--model_name_or_path", model, "--reward_model", model, "--output_dir", str(tmp_path / "grpo")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "grpo" / "training_run.json").read_text())
+    assert (summary["task"], summary["method"], summary["reward"], summary["steps"]) == (
+        "fdm",
+        "grpo",
+        "idm_log_likelihood",
+        2,
+    )
+    assert len(summary["reward_per_step"]) == 2 and all(-10.0 <= r <= 0.0 for r in summary["reward_per_step"])
+    predict = pipeline("forward-dynamics", model=str(tmp_path / "grpo"), device="cpu")
+    example = ShapesWorld(WorldConfig(image_size=64)).triplet("test", 0)
+    assert predict(example.source, example.action.text, seed=0)["image"].size == (64, 64)

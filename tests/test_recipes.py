@@ -31,11 +31,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
 # Training recipes; <model>/annotate.yaml configure recipes/annotate.py and are tested in tests/test_annotate.py,
-# sandbox/pretrain*.yaml configure `wm-hub sandbox pretrain` (tests/test_sandbox.py).
+# <model>/grpo.yaml configure recipes/grpo.py (tested below and in tests/test_grpo.py), sandbox/pretrain*.yaml
+# configure `wm-hub sandbox pretrain` (tests/test_sandbox.py).
 RECIPE_FILES = sorted(
     path
     for path in RECIPES.glob("*/*.yaml")
-    if path.parent.name != "accelerate_configs" and path.stem != "annotate" and not path.stem.startswith("pretrain")
+    if path.parent.name != "accelerate_configs"
+    and path.stem not in ("annotate", "grpo")
+    and not path.stem.startswith("pretrain")
 )
 # `wm-hub demo`'s recipes (sandbox/demo-*.yaml) fine-tune the sandbox base fully; they have their own test below.
 DEMO_RECIPES = [path for path in RECIPE_FILES if path.stem.startswith("demo-")]
@@ -90,11 +93,28 @@ def test_every_recipe_parses_into_the_dataclasses(recipe):
     assert [source.label for source in data_args.eval_sources] == ["aurora/bench"]
 
 
+@pytest.mark.parametrize("model", ["anole-7b", "liquid-7b", "emu3", "tiny"])
+def test_the_grpo_recipes_parse_into_the_grpo_settings(model):
+    from trl import GRPOConfig
+
+    from wm_hub.config_parser import ConfigParser
+    from wm_hub.training.grpo import GRPOScriptArguments
+
+    parser = ConfigParser((DataArguments, GRPOConfig, ModelArguments, GRPOScriptArguments))
+    data_args, grpo_args, model_args, script_args = parser.parse_args_and_config(
+        ["--config", str(RECIPES / model / "grpo.yaml"), "--output_dir", "unused", "--bf16", "false"]
+    )  # bf16 off: this machine has no GPU to check it against
+    assert data_args.task == "fdm" and model_args.use_peft and script_args.reward_model
+    assert grpo_args.num_generations >= 2 and grpo_args.beta > 0  # a KL to the SFT model, LoRA as its reference
+    assert grpo_args.per_device_train_batch_size % grpo_args.num_generations == 0
+    assert (script_args.reward_min, script_args.reward_max) == (-10.0, 0.0)
+
+
 def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
     for model in ("anole-7b", "liquid-7b"):  # the training recipes, and the annotation recipe (recipes/annotate.py)
-        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == {*PAPER_SETTINGS, "annotate"}
-    assert {"idm", "fdm", "annotate"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
-    tiny = {"idm", "fdm", "annotate"}
+        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == {*PAPER_SETTINGS, "annotate", "grpo"}
+    assert {"idm", "fdm", "annotate", "grpo"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
+    tiny = {"idm", "fdm", "annotate", "grpo"}
     assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == tiny
 
 

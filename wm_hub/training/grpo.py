@@ -21,12 +21,15 @@ frozen FDM rewards the action by its likelihood of the row's target (:func:`idm_
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig, GRPOTrainer, get_peft_config
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import Backbone
@@ -235,3 +238,95 @@ def idm_grpo_rows(backbone: Backbone, sources: list[torch.Tensor], targets: list
         for source, target in zip(sources, targets, strict=True)
     ]
     return datasets.Dataset.from_list(rows)
+
+
+@dataclass
+class GRPOScriptArguments:
+    """What ``recipes/grpo.py`` trains and with which frozen verifier.
+
+    Args:
+        reward_model: The frozen verifier: an IDM for ``task: fdm`` (reward ``idm_log_likelihood``), an FDM for
+            ``task: idm`` (``fdm_log_likelihood``). It must share the policy's image tokenizer.
+        reward_min: Lower clamp of the reward (the per-token mean log-likelihood).
+        reward_max: Upper clamp of the reward.
+    """
+
+    reward_model: str | None = None
+    reward_min: float = -10.0
+    reward_max: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.reward_model:
+            raise ValueError("reward_model is required: the frozen IDM (task fdm) or FDM (task idm) that rewards")
+
+
+def run_grpo(
+    data_args: Any, grpo_args: GRPOConfig, model_args: Any, script_args: GRPOScriptArguments
+) -> dict[str, Any]:
+    """Train the recipe's policy (``data_args.task``) with GRPO and save it as SFT runs save their models.
+
+    The policy (``model_name_or_path``, an SFT IDM or FDM) and the reward model are loaded with ``load_backbone``;
+    the recipe's triplet mixture is encoded once (``encode_triplets``) and turned into GRPO rows; after training,
+    ``save_world_model`` merges the LoRA adapter into the policy, so the folder loads in the pipelines, and
+    ``training_run.json`` records the task and the settings.
+
+    Returns:
+        The run summary written to ``output_dir/training_run.json``.
+    """
+    from wm_hub.models.loading import load_backbone
+    from wm_hub.models.model_folder import RUN_SUMMARY
+    from wm_hub.training.pretokenize import encode_triplets
+    from wm_hub.training.rewards import FDMTargetLikelihood, IDMActionLikelihood
+    from wm_hub.training.run import _build_mixture, save_world_model
+
+    task = data_args.task
+    if task not in ("fdm", "idm"):
+        raise ValueError(f"the recipe must name its task (fdm or idm), got {task!r}")
+    policy = load_backbone(**model_args.backbone_kwargs())
+    verifier = load_backbone(script_args.reward_model, device=grpo_args.device, dtype=model_args.dtype)
+    if verifier.image_fingerprint() != policy.image_fingerprint():
+        raise ValueError(
+            f"reward_model {script_args.reward_model} has another image tokenizer than the policy: it would score "
+            "ids it does not read as the policy does"
+        )
+    with grpo_args.main_process_first(desc="data mixture"):
+        mixture = _build_mixture(data_args, prepare=lambda dataset: encode_triplets(dataset, policy))
+
+    def prompt(row: dict[str, Any]) -> dict[str, Any]:
+        if task == "fdm":
+            return {"prompt": policy.build_fdm_sequence(row["source_ids"], row["action"]).input_ids}
+        return {"prompt": policy.build_idm_sequence(row["source_ids"], row["target_ids"]).input_ids}
+
+    rows = mixture.train.map(prompt, desc="GRPO prompts")
+    clamp = {"min_value": script_args.reward_min, "max_value": script_args.reward_max}
+    trainer_class, reward = (
+        (FDMGRPOTrainer, IDMActionLikelihood(verifier, **clamp))
+        if task == "fdm"
+        else (IDMGRPOTrainer, FDMTargetLikelihood(verifier, **clamp))
+    )
+    trainer = trainer_class(
+        backbone=policy,
+        reward_funcs=[reward],
+        args=grpo_args,
+        train_dataset=rows,
+        peft_config=get_peft_config(model_args),
+    )
+    result = trainer.train()
+    save_world_model(trainer, policy, model_args)
+    rewards = [entry[f"rewards/{reward.name}/mean"] for entry in trainer.state.log_history if "reward" in entry]
+    summary = {
+        "task": task,
+        "method": "grpo",
+        "base_model": model_args.model_name_or_path,
+        "reward_model": script_args.reward_model,
+        "reward": reward.name,
+        "reward_clamp": [script_args.reward_min, script_args.reward_max],
+        "num_generations": grpo_args.num_generations,
+        "beta": grpo_args.beta,
+        "steps": trainer.state.global_step,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "reward_per_step": rewards,
+    }
+    if trainer.accelerator.is_main_process:
+        (Path(grpo_args.output_dir) / RUN_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

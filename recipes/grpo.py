@@ -1,0 +1,20 @@
+"""GRPO from the verifier: an SFT FDM (or IDM) trained on the rewards of a frozen IDM (or FDM), from a YAML recipe.
+
+    accelerate launch recipes/grpo.py --config recipes/anole-7b/grpo.yaml --model_name_or_path outputs/anole-7b-fdm \
+        --reward_model outputs/anole-7b-idm --data_root /data
+
+The recipe holds the data mixture (as the SFT recipes do: only the triplets' source, target and action are used),
+TRL's ``GRPOConfig`` fields (``num_generations``, ``beta``, ``temperature``...), the LoRA settings and the reward
+clamp. See docs/grpo.md.
+"""
+
+from trl import GRPOConfig
+
+from wm_hub.config_parser import ConfigParser, parse_config
+from wm_hub.training.configs import DataArguments, ModelArguments
+from wm_hub.training.grpo import GRPOScriptArguments, run_grpo
+
+if __name__ == "__main__":
+    parser = ConfigParser((DataArguments, GRPOConfig, ModelArguments, GRPOScriptArguments))
+    data_args, grpo_args, model_args, script_args = parse_config(parser)
+    run_grpo(data_args, grpo_args, model_args, script_args)
