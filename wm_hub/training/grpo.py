@@ -61,10 +61,32 @@ def _refuse_trainable_vq(model: torch.nn.Module) -> None:
         )
 
 
-class _ProcessorSaving:
-    """Checkpoints of a world-model GRPO trainer carry the backbone's processor (its sequence format)."""
+class _WorldModelGRPO:
+    """What both world-model GRPO trainers share: the refusals, the backbone's model and tokenizer handed to TRL, the
+    frozen-VQ check, and the backbone's processor saved with every checkpoint (its sequence format)."""
 
-    backbone: Backbone
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        reward_funcs: Any,
+        args: GRPOConfig,
+        train_dataset: Any,
+        peft_config: Any = None,
+        **kwargs: Any,
+    ):
+        _refuse_unsupported(args, peft_config)
+        self.backbone = backbone
+        super().__init__(
+            model=backbone.model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=backbone.tokenizer,
+            peft_config=peft_config,
+            **kwargs,
+        )
+        _refuse_trainable_vq(self.model)
 
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """Save as TRL does, and the backbone's processor beside (checkpoints load in the pipelines)."""
@@ -72,7 +94,7 @@ class _ProcessorSaving:
         self.backbone.processor.save_pretrained(output_dir or self.args.output_dir)
 
 
-class FDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
+class FDMGRPOTrainer(_WorldModelGRPO, GRPOTrainer):
     """``GRPOTrainer`` whose completions are the FDM's sampled next images (see the module docstring).
 
     Args:
@@ -92,33 +114,12 @@ class FDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
     _name = "FDM-GRPO"
     _tag_names = ["trl", "grpo", "wm-hub", "forward-dynamics"]
 
-    def __init__(
-        self,
-        *,
-        backbone: Backbone,
-        reward_funcs: Any,
-        args: GRPOConfig,
-        train_dataset: Any,
-        peft_config: Any = None,
-        **kwargs: Any,
-    ):
-        _refuse_unsupported(args, peft_config)
-        self.backbone = backbone
+    def __init__(self, *, backbone: Backbone, args: GRPOConfig, **kwargs: Any):
         self._layout = backbone.generation_layout()
         args.max_completion_length = len(self._layout) + 1
         with warnings.catch_warnings():  # rollout_func is TRL's documented (experimental) hook
             warnings.filterwarnings("ignore", message=".*rollout_func.*")
-            super().__init__(
-                model=backbone.model,
-                reward_funcs=reward_funcs,
-                args=args,
-                train_dataset=train_dataset,
-                processing_class=backbone.tokenizer,
-                peft_config=peft_config,
-                rollout_func=_image_rollout,
-                **kwargs,
-            )
-        _refuse_trainable_vq(self.model)
+            super().__init__(backbone=backbone, args=args, rollout_func=_image_rollout, **kwargs)
 
     def rollout_images(self, prompts: list[list[int]]) -> dict[str, Any]:
         """One sampled image per row (the rows of one prompt together in one ``generate`` call).
@@ -159,7 +160,7 @@ class FDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
         }
 
 
-class IDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
+class IDMGRPOTrainer(_WorldModelGRPO, GRPOTrainer):
     """``GRPOTrainer`` for the inverse-dynamics model: TRL's text generation from IDM prompt ids, image tokens
     suppressed; rewards such as :class:`~wm_hub.training.rewards.FDMTargetLikelihood` read ``source_ids`` and
     ``target_ids``.
@@ -179,30 +180,10 @@ class IDMGRPOTrainer(_ProcessorSaving, GRPOTrainer):
     _name = "IDM-GRPO"
     _tag_names = ["trl", "grpo", "wm-hub", "inverse-dynamics"]
 
-    def __init__(
-        self,
-        *,
-        backbone: Backbone,
-        reward_funcs: Any,
-        args: GRPOConfig,
-        train_dataset: Any,
-        peft_config: Any = None,
-        **kwargs: Any,
-    ):
-        _refuse_unsupported(args, peft_config)
-        self.backbone = backbone
+    def __init__(self, *, backbone: Backbone, args: GRPOConfig, **kwargs: Any):
         suppressed = backbone.image_token_ids.tolist()
         args.generation_kwargs = {**(args.generation_kwargs or {}), "suppress_tokens": suppressed}
-        super().__init__(
-            model=backbone.model,
-            reward_funcs=reward_funcs,
-            args=args,
-            train_dataset=train_dataset,
-            processing_class=backbone.tokenizer,
-            peft_config=peft_config,
-            **kwargs,
-        )
-        _refuse_trainable_vq(self.model)
+        super().__init__(backbone=backbone, args=args, **kwargs)
 
     def _tokenize_prompts(self, prompts: list[list[int]]) -> tuple[list[list[int]], None, dict[str, Any]]:
         """The prompts are IDM prompt ids already (``build_idm_sequence(source, target).input_ids``)."""
