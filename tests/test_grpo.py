@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+from hub_server import hub, hub_env  # noqa: F401
 from peft import LoraConfig
 from transformers import pipeline
 from trl import GRPOConfig
@@ -195,13 +202,10 @@ def test_idm_grpo_samples_actions_rewarded_by_the_fdm_likelihood_of_the_target(t
     assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-7) and "rewards/fdm_log_likelihood/mean" in logged[0]
 
 
-def test_the_tiny_grpo_recipe_trains_and_saves_a_model_the_pipeline_loads(tmp_path, tiny_model_dirs):
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
+@pytest.fixture(scope="module")
+def tiny_grpo_run(tmp_path_factory, tiny_model_dirs):
+    """``python recipes/grpo.py --config recipes/tiny/grpo.yaml`` (2 steps), the command a user runs."""
+    tmp_path = tmp_path_factory.mktemp("grpo-recipe")
     repo = Path(__file__).resolve().parents[1]
     model = str(tiny_model_dirs("chameleon"))
     command = [sys.executable, str(repo / "recipes/grpo.py"), "--config", str(repo / "recipes/tiny/grpo.yaml")]
@@ -209,7 +213,11 @@ def test_the_tiny_grpo_recipe_trains_and_saves_a_model_the_pipeline_loads(tmp_pa
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "grpo" / "training_run.json").read_text())
+    return tmp_path / "grpo"
+
+
+def test_the_tiny_grpo_recipe_trains_and_saves_a_model_the_pipeline_loads(tiny_grpo_run):
+    summary = json.loads((tiny_grpo_run / "training_run.json").read_text())
     assert (summary["task"], summary["method"], summary["reward"], summary["steps"]) == (
         "fdm",
         "grpo",
@@ -217,6 +225,28 @@ def test_the_tiny_grpo_recipe_trains_and_saves_a_model_the_pipeline_loads(tmp_pa
         2,
     )
     assert len(summary["reward_per_step"]) == 2 and all(-10.0 <= r <= 0.0 for r in summary["reward_per_step"])
-    predict = pipeline("forward-dynamics", model=str(tmp_path / "grpo"), device="cpu")
+    # the SFT runs' fields too (the model card and `wm-hub push` read them)
+    assert summary["lora"]["r"] == 8 and summary["loss"] is None and summary["metrics"]["global_step"] == 2
+    assert summary["mixture"]["train_rows"] == 8 and summary["arch"] == "chameleon"
+    card = (tiny_grpo_run / "README.md").read_text()
+    assert "- grpo" in card and "idm_log_likelihood" in card and "- sft" not in card
+    predict = pipeline("forward-dynamics", model=str(tiny_grpo_run), device="cpu")
     example = ShapesWorld(WorldConfig(image_size=64)).triplet("test", 0)
     assert predict(example.source, example.action.text, seed=0)["image"].size == (64, 64)
+
+
+def test_a_grpo_run_publishes_with_wm_hub_push_like_an_sft_run(tiny_grpo_run, hub, hub_env):  # noqa: F811
+    # the policy's base is a local folder: as for an SFT run, --merge publishes weights that load without it
+    command = [sys.executable, "-m", "wm_hub.cli", "push", "model", str(tiny_grpo_run), "--repo-id", "org/fdm-grpo"]
+    command.append("--merge")
+    done = subprocess.run(command, env=hub_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = hub.files("org/fdm-grpo")
+    assert {"config.json", "model.safetensors", "README.md", "wm_hub.json", "training_run.json"} <= set(files)
+    assert "adapter/adapter_config.json" in files  # the merged layout keeps the LoRA adapter beside the weights
+    assert json.loads(files["wm_hub.json"])["task"] == "fdm"
+    assert json.loads(files["training_run.json"])["method"] == "grpo"
+    card = files["README.md"].decode()
+    assert "- grpo" in card and "org/fdm-grpo" in card
+    local = (tiny_grpo_run / "model.safetensors").read_bytes()
+    assert files["model.safetensors"] == local  # the GRPO weights, not the SFT model's

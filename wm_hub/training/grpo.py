@@ -248,17 +248,20 @@ def run_grpo(
 
     The policy (``model_name_or_path``, an SFT IDM or FDM) and the reward model are loaded with ``load_backbone``;
     the recipe's triplet mixture is encoded once (``encode_triplets``) and turned into GRPO rows; after training,
-    ``save_world_model`` merges the LoRA adapter into the policy, so the folder loads in the pipelines, and
-    ``training_run.json`` records the task and the settings.
+    ``save_world_model`` merges the LoRA adapter into the policy, so the folder loads in the pipelines and publishes
+    with ``wm-hub push`` as an SFT run's does: ``training_run.json`` has the SFT runs' fields (``run_summary``) and
+    the GRPO ones (``method: grpo``, the reward and its clamp, the reward of every logged step), and ``README.md`` is
+    the model card.
 
     Returns:
         The run summary written to ``output_dir/training_run.json``.
     """
     from wm_hub.models.loading import load_backbone
     from wm_hub.models.model_folder import RUN_SUMMARY
+    from wm_hub.training.model_card import render_model_card
     from wm_hub.training.pretokenize import encode_triplets
     from wm_hub.training.rewards import FDMTargetLikelihood, IDMActionLikelihood
-    from wm_hub.training.run import _build_mixture, save_world_model
+    from wm_hub.training.run import _build_mixture, run_summary, save_world_model
 
     task = data_args.task
     if task not in ("fdm", "idm"):
@@ -295,19 +298,22 @@ def run_grpo(
     result = trainer.train()
     save_world_model(trainer, policy, model_args)
     rewards = [entry[f"rewards/{reward.name}/mean"] for entry in trainer.state.log_history if "reward" in entry]
+    metrics = {**result.metrics, "global_step": trainer.state.global_step}
     summary = {
-        "task": task,
+        **run_summary(task, policy, mixture, data_args, grpo_args, model_args, metrics),
         "method": "grpo",
-        "base_model": model_args.model_name_or_path,
         "reward_model": script_args.reward_model,
         "reward": reward.name,
         "reward_clamp": [script_args.reward_min, script_args.reward_max],
         "num_generations": grpo_args.num_generations,
         "beta": grpo_args.beta,
+        "temperature": grpo_args.temperature,
         "steps": trainer.state.global_step,
         "train_runtime_s": result.metrics.get("train_runtime"),
         "reward_per_step": rewards,
     }
     if trainer.accelerator.is_main_process:
-        (Path(grpo_args.output_dir) / RUN_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        output_dir = Path(grpo_args.output_dir)
+        (output_dir / RUN_SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+        render_model_card(summary, str(output_dir)).save(output_dir / "README.md")
     return summary

@@ -56,6 +56,7 @@ def render_model_card(
     if not WORLD_MODEL_TEMPLATE.is_file():
         raise FileNotFoundError(f"model card template {WORLD_MODEL_TEMPLATE} not found: reinstall wm-hub")
     base_model = run["base_model"]
+    method = run.get("method", "sft")  # GRPO runs (wm_hub.training.grpo.run_grpo) say "grpo"
     on_hub = not Path(base_model).expanduser().exists()
     card_data = ModelCardData(
         base_model=base_model if on_hub else None,
@@ -63,7 +64,7 @@ def render_model_card(
         license=license,
         library_name="transformers",
         pipeline_tag=PIPELINE_TAGS[run["task"]],
-        tags=["wm-hub", "world-model", TASK_TAGS[run["task"]], "trl", "sft", *(["lora"] if run["lora"] else [])],
+        tags=["wm-hub", "world-model", TASK_TAGS[run["task"]], "trl", method, *(["lora"] if run["lora"] else [])],
     )
     with as_file(WORLD_MODEL_TEMPLATE) as template_path:
         return ModelCard.from_template(

@@ -38,7 +38,7 @@ import datasets
 import transformers
 from accelerate.utils import DeepSpeedPlugin
 from peft import PeftModel
-from transformers import set_seed
+from transformers import TrainingArguments, set_seed
 from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
 from trl import SFTTrainer, get_peft_config
 
@@ -231,11 +231,15 @@ def run_summary(
     backbone: Backbone,
     mixture: Mixture,
     data_args: DataArguments,
-    training_args: WorldModelSFTConfig,
+    training_args: WorldModelSFTConfig | TrainingArguments,
     model_args: ModelArguments,
     metrics: dict[str, Any],
 ) -> dict[str, Any]:
-    """What the model card reports, as JSON-ready data (curated fields only: no environment, no tokens)."""
+    """What the model card reports, as JSON-ready data (curated fields only: no environment, no tokens).
+
+    ``training_args`` is the SFT run's config, or any ``TrainingArguments`` (a GRPO run's ``GRPOConfig``: its
+    ``loss`` is then ``None``, the GRPO fields are added by :func:`wm_hub.training.grpo.run_grpo`).
+    """
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
     training = {
         "learning_rate": training_args.learning_rate,
@@ -274,7 +278,9 @@ def run_summary(
         "loss": {
             "loss_weighting": training_args.loss_weighting,
             "weight_normalization": training_args.weight_normalization,
-        },
+        }
+        if isinstance(training_args, WorldModelSFTConfig)
+        else None,
         "training": training,
         "lora": lora,
         "metrics": {
