@@ -21,7 +21,7 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/wm-hub demo --out demo_out
 
-# The paper's claims measured in the sandbox (about 35 minutes on 2 idle cores, resumable): study/report.md.
+# The paper's claims and GRPO measured in the sandbox (about 90 minutes on 2 cores, resumable): study/report.md.
 study: $(STAMP)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/wm-hub sandbox study --out study
 

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from wm_hub.sandbox.study import PARTS, VARIANTS, StudyConfig, finite_fractions, run_study
+from wm_hub.sandbox.study_report import PLOTS
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,7 @@ def quick_study(tmp_path_factory):
 def test_quick_study_writes_every_part(quick_study):
     config, results = quick_study
     out = config.out
-    for name in ("results.json", "report.md", "asymmetry.png", "probe.png", "scaling.png", "best_of_n.png",
-                 "rollouts.png"):  # fmt: skip
+    for name in ("results.json", "report.md", *PLOTS):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert set(PARTS) <= set(results)
     assert finite_fractions(results) == []
@@ -56,9 +56,26 @@ def test_quick_study_writes_every_part(quick_study):
     assert all(o >= v for o, v in zip(best["oracle"]["all_cells"], best["verifier"]["all_cells"]))
     rollouts = results["rollouts"]
     assert rollouts["steps"] == [1, 2] and set(rollouts) >= {"greedy", "sampled", "verified", "copy"}
+    grpo = results["grpo"]
+    assert grpo["grpo_steps"] == 2
+    for name in ("sft", "grpo", "sft_matched"):
+        assert set(grpo["fdm"]["seeds"][name]) == {"0", "1"} and set(grpo["idm"]["seeds"][name]) == {"0", "1"}
+        assert set(grpo["fdm"]["mean"][name]) == {"greedy", "n1", "best_of_2"}
+    # the SFT FDM of the GRPO part is Table 4's full method, measured once
+    assert grpo["fdm"]["seeds"]["sft"]["0"]["greedy"] == table["variants"]["full"]["seeds"]["0"]
+    for task in ("fdm", "idm"):
+        assert all(len(curve) == 2 and all(r <= 0.0 for r in curve) for curve in grpo["rewards"][task].values())
+        assert all(steps > 0 for steps in grpo["matched_extra_steps"][task])  # GRPO's seconds bought SFT steps
+    assert all(seconds > 0 for seconds in grpo["seconds_per_step"].values())
+    rewarded_by = {
+        run: json.loads((config.out / "runs" / run / "training_run.json").read_text())["reward_model"]
+        for run in ("fdm-grpo-seed1", "idm-grpo-seed1")
+    }
+    assert rewarded_by["fdm-grpo-seed1"].endswith("idm-curve")
+    assert rewarded_by["idm-grpo-seed1"].endswith("fdm-full-seed1")
 
     report = (out / "report.md").read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
         assert heading in report
     assert report.count("reproduced**") >= 10
 
@@ -99,4 +116,5 @@ def test_study_command_names_a_missing_base(tmp_path):
 
 def test_finite_fractions_finds_bad_figures():
     assert finite_fractions({"a": [0.5, 1.0], "config": {"lr": 3.0}, "wall_times": {"total_s": 99.0}}) == []
+    assert finite_fractions({"grpo": {"rewards": {"fdm": {"0": [-0.7]}}, "seconds_per_step": {"fdm_grpo": 0.9}}}) == []
     assert finite_fractions({"a": {"b": [0.2, float("nan")]}, "c": 1.5}) == ["/a/b[1]", "/c"]

@@ -88,7 +88,7 @@ TASKS = (
     ),
     Task(
         words=("sandbox", "study"),
-        help="measure the paper's claims in the sandbox: asymmetry, probe, Table 4, scaling, best-of-N, rollouts",
+        help="the paper's claims and GRPO in the sandbox: curves, probe, Table 4, scaling, best-of-N, rollouts",
         configs=_study_config,
         run=_study,
         description="Fine-tunes IDMs and FDMs from the sandbox base with the demo recipes and measures the paper's "
@@ -96,7 +96,8 @@ TASKS = (
         "preference probe on the base and the fine-tuned models, the Table 4 ablations over 3 seeds with paired "
         "Wilcoxon tests, FDM quality against K of Algorithm 1 (stratified, random, all) and against the labelling "
         "IDM's accuracy, best-of-N with the IDM verifier against an oracle and random choice, and multi-step "
-        "rollouts with and without verification. About an hour on 2 CPU cores; resumable (each run and "
+        "rollouts with and without verification; then GRPO from the verifier (FDM and IDM) against SFT and against "
+        "SFT given GRPO's wall time. About 90 minutes on 2 CPU cores; resumable (each run and "
         "measurement is kept under OUT/runs). Writes OUT/results.json, OUT/report.md and PNG plots.",
         epilog="examples:\n  wm-hub sandbox study --out study\n  wm-hub sandbox study --out /tmp/study --quick   "
         "(every part with tiny budgets, about two minutes: checks the wiring, its figures say nothing)",

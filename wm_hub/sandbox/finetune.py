@@ -40,12 +40,13 @@ def busy_child_env() -> dict[str, str]:
 
 
 def demo_recipe(task: str) -> Path:
-    """``recipes/sandbox/demo-<task>.yaml`` of a source checkout (``task`` is ``"idm"`` or ``"fdm"``)."""
-    return RECIPES_DIR / "sandbox" / f"demo-{task}.yaml"
+    """The sandbox recipe of a script of a source checkout: ``recipes/sandbox/demo-<task>.yaml`` for ``"idm"`` and
+    ``"fdm"`` (the demo's stages), ``recipes/sandbox/grpo.yaml`` for ``"grpo"`` (GRPO from the verifier)."""
+    return RECIPES_DIR / "sandbox" / ("grpo.yaml" if task == "grpo" else f"demo-{task}.yaml")
 
 
 def fine_tune(
-    task: str,
+    script: str,
     base: str | Path,
     output_dir: str | Path,
     *,
@@ -55,13 +56,14 @@ def fine_tune(
     in_process: bool = False,
     **overrides: Any,
 ) -> Path:
-    """Fine-tune ``base`` into ``output_dir`` with ``accelerate launch recipes/<task>.py`` in a subprocess.
+    """Fine-tune ``base`` into ``output_dir`` with ``accelerate launch recipes/<script>.py`` in a subprocess.
 
     Args:
-        task: ``"idm"`` or ``"fdm"``: the recipe script run.
+        script: ``"idm"``, ``"fdm"`` or ``"grpo"``: the recipe script run (a GRPO recipe names the policy's ``task``
+            and its ``reward_model``; ``base`` is the SFT policy).
         base: The model to start from (``model_name_or_path``).
         output_dir: Where the fine-tuned model goes.
-        recipe: The YAML recipe; :func:`demo_recipe` of ``task`` by default.
+        recipe: The YAML recipe; :func:`demo_recipe` of ``script`` by default.
         data_root: Folder that relative ``data_files`` of the recipe's sources resolve against.
         labelled_only: Keep only the recipe's ``shapes_world`` sources (the labelled triplets), e.g. before any
             IDM-labelled data exist.
@@ -75,8 +77,8 @@ def fine_tune(
         FileNotFoundError: The recipe script or YAML is missing (run from a wm-hub source checkout).
         subprocess.CalledProcessError: Training failed (its own error is printed above).
     """
-    script, recipe = RECIPES_DIR / f"{task}.py", Path(recipe or demo_recipe(task))
-    for path in (script, recipe):
+    script_path, recipe = RECIPES_DIR / f"{script}.py", Path(recipe or demo_recipe(script))
+    for path in (script_path, recipe):
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: the sandbox fine-tunes run from a wm-hub source checkout")
     config = yaml.safe_load(recipe.read_text())
@@ -86,7 +88,7 @@ def fine_tune(
     if data_root is not None:
         config["data_root"] = str(data_root)
     if in_process:
-        _train_here(task, config)
+        _train_here(script, config)
         return Path(output_dir)
     env = busy_child_env()
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1"]
@@ -94,19 +96,28 @@ def fine_tune(
     with tempfile.TemporaryDirectory() as tmp:
         written = Path(tmp) / recipe.name
         written.write_text(yaml.safe_dump(config, sort_keys=False))
-        subprocess.run([*launch, str(script), "--config", str(written)], check=True, env=env)
+        subprocess.run([*launch, str(script_path), "--config", str(written)], check=True, env=env)
     return Path(output_dir)
 
 
-def _train_here(task: str, config: dict[str, Any]) -> None:
-    """Parse ``config`` as ``recipes/<task>.py`` does (:func:`~wm_hub.config_parser.parse_config`) and train."""
+def _train_here(script: str, config: dict[str, Any]) -> None:
+    """Parse ``config`` as ``recipes/<script>.py`` does (:func:`~wm_hub.config_parser.parse_config`) and train."""
     from wm_hub.config_parser import ConfigParser, parse_config
     from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
-    from wm_hub.training.run import main
 
     with tempfile.TemporaryDirectory() as tmp:
         written = Path(tmp) / "recipe.yaml"
         written.write_text(yaml.safe_dump(config, sort_keys=False))
+        if script == "grpo":
+            from trl import GRPOConfig
+
+            from wm_hub.training.grpo import GRPOScriptArguments, run_grpo
+
+            types = (DataArguments, GRPOConfig, ModelArguments, GRPOScriptArguments)
+            run_grpo(*parse_config(ConfigParser(types), ["--config", str(written)]))
+            return
+        from wm_hub.training.run import main
+
         types = (DataArguments, WorldModelSFTConfig, ModelArguments)
         data_args, training_args, model_args = parse_config(ConfigParser(types), ["--config", str(written)])
-    main(task, data_args, training_args, model_args)
+    main(script, data_args, training_args, model_args)

@@ -14,7 +14,11 @@
    of the labelling IDM (checkpoints of the IDM run);
 5. ``best_of_n``: best-of-N with the IDM verifier against an oracle (the candidate with most cells right) and a
    random choice (the mean over candidates), N up to ``max(best_of)`` (paper Figure 4);
-6. ``rollouts``: 1..L chained actions, greedy, sampled and verified at each step, against copying the source.
+6. ``rollouts``: 1..L chained actions, greedy, sampled and verified at each step, against copying the source;
+7. ``grpo``: GRPO from the verifier (SWIRL's follow-up, :mod:`wm_hub.training.grpo`): each seed's full-method FDM
+   trained on the labelling IDM's reward, and the labelling IDM on that FDM's reward, against the SFT models and
+   against SFT given the same wall time (more steps of the same recipe from the base); the FDM greedy, sampled once
+   and best-of-N with the IDM verifier.
 
 Each training run is a folder under ``OUT/runs`` and each measurement a JSON file beside it: a rerun skips what is
 done (a run interrupted while training restarts). ``OUT/results.json``, ``OUT/report.md`` and PNG plots are written
@@ -65,19 +69,20 @@ VARIANTS = {  # Table 4: (IDM-labelled video pairs, recognition-weighted loss)
     "full": (True, True),
 }
 METRICS_FILE = "study_metrics.json"
+IDM_MAX_NEW_TOKENS = 24  # longer than every sandbox action's tokens
 
 
 QUICK_SIZES: dict[str, Any] = dict(
     num_eval=12, num_train=64, seeds=[0, 1], curve_steps=6, curve_every=3, data_sizes=[16], fdm_steps=3,
     num_videos=4, k=8, k_grid=[8], labeller_steps=[3], best_of=[1, 2], num_rollouts=4, rollout_length=2,
-    rollout_candidates=2, probe_num=8,
+    rollout_candidates=2, probe_num=8, grpo_steps=2, grpo_best_of=2,
 )  # fmt: skip
 """The CI sizes of the sandbox study (:meth:`StudyConfig.quick`, ``--quick``)."""
 
 
 @dataclass
 class StudyConfig:
-    """Sizes of the sandbox study (the defaults: about an hour on 2 CPU cores; :meth:`quick`: about a minute).
+    """Sizes of the sandbox study (the defaults: about 90 minutes on 2 CPU cores; :meth:`quick`: about a minute).
 
     Args:
         out: Output folder (runs, results.json, report.md, plots); rerun to resume.
@@ -98,6 +103,8 @@ class StudyConfig:
         rollout_length: Actions per chain.
         rollout_candidates: Candidates per verified rollout step.
         probe_num: Held-out triplets probed.
+        grpo_steps: GRPO steps of each FDM and IDM GRPO run (``recipes/sandbox/grpo.yaml``).
+        grpo_best_of: N of the best-of-N measured before and after GRPO.
         seed: Seed of sampling, random K and the rollouts' chains.
         quick_sizes: The CI sizes (:data:`QUICK_SIZES`, about two minutes) for every size left at its default (a
             size given equal to its default is taken as left): the structure, not the figures.
@@ -121,6 +128,8 @@ class StudyConfig:
     rollout_length: int = 5
     rollout_candidates: int = 4
     probe_num: int = 200
+    grpo_steps: int = 100
+    grpo_best_of: int = 8
     seed: int = 0
     quick_sizes: bool = field(default=False, metadata={"aliases": ["--quick"]})
 
@@ -225,6 +234,37 @@ class Study:
         fine_tune(task, self.config.base, out, in_process=True, **overrides)
         return out
 
+    def train_grpo(self, name: str, task: str, policy: Path, verifier: Path, *, seed: int = 0) -> Path:
+        """GRPO of the SFT ``policy`` rewarded by the frozen ``verifier`` into ``runs/<name>`` (skipped when done),
+        with ``recipes/sandbox/grpo.yaml`` on the study's labelled triplets.
+
+        Args:
+            name: The run's folder under ``runs``.
+            task: The policy's task: ``"fdm"`` (rewarded by an IDM) or ``"idm"`` (rewarded by an FDM).
+            policy: The SFT model trained (a LoRA, merged into it when saved).
+            verifier: The frozen reward model.
+            seed: GRPO seed (prompt order and sampling).
+        """
+        out = self.runs / name
+        if (out / "training_run.json").is_file():
+            return out
+        shutil.rmtree(out, ignore_errors=True)
+        overrides: dict[str, Any] = {
+            "task": task,
+            "reward_model": str(verifier),
+            "sources": [self._labelled_source(task, self.config.num_train)],
+            "max_steps": self.config.grpo_steps,
+            "warmup_steps": min(5, max(self.config.grpo_steps // 10, 1)),
+            "seed": seed,
+            "logging_steps": 1,  # the reward of every step (the report's curve)
+            "disable_tqdm": True,
+        }
+        if task == "idm":
+            overrides["max_completion_length"] = IDM_MAX_NEW_TOKENS
+        print(f"[study] GRPO {name} ({task}, {self.config.grpo_steps} steps)", flush=True)
+        fine_tune("grpo", policy, out, in_process=True, **overrides)
+        return out
+
     def checkpoint(self, run: Path, step: int) -> Path:
         """``run``'s checkpoint at ``step`` as a whole model folder (``runs/<run>-step<step>``)."""
 
@@ -263,6 +303,28 @@ class Study:
 
         return self.measured(cache or model / METRICS_FILE, measure)
 
+    def sampled(self, model: Path, verifier: Path) -> dict[str, Any]:
+        """The FDM ``model`` sampled: one sample (N = 1) and best-of-``grpo_best_of`` with the IDM ``verifier``, on the
+        held-out triplets (kept in ``model/study_sampled.json``)."""
+
+        def measure() -> dict[str, Any]:
+            n = self.config.grpo_best_of
+            fdm = pipeline("forward-dynamics", model=str(model))
+            idm = pipeline("inverse-dynamics", model=str(verifier))
+            rows = fdm(
+                [t.source for t in self.triplets], [t.action.text for t in self.triplets], num_candidates=n,
+                verifier=idm, seed=self.config.seed, return_candidates=True,
+            )  # fmt: skip
+            changed = self.target_codes != self.source_codes
+            first = self.reader.read([row["candidates"][0] if row["candidates"] else row["image"] for row in rows])
+            chosen = self.reader.read([row["image"] for row in rows])
+            return {
+                "n1": image_scores(first, self.target_codes, changed),
+                f"best_of_{n}": image_scores(chosen, self.target_codes, changed),
+            }
+
+        return self.measured(model / "study_sampled.json", measure)
+
     def idm_exact_match(self, model: Path, cache: Path | None = None) -> float:
         """Greedy IDM exact match on the held-out triplets (kept as in :meth:`fdm_rows`)."""
 
@@ -296,7 +358,7 @@ class Study:
                     data=str(keyframes),
                     out=str(out),
                     batch_size=64,
-                    max_new_tokens=24,
+                    max_new_tokens=IDM_MAX_NEW_TOKENS,
                     class_source="verb",
                 )  # fmt: skip
             )
@@ -553,6 +615,71 @@ class Study:
 
         return self.measured(self.runs / "rollouts.json", measure)
 
+    def grpo(self) -> dict[str, Any]:
+        """SFT against SFT + GRPO from the verifier against SFT with GRPO's wall time as more steps, over seeds.
+
+        The FDM: each seed's full-method FDM (Table 4), GRPO-trained on the labelling IDM's reward; its control is the
+        same recipe from the base for more steps, as many as GRPO's seconds buy at the SFT run's seconds per step.
+        The IDM: the labelling IDM, GRPO-trained on the reward of each seed's full FDM; its control is the labeller's
+        recipe (constant rate) for the extra steps GRPO's seconds buy, with that seed.
+        """
+        config = self.config
+        labeller = self.labeller()
+        kept = self.kept_pairs()
+        fdm: dict[str, dict[str, Any]] = {"sft": {}, "grpo": {}, "sft_matched": {}}
+        idm: dict[str, dict[str, float]] = {"sft": {}, "grpo": {}, "sft_matched": {}}
+        rewards: dict[str, dict[str, list[float]]] = {"fdm": {}, "idm": {}}
+        seconds: dict[str, list[float]] = {"fdm_grpo": [], "fdm_sft": [], "idm_grpo": [], "idm_sft": []}
+        matched: dict[str, list[int]] = {"fdm": [], "idm": []}
+        idm_sft_step = _seconds_per_step(labeller)
+        for seed in config.seeds:
+            key = str(seed)
+            sft = self.train(f"fdm-full-seed{seed}", "fdm", config.fdm_steps, seed=seed, pairs=kept)
+            tuned = self.train_grpo(f"fdm-grpo-seed{seed}", "fdm", sft, labeller, seed=seed)
+            grpo_step, sft_step = _seconds_per_step(tuned), _seconds_per_step(sft)
+            extra = round(config.grpo_steps * grpo_step / sft_step)
+            control = self.train(f"fdm-matched-seed{seed}", "fdm", config.fdm_steps + extra, seed=seed, pairs=kept)
+            for name, model in (("sft", sft), ("grpo", tuned), ("sft_matched", control)):
+                greedy = {metric: self.fdm_rows(model)[metric] for metric in METRICS}
+                fdm[name][key] = {"greedy": greedy, **self.sampled(model, labeller)}
+            rewards["fdm"][key] = _run_summary(tuned)["reward_per_step"]
+            seconds["fdm_grpo"].append(grpo_step)
+            seconds["fdm_sft"].append(sft_step)
+            matched["fdm"].append(extra)
+
+            tuned_idm = self.train_grpo(f"idm-grpo-seed{seed}", "idm", labeller, sft, seed=seed)
+            grpo_step = _seconds_per_step(tuned_idm)
+            extra = round(config.grpo_steps * grpo_step / idm_sft_step)
+            steps = config.curve_steps + extra
+            control = self.train(f"idm-matched-seed{seed}", "idm", steps, seed=seed, constant=True)
+            idm["sft"][key] = self.idm_exact_match(labeller)
+            idm["grpo"][key] = self.idm_exact_match(tuned_idm)
+            idm["sft_matched"][key] = self.idm_exact_match(control)
+            rewards["idm"][key] = _run_summary(tuned_idm)["reward_per_step"]
+            seconds["idm_grpo"].append(grpo_step)
+            seconds["idm_sft"].append(idm_sft_step)
+            matched["idm"].append(extra)
+        modes = list(next(iter(fdm["sft"].values())))
+
+        def over_seeds(reduce: Callable[[list[float]], float]) -> dict[str, Any]:
+            return {
+                name: {mode: {m: reduce([row[mode][m] for row in seeds.values()]) for m in METRICS} for mode in modes}
+                for name, seeds in fdm.items()
+            }
+
+        return {
+            "grpo_steps": config.grpo_steps,
+            "fdm": {"seeds": fdm, "mean": over_seeds(_mean), "std": over_seeds(_std)},
+            "idm": {
+                "seeds": idm,
+                "mean": {name: _mean(list(seeds.values())) for name, seeds in idm.items()},
+                "std": {name: _std(list(seeds.values())) for name, seeds in idm.items()},
+            },
+            "matched_extra_steps": matched,
+            "rewards": rewards,
+            "seconds_per_step": {name: _mean(values) for name, values in seconds.items()},
+        }
+
     def chains(self) -> tuple[list, list[list[str]], list[list]]:
         """``num_rollouts`` random scenes with ``rollout_length`` valid actions each: start images, action texts and
         the true scene at every step (``truths[0]`` the start)."""
@@ -577,6 +704,26 @@ class Study:
         return starts, chains, truths
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _std(values: list[float]) -> float:
+    return float(np.std(values, ddof=1))
+
+
+def _run_summary(run: Path) -> dict[str, Any]:
+    return json.loads((run / "training_run.json").read_text())
+
+
+def _seconds_per_step(run: Path) -> float:
+    """A training run's seconds per optimizer step, from its ``training_run.json`` (SFT or GRPO)."""
+    summary = _run_summary(run)
+    if "train_runtime_s" in summary:
+        return summary["train_runtime_s"] / summary["steps"]
+    return summary["metrics"]["train_runtime"] / summary["metrics"]["global_step"]
+
+
 def _per_image(right: torch.Tensor, changed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Each picture's whole-image exactness and cell accuracies, from ``(..., cells)`` right / changed masks."""
     return {
@@ -593,7 +740,9 @@ def _scores_with_rows(predicted: torch.Tensor, truth: torch.Tensor, source: torc
     return {**image_scores(predicted, truth, changed), "rows": rows}
 
 
-PARTS = ("asymmetry", "table4", "scaling", "probe", "best_of_n", "rollouts")
+PARTS = ("asymmetry", "table4", "scaling", "probe", "best_of_n", "rollouts", "grpo")
+NOT_FRACTIONS = ("config", "wall_times", "rewards", "seconds_per_step")
+"""Keys of ``results.json`` whose numbers are not fractions (settings, seconds, log-likelihood rewards)."""
 
 
 def run_study(config: StudyConfig) -> dict[str, Any]:
@@ -627,12 +776,12 @@ def run_study(config: StudyConfig) -> dict[str, Any]:
 
 
 def finite_fractions(value: Any, path: str = "") -> list[str]:
-    """Paths of the figures of ``value`` (floats outside ``config`` and wall times) not finite in [0, 1]."""
+    """Paths of the figures of ``value`` (floats outside :data:`NOT_FRACTIONS`) not finite in [0, 1]."""
     if isinstance(value, dict):
         return [
             bad
             for key, item in value.items()
-            if key not in ("config", "wall_times")
+            if key not in NOT_FRACTIONS
             for bad in finite_fractions(item, f"{path}/{key}")
         ]
     if isinstance(value, list):

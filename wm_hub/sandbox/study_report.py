@@ -22,6 +22,7 @@ VARIANT_NAMES = {
     "full": "full (labelled + IDM-labelled + weighting)",
 }
 SIGNIFICANCE = 0.05
+PLOTS = ("asymmetry.png", "probe.png", "scaling.png", "best_of_n.png", "rollouts.png", "grpo.png")
 
 
 def _verdict(holds: bool) -> str:
@@ -241,6 +242,61 @@ def _rollouts(part: dict[str, Any]) -> list[str]:
     ]
 
 
+def _grpo(part: dict[str, Any]) -> list[str]:
+    fdm, idm = part["fdm"], part["idm"]
+    modes = list(fdm["mean"]["sft"])
+    names = {"sft": "SFT (the full method's FDM)", "grpo": "SFT + GRPO", "sft_matched": "SFT, GRPO's time as steps"}
+    header = ["FDM", *(f"{mode}: {METRIC_NAMES[m]}" for mode in modes for m in ("changed_cells", "whole_image"))]
+    rows = [
+        [
+            names[name],
+            *(
+                f"{fdm['mean'][name][mode][m]:.3f} ± {fdm['std'][name][mode][m]:.3f}"
+                for mode in modes
+                for m in ("changed_cells", "whole_image")
+            ),
+        ]
+        for name in names
+    ]
+    idm_names = {**names, "sft": "SFT (the labelling IDM)"}
+    idm_rows = [[idm_names[name], f"{idm['mean'][name]:.3f} ± {idm['std'][name]:.3f}"] for name in names]
+    seconds = part["seconds_per_step"]
+
+    def improves(values: dict[str, float], over: str) -> str:
+        return _verdict(values["grpo"] > values[over])
+
+    changed = {mode: {name: fdm["mean"][name][mode]["changed_cells"] for name in names} for mode in modes}
+    claims = [
+        "Claims and outcomes: GRPO improves on its SFT model (SWIRL; rule: GRPO's mean above SFT's), FDM changed "
+        "cells " + "; ".join(f"{mode} {improves(values, 'sft')}" for mode, values in changed.items()),
+        f", IDM exact match {improves(idm['mean'], 'sft')}; and beyond what the same wall time of SFT buys (rule: "
+        "GRPO's mean above the time-matched SFT's), FDM changed cells "
+        + "; ".join(f"{mode} {improves(values, 'sft_matched')}" for mode, values in changed.items()),
+        f", IDM exact match {improves(idm['mean'], 'sft_matched')}.",
+    ]
+    return [
+        "## 7. GRPO from the verifier (the authors' follow-up, SWIRL)",
+        "",
+        f"Each seed's full-method FDM trained {part['grpo_steps']} GRPO steps (`recipes/sandbox/grpo.yaml`: 8 samples "
+        "per prompt, LoRA, KL to the SFT model), rewarded by the labelling IDM's per-token mean log-likelihood of the "
+        "action; the labelling IDM trained as long, rewarded by each seed's FDM's likelihood of the target. The "
+        "control gives SFT GRPO's wall time as more steps of its own recipe (FDM: "
+        f"{part['matched_extra_steps']['fdm']} extra steps, IDM: {part['matched_extra_steps']['idm']}). Seconds per "
+        "step: FDM GRPO "
+        f"{seconds['fdm_grpo']:.2f} against SFT {seconds['fdm_sft']:.2f}, IDM GRPO {seconds['idm_grpo']:.2f} against "
+        f"SFT {seconds['idm_sft']:.2f}. Mean ± std over seeds; `n1` is one sample, `best_of_N` the IDM verifier's "
+        "pick of N samples.",
+        "",
+        *_table(header, rows),
+        "",
+        *_table(["IDM", "exact match"], idm_rows),
+        "",
+        "".join(claims),
+        "",
+        "![GRPO rewards](grpo.png)",
+    ]
+
+
 def study_report(results: dict[str, Any], plots: list[str]) -> str:
     """``report.md``: one section per claim with its table, its rule and its computed outcome."""
     config = results["config"]
@@ -257,16 +313,15 @@ def study_report(results: dict[str, Any], plots: list[str]) -> str:
     noise = results["table4"]["variants"]["full"]["std"]["changed_cells"]
     lines += [*_asymmetry(results["asymmetry"]), "", *_probe(results["probe"]), "", *_table4(results["table4"]), ""]
     lines += [*_scaling(results["scaling"], noise), "", *_best_of_n(results["best_of_n"]), ""]
-    lines += [*_rollouts(results["rollouts"]), ""]
-    missing = [name for name in ("asymmetry.png", "probe.png", "scaling.png", "best_of_n.png", "rollouts.png")
-               if name not in plots]  # fmt: skip
+    lines += [*_rollouts(results["rollouts"]), "", *_grpo(results["grpo"]), ""]
+    missing = [name for name in PLOTS if name not in plots]
     if missing:
         lines += [f"(Plots not written: {', '.join(missing)}.)", ""]
     return "\n".join(lines)
 
 
 def plot_study(results: dict[str, Any], out: str | Path) -> list[Path]:
-    """Write ``asymmetry.png``, ``probe.png``, ``scaling.png``, ``best_of_n.png`` and ``rollouts.png``."""
+    """Write the :data:`PLOTS`: one per part."""
     out = Path(out)
     paths = []
 
@@ -337,4 +392,20 @@ def plot_study(results: dict[str, Any], out: str | Path) -> list[Path]:
         axis.set(xlabel="chained actions", ylabel=METRIC_NAMES[metric], ylim=(0, 1))
     left.legend(fontsize=8)
     save(figure, "rollouts.png")
+
+    part = results["grpo"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for axis, task, verifier in zip(
+        axes, ("fdm", "idm"), ("IDM log-likelihood of the action", "FDM log-likelihood of the target")
+    ):
+        for seed, rewards in part["rewards"][task].items():
+            window = min(10, len(rewards))
+            if not window:
+                continue
+            smooth = [sum(rewards[i : i + window]) / window for i in range(len(rewards) - window + 1)]
+            (line,) = axis.plot(range(window, len(rewards) + 1), smooth, label=f"seed {seed} (mean of {window})")
+            axis.plot(range(1, len(rewards) + 1), rewards, alpha=0.3, color=line.get_color())
+        axis.set(xlabel="GRPO step", ylabel=f"reward: {verifier}", title=f"{task.upper()} GRPO")
+        axis.legend(fontsize=8)
+    save(figure, "grpo.png")
     return paths
