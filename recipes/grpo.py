@@ -10,11 +10,15 @@ clamp. See docs/grpo.md.
 
 from trl import GRPOConfig
 
-from wm_hub.config_parser import ConfigParser, parse_config
+from wm_hub.config_parser import ConfigParser, config_error, parse_config
 from wm_hub.training.configs import DataArguments, ModelArguments
-from wm_hub.training.grpo import GRPOScriptArguments, run_grpo
+from wm_hub.training.grpo import GRPOScriptArguments, run_grpo, task_reward
 
 if __name__ == "__main__":
     parser = ConfigParser((DataArguments, GRPOConfig, ModelArguments, GRPOScriptArguments))
     data_args, grpo_args, model_args, script_args = parse_config(parser)
+    try:
+        task_reward(data_args.task, script_args.reward)
+    except ValueError as error:
+        config_error(str(error))
     run_grpo(data_args, grpo_args, model_args, script_args)

@@ -202,6 +202,41 @@ def test_idm_grpo_samples_actions_rewarded_by_the_fdm_likelihood_of_the_target(t
     assert logged[0]["kl"] == pytest.approx(0.0, abs=1e-7) and "rewards/fdm_log_likelihood/mean" in logged[0]
 
 
+def test_the_weighted_fdm_reward_averages_the_target_codes_by_their_recognition_weights():
+    from wm_hub.inference.scoring import target_log_likelihoods
+    from wm_hub.training.grpo import GRPOScriptArguments, idm_grpo_rows
+    from wm_hub.training.rewards import FDMTargetLikelihood, FDMWeightedTargetLikelihood
+
+    fdm = build_tiny_backbone("chameleon")
+    world = ShapesWorld(WorldConfig(image_size=fdm.config.image_size))
+    triplet = world.triplet("train", 0)
+    source, target = fdm.encode_images([triplet.source, triplet.target])
+    codes = len(target)
+    one_hot = torch.zeros(codes)
+    one_hot[3] = 2.0  # only code 3 changes
+    rows = idm_grpo_rows(fdm, [source, source], [target, target], change_distances=[one_hot, torch.ones(codes)])
+    columns = {name: rows[name] for name in ("source_ids", "target_ids", "change_distances")}
+    actions = [triplet.action.text, "remove the red square"]
+    call = dict(prompts=rows["prompt"], completions=[f" {a}" for a in actions], completion_ids=[[1], [1]], **columns)
+
+    pure = FDMWeightedTargetLikelihood(fdm, min_value=-1e9, floor=0.0)(**call)
+    scores = target_log_likelihoods(fdm, [source, source], actions, [target, target], batch_size=None)
+    assert all(len(score.token_log_probs) == codes for score in scores)
+    assert sum(scores[0].token_log_probs) == pytest.approx(scores[0].total, abs=1e-4)
+    assert pure[0] == pytest.approx(scores[0].token_log_probs[3], abs=1e-5)  # all the weight on the changed code
+    assert pure[1] == pytest.approx(scores[1].mean, abs=1e-5)  # equal distances: the plain mean
+    plain = FDMTargetLikelihood(fdm, min_value=-1e9)(**call)
+    assert FDMWeightedTargetLikelihood(fdm, min_value=-1e9, floor=1.0)(**call) == pytest.approx(plain, abs=1e-5)
+    floored = FDMWeightedTargetLikelihood(fdm, min_value=-1e9, floor=0.5)(**call)[0]
+    assert floored == pytest.approx(0.5 * scores[0].mean + 0.5 * scores[0].token_log_probs[3], abs=1e-5)
+
+    with pytest.raises(ValueError, match="change distances for"):
+        FDMWeightedTargetLikelihood(fdm)(**{**call, "change_distances": [[1.0, 2.0], [1.0, 2.0]]})
+    assert "fdm_weighted_log_likelihood" in REWARDS
+    with pytest.raises(ValueError, match="unknown reward"):
+        GRPOScriptArguments(reward_model="idm", reward="clip_score")
+
+
 @pytest.fixture(scope="module")
 def tiny_grpo_run(tmp_path_factory, tiny_model_dirs):
     """``python recipes/grpo.py --config recipes/tiny/grpo.yaml`` (2 steps), the command a user runs."""

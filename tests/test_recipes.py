@@ -93,7 +93,7 @@ def test_every_recipe_parses_into_the_dataclasses(recipe):
     assert [source.label for source in data_args.eval_sources] == ["aurora/bench"]
 
 
-@pytest.mark.parametrize("model", ["anole-7b", "liquid-7b", "emu3", "tiny"])
+@pytest.mark.parametrize("model", ["anole-7b", "liquid-7b", "emu3", "tiny", "sandbox"])
 def test_the_grpo_recipes_parse_into_the_grpo_settings(model):
     from trl import GRPOConfig
 
@@ -108,6 +108,18 @@ def test_the_grpo_recipes_parse_into_the_grpo_settings(model):
     assert grpo_args.num_generations >= 2 and grpo_args.beta > 0  # a KL to the SFT model, LoRA as its reference
     assert grpo_args.per_device_train_batch_size % grpo_args.num_generations == 0
     assert (script_args.reward_min, script_args.reward_max) == (-10.0, 0.0)
+
+
+def test_a_grpo_recipe_whose_reward_does_not_fit_its_task_is_one_error_line(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(RECIPES / "grpo.py"), "--config", str(RECIPES / "tiny" / "grpo.yaml")]
+    command += ["--reward", "fdm_weighted_log_likelihood", "--output_dir", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "error: reward 'fdm_weighted_log_likelihood' does not score a fdm policy" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from trl import TrlParser
 
@@ -171,6 +171,12 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
             message = f"{kind}: {'; '.join(hints)}"
         else:
             message = f"{where}{error}"
+    config_error(message)
+
+
+def config_error(message: str) -> NoReturn:
+    """End a recipe script on a bad recipe found after parsing (e.g. two fields that do not fit together): print
+    ``error: <message>`` once (on the main process of an ``accelerate launch``) and raise :class:`ConfigError`."""
     if os.environ.get("RANK", "0") == "0":
         print(f"error: {message}", file=sys.stderr)
     raise ConfigError(f"error: {message}")

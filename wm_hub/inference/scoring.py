@@ -33,11 +33,14 @@ class SequenceScore:
         total: Sum of the natural-log probabilities of the scored tokens.
         mean: ``total / num_tokens`` (length-normalised; what stratified sampling uses by default).
         num_tokens: Number of scored tokens.
+        token_log_probs: Each scored token's log-probability, in position order (empty where a scorer does not
+            keep them), e.g. for a weighted mean.
     """
 
     total: float
     mean: float
     num_tokens: int
+    token_log_probs: tuple[float, ...] = ()
 
 
 @torch.no_grad()
@@ -137,7 +140,10 @@ def _score_batch(
         token_ids = input_ids[row, targets.cpu()].to(logits.device)
         picked = log_probs.gather(-1, token_ids[:, None]).squeeze(-1)
         total = float(picked.sum())
-        scores.append(SequenceScore(total=total, mean=total / len(where), num_tokens=len(where)))
+        per_token = tuple(picked.tolist())
+        scores.append(
+            SequenceScore(total=total, mean=total / len(where), num_tokens=len(where), token_log_probs=per_token)
+        )
     return scores
 
 

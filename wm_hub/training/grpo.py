@@ -33,6 +33,7 @@ from trl import GRPOConfig, GRPOTrainer, get_peft_config
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import Backbone
+from wm_hub.training.rewards import REWARDS, TASK_REWARDS
 from wm_hub.training.trainers import IMAGE_TOKENIZER_MODULE, TEXT_ATTENTION_TARGETS
 
 
@@ -208,16 +209,25 @@ def fdm_grpo_rows(backbone: Backbone, sources: list[torch.Tensor], actions: list
     return datasets.Dataset.from_list(rows)
 
 
-def idm_grpo_rows(backbone: Backbone, sources: list[torch.Tensor], targets: list[torch.Tensor]) -> datasets.Dataset:
-    """GRPO rows of (source ids, target ids) pairs: ``prompt`` (the IDM prompt ids), ``source_ids``, ``target_ids``."""
-    rows = [
-        {
+def idm_grpo_rows(
+    backbone: Backbone,
+    sources: list[torch.Tensor],
+    targets: list[torch.Tensor],
+    change_distances: list[torch.Tensor] | None = None,
+) -> datasets.Dataset:
+    """GRPO rows of (source ids, target ids) pairs: ``prompt`` (the IDM prompt ids), ``source_ids``, ``target_ids``,
+    and ``change_distances`` when given (per target code, as ``encode_triplets`` computes them; the weighted reward
+    ``fdm_weighted_log_likelihood`` reads them)."""
+    rows = []
+    for index, (source, target) in enumerate(zip(sources, targets, strict=True)):
+        row = {
             "prompt": backbone.build_idm_sequence(source, target).input_ids,
             "source_ids": torch.as_tensor(source).tolist(),
             "target_ids": torch.as_tensor(target).tolist(),
         }
-        for source, target in zip(sources, targets, strict=True)
-    ]
+        if change_distances is not None:
+            row["change_distances"] = torch.as_tensor(change_distances[index]).tolist()
+        rows.append(row)
     return datasets.Dataset.from_list(rows)
 
 
@@ -228,17 +238,38 @@ class GRPOScriptArguments:
     Args:
         reward_model: The frozen verifier: an IDM for ``task: fdm`` (reward ``idm_log_likelihood``), an FDM for
             ``task: idm`` (``fdm_log_likelihood``). It must share the policy's image tokenizer.
+        reward: A name of :data:`~wm_hub.training.rewards.REWARDS` that fits the task
+            (:data:`~wm_hub.training.rewards.TASK_REWARDS`); empty: the task's default. For ``task: idm``,
+            ``fdm_weighted_log_likelihood`` weights the target codes by how much they change (paper Eq. 2).
         reward_min: Lower clamp of the reward (the per-token mean log-likelihood).
         reward_max: Upper clamp of the reward.
+        reward_weight_floor: The recognition weights' floor of a weighted reward (1.0: the plain mean).
     """
 
     reward_model: str | None = None
+    reward: str = ""
     reward_min: float = -10.0
     reward_max: float = 0.0
+    reward_weight_floor: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.reward_model:
             raise ValueError("reward_model is required: the frozen IDM (task fdm) or FDM (task idm) that rewards")
+        if self.reward and self.reward not in REWARDS:
+            raise ValueError(f"unknown reward {self.reward!r}: choose one of {sorted(REWARDS)}")
+
+
+def task_reward(task: str, reward: str = "") -> str:
+    """The reward a GRPO recipe trains ``task`` with: ``reward``, or the task's default when empty.
+
+    Raises:
+        ValueError: ``task`` is not ``fdm`` or ``idm``, or ``reward`` does not score that policy.
+    """
+    if task not in TASK_REWARDS:
+        raise ValueError(f"the recipe must name its task (fdm or idm), got {task!r}")
+    if reward and reward not in TASK_REWARDS[task]:
+        raise ValueError(f"reward {reward!r} does not score a {task} policy: use one of {list(TASK_REWARDS[task])}")
+    return reward or TASK_REWARDS[task][0]
 
 
 def run_grpo(
@@ -260,12 +291,10 @@ def run_grpo(
     from wm_hub.models.model_folder import RUN_SUMMARY
     from wm_hub.training.model_card import render_model_card
     from wm_hub.training.pretokenize import encode_triplets
-    from wm_hub.training.rewards import FDMTargetLikelihood, IDMActionLikelihood
     from wm_hub.training.run import _build_mixture, run_summary, save_world_model
 
     task = data_args.task
-    if task not in ("fdm", "idm"):
-        raise ValueError(f"the recipe must name its task (fdm or idm), got {task!r}")
+    reward_name = task_reward(task, script_args.reward)
     policy = load_backbone(**model_args.backbone_kwargs())
     verifier = load_backbone(script_args.reward_model, device=grpo_args.device, dtype=model_args.dtype)
     if verifier.image_fingerprint() != policy.image_fingerprint():
@@ -282,12 +311,11 @@ def run_grpo(
         return {"prompt": policy.build_idm_sequence(row["source_ids"], row["target_ids"]).input_ids}
 
     rows = mixture.train.map(prompt, desc="GRPO prompts")
-    clamp = {"min_value": script_args.reward_min, "max_value": script_args.reward_max}
-    trainer_class, reward = (
-        (FDMGRPOTrainer, IDMActionLikelihood(verifier, **clamp))
-        if task == "fdm"
-        else (IDMGRPOTrainer, FDMTargetLikelihood(verifier, **clamp))
-    )
+    settings: dict[str, Any] = {"min_value": script_args.reward_min, "max_value": script_args.reward_max}
+    if reward_name == "fdm_weighted_log_likelihood":
+        settings["floor"] = script_args.reward_weight_floor
+    reward = REWARDS[reward_name](verifier, **settings)
+    trainer_class = FDMGRPOTrainer if task == "fdm" else IDMGRPOTrainer
     trainer = trainer_class(
         backbone=policy,
         reward_funcs=[reward],
@@ -305,6 +333,7 @@ def run_grpo(
         "reward_model": script_args.reward_model,
         "reward": reward.name,
         "reward_clamp": [script_args.reward_min, script_args.reward_max],
+        "reward_weight_floor": settings.get("floor"),
         "num_generations": grpo_args.num_generations,
         "beta": grpo_args.beta,
         "temperature": grpo_args.temperature,

@@ -12,6 +12,10 @@ purpose: TRL would take a module for a sequence-classification reward model.
   best-of-N candidates: one forward, the shared source read once.
 - ``fdm_log_likelihood`` (:class:`FDMTargetLikelihood`): for an IDM policy, the frozen FDM's per-token mean
   log-likelihood of the row's target image codes given the source and the sampled action text, clamped.
+- ``fdm_weighted_log_likelihood`` (:class:`FDMWeightedTargetLikelihood`): the same log-likelihoods averaged with the
+  recognition weights of the paper's Eq. 2 (the row's ``change_distances``, normalised to mean 1 with a floor), so
+  the codes that the action changes count most: under the plain mean, the many unchanged codes, which any action
+  that names no object there predicts equally well, flatten the differences between sampled actions.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 
 from wm_hub.inference.scoring import action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
+from wm_hub.training.recognition import weights_from_distances
 
 
 class IDMActionLikelihood:
@@ -114,4 +119,57 @@ class FDMTargetLikelihood:
         return [min(max(score.mean, self.min_value), self.max_value) for score in scores]
 
 
-REWARDS = {reward.name: reward for reward in (IDMActionLikelihood, FDMTargetLikelihood)}
+class FDMWeightedTargetLikelihood(FDMTargetLikelihood):
+    """``clamp(sum_l w_l log p(target code l | source, sampled action) / sum_l w_l)`` under a frozen FDM, with ``w``
+    the recognition weights of the row's ``change_distances``
+    (:func:`~wm_hub.training.recognition.weights_from_distances`, ``"mean"`` normalisation).
+
+    Args:
+        fdm: The frozen FDM backbone (it shares the policy's image tokenizer).
+        min_value: Lower clamp of the weighted mean log-likelihood.
+        max_value: Upper clamp.
+        floor: The weights' floor (``floor + (1 - floor) * w``); 1.0 gives :class:`FDMTargetLikelihood`'s mean, 0.0
+            the paper's pure Eq. 2 weights.
+    """
+
+    name = "fdm_weighted_log_likelihood"
+    __name__ = name
+
+    def __init__(self, fdm: Backbone, min_value: float = -10.0, max_value: float = 0.0, floor: float = 0.5):
+        super().__init__(fdm, min_value, max_value)
+        self.floor = floor
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompts: Sequence[Any],
+        completions: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        *,
+        source_ids: Sequence[Sequence[int]],
+        target_ids: Sequence[Sequence[int]],
+        change_distances: Sequence[Sequence[float]],
+        **kwargs: Any,
+    ) -> list[float]:
+        """One reward per row (the sampled action is the completion's text, stripped)."""
+        scores = target_log_likelihoods(
+            self.fdm,
+            [torch.tensor(ids) for ids in source_ids],
+            [text.strip() for text in completions],
+            [torch.tensor(ids) for ids in target_ids],
+            batch_size=None,
+        )
+        rewards = []
+        for score, distances in zip(scores, change_distances, strict=True):
+            weights = weights_from_distances(torch.tensor(distances), "mean", self.floor)
+            log_probs = torch.tensor(score.token_log_probs)
+            if weights.shape != log_probs.shape:
+                raise ValueError(f"{len(distances)} change distances for {len(log_probs)} target codes")
+            value = float((weights * log_probs).sum() / weights.sum())
+            rewards.append(min(max(value, self.min_value), self.max_value))
+        return rewards
+
+
+REWARDS = {reward.name: reward for reward in (IDMActionLikelihood, FDMTargetLikelihood, FDMWeightedTargetLikelihood)}
+TASK_REWARDS = {"fdm": ("idm_log_likelihood",), "idm": ("fdm_log_likelihood", "fdm_weighted_log_likelihood")}
+"""The rewards that fit each policy's task (the first is the task's default)."""
