@@ -31,13 +31,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TRAIN_ANNOTATIONS = SHARED_DATA / "aurora-train-annotations"
 BENCH_MINI = SHARED_DATA / "aurora-bench-mini"
 # Training recipes; <model>/annotate.yaml configure recipes/annotate.py and are tested in tests/test_annotate.py,
-# <model>/grpo.yaml configure recipes/grpo.py (tested below and in tests/test_grpo.py), sandbox/pretrain*.yaml
+# <model>/grpo*.yaml configure recipes/grpo.py (tested below and in tests/test_grpo.py), sandbox/pretrain*.yaml
 # configure `wm-hub sandbox pretrain` (tests/test_sandbox.py).
 RECIPE_FILES = sorted(
     path
     for path in RECIPES.glob("*/*.yaml")
     if path.parent.name != "accelerate_configs"
-    and path.stem not in ("annotate", "grpo")
+    and path.stem != "annotate"
+    and not path.stem.startswith("grpo")
     and not path.stem.startswith("pretrain")
 )
 # `wm-hub demo`'s recipes (sandbox/demo-*.yaml) fine-tune the sandbox base fully; they have their own test below.
@@ -93,18 +94,24 @@ def test_every_recipe_parses_into_the_dataclasses(recipe):
     assert [source.label for source in data_args.eval_sources] == ["aurora/bench"]
 
 
-@pytest.mark.parametrize("model", ["anole-7b", "liquid-7b", "emu3", "tiny", "sandbox"])
-def test_the_grpo_recipes_parse_into_the_grpo_settings(model):
+@pytest.mark.parametrize(
+    "recipe", sorted(RECIPES.glob("*/grpo*.yaml")), ids=lambda path: f"{path.parent.name}/{path.stem}"
+)
+def test_the_grpo_recipes_parse_into_the_grpo_settings(recipe):
     from trl import GRPOConfig
 
     from wm_hub.config_parser import ConfigParser
-    from wm_hub.training.grpo import GRPOScriptArguments
+    from wm_hub.training.grpo import GRPOScriptArguments, task_reward
 
     parser = ConfigParser((DataArguments, GRPOConfig, ModelArguments, GRPOScriptArguments))
     data_args, grpo_args, model_args, script_args = parser.parse_args_and_config(
-        ["--config", str(RECIPES / model / "grpo.yaml"), "--output_dir", "unused", "--bf16", "false"]
+        ["--config", str(recipe), "--output_dir", "unused", "--bf16", "false"]
     )  # bf16 off: this machine has no GPU to check it against
-    assert data_args.task == "fdm" and model_args.use_peft and script_args.reward_model
+    assert data_args.task == ("idm" if recipe.stem == "grpo-idm" else "fdm")
+    assert task_reward(data_args.task, script_args.reward)  # a reward that scores the task
+    assert model_args.use_peft and script_args.reward_model
+    if data_args.task == "idm":
+        assert grpo_args.max_completion_length >= 24
     assert grpo_args.num_generations >= 2 and grpo_args.beta > 0  # a KL to the SFT model, LoRA as its reference
     assert grpo_args.per_device_train_batch_size % grpo_args.num_generations == 0
     assert (script_args.reward_min, script_args.reward_max) == (-10.0, 0.0)
@@ -124,8 +131,10 @@ def test_a_grpo_recipe_whose_reward_does_not_fit_its_task_is_one_error_line(tmp_
 
 def test_the_paper_variants_exist_for_every_7b_model_and_emu3_has_idm_and_fdm():
     for model in ("anole-7b", "liquid-7b"):  # the training recipes, and the annotation recipe (recipes/annotate.py)
-        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == {*PAPER_SETTINGS, "annotate", "grpo"}
-    assert {"idm", "fdm", "annotate", "grpo"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
+        assert {path.stem for path in (RECIPES / model).glob("*.yaml")} == {
+            *PAPER_SETTINGS, "annotate", "grpo", "grpo-idm"
+        }  # fmt: skip
+    assert {"idm", "fdm", "annotate", "grpo", "grpo-idm"} <= {path.stem for path in (RECIPES / "emu3").glob("*.yaml")}
     tiny = {"idm", "fdm", "annotate", "grpo"}
     assert {path.stem for path in (RECIPES / "tiny").glob("*.yaml")} == tiny
 
