@@ -232,6 +232,8 @@ def test_the_weighted_fdm_reward_averages_the_target_codes_by_their_recognition_
 
     with pytest.raises(ValueError, match="change distances for"):
         FDMWeightedTargetLikelihood(fdm)(**{**call, "change_distances": [[1.0, 2.0], [1.0, 2.0]]})
+    with pytest.raises(ValueError, match="needs a change_distances column"):
+        FDMWeightedTargetLikelihood(fdm)(**{name: value for name, value in call.items() if name != "change_distances"})
     assert "fdm_weighted_log_likelihood" in REWARDS
     with pytest.raises(ValueError, match="unknown reward"):
         GRPOScriptArguments(reward_model="idm", reward="clip_score")

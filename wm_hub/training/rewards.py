@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from wm_hub.inference.scoring import action_log_likelihoods, target_log_likelihoods
+from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
 from wm_hub.training.recognition import weights_from_distances
 
@@ -106,7 +106,7 @@ class FDMTargetLikelihood:
         *,
         source_ids: Sequence[Sequence[int]],
         target_ids: Sequence[Sequence[int]],
-        **kwargs: Any,
+        **columns: Any,
     ) -> list[float]:
         """One reward per row: the sampled action is the completion's text, stripped (as ``generate_actions``)."""
         scores = target_log_likelihoods(
@@ -116,7 +116,11 @@ class FDMTargetLikelihood:
             [torch.tensor(ids) for ids in target_ids],
             batch_size=None,
         )
-        return [min(max(score.mean, self.min_value), self.max_value) for score in scores]
+        return [min(max(value, self.min_value), self.max_value) for value in self._reduce(scores, columns)]
+
+    def _reduce(self, scores: list[SequenceScore], columns: dict[str, Any]) -> list[float]:
+        """Each row's value before clamping: the per-code mean log-likelihood."""
+        return [score.mean for score in scores]
 
 
 class FDMWeightedTargetLikelihood(FDMTargetLikelihood):
@@ -139,35 +143,20 @@ class FDMWeightedTargetLikelihood(FDMTargetLikelihood):
         super().__init__(fdm, min_value, max_value)
         self.floor = floor
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompts: Sequence[Any],
-        completions: Sequence[str],
-        completion_ids: Sequence[Sequence[int]],
-        *,
-        source_ids: Sequence[Sequence[int]],
-        target_ids: Sequence[Sequence[int]],
-        change_distances: Sequence[Sequence[float]],
-        **kwargs: Any,
-    ) -> list[float]:
-        """One reward per row (the sampled action is the completion's text, stripped)."""
-        scores = target_log_likelihoods(
-            self.fdm,
-            [torch.tensor(ids) for ids in source_ids],
-            [text.strip() for text in completions],
-            [torch.tensor(ids) for ids in target_ids],
-            batch_size=None,
-        )
-        rewards = []
-        for score, distances in zip(scores, change_distances, strict=True):
+    def _reduce(self, scores: list[SequenceScore], columns: dict[str, Any]) -> list[float]:
+        """Each row's recognition-weighted mean (the rows need a ``change_distances`` column)."""
+        if "change_distances" not in columns:
+            raise ValueError(
+                f"{self.name} needs a change_distances column (encode_triplets or idm_grpo_rows write it)"
+            )
+        values = []
+        for score, distances in zip(scores, columns["change_distances"], strict=True):
             weights = weights_from_distances(torch.tensor(distances), "mean", self.floor)
             log_probs = torch.tensor(score.token_log_probs)
             if weights.shape != log_probs.shape:
                 raise ValueError(f"{len(distances)} change distances for {len(log_probs)} target codes")
-            value = float((weights * log_probs).sum() / weights.sum())
-            rewards.append(min(max(value, self.min_value), self.max_value))
-        return rewards
+            values.append(float((weights * log_probs).sum() / weights.sum()))
+        return values
 
 
 REWARDS = {reward.name: reward for reward in (IDMActionLikelihood, FDMTargetLikelihood, FDMWeightedTargetLikelihood)}
