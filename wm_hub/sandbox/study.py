@@ -718,10 +718,8 @@ def _run_summary(run: Path) -> dict[str, Any]:
 
 def _seconds_per_step(run: Path) -> float:
     """A training run's seconds per optimizer step, from its ``training_run.json`` (SFT or GRPO)."""
-    summary = _run_summary(run)
-    if "train_runtime_s" in summary:
-        return summary["train_runtime_s"] / summary["steps"]
-    return summary["metrics"]["train_runtime"] / summary["metrics"]["global_step"]
+    metrics = _run_summary(run)["metrics"]
+    return metrics["train_runtime"] / metrics["global_step"]
 
 
 def _per_image(right: torch.Tensor, changed: torch.Tensor) -> dict[str, torch.Tensor]:

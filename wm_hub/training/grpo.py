@@ -338,7 +338,6 @@ def run_grpo(
         "beta": grpo_args.beta,
         "temperature": grpo_args.temperature,
         "steps": trainer.state.global_step,
-        "train_runtime_s": result.metrics.get("train_runtime"),
         "reward_per_step": rewards,
     }
     if trainer.accelerator.is_main_process:
