@@ -248,7 +248,32 @@ def test_a_second_pretraining_stage_continues_from_the_first_and_the_card_covers
     assert json.loads((tmp_path / "one" / "pretrain_config.json").read_text())["max_steps"] == 25
 
 
-def test_the_pretraining_recipes_are_the_shipped_base_s_three_stages():
+def test_a_killed_pretraining_stage_resumes_and_reports_the_time_of_both_runs(tmp_path, monkeypatch):
+    import time
+
+    from wm_hub.sandbox.pretrain import TrainingClock, pretrain
+
+    def slow_then_killed(self, args, state, control, **kwargs):
+        time.sleep(1.0)
+        if state.global_step == 3:  # after checkpoint-2
+            raise KeyboardInterrupt
+
+    tiny = dict(vqgan=str(SHIPPED_TOKENIZER), hidden_size=32, num_layers=1, num_heads=2, per_device_train_batch_size=2)
+    config = SandboxPretrainConfig(output_dir=str(tmp_path), max_steps=4, save_steps=2, warmup_steps=1, **tiny)
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainingClock, "on_step_end", slow_then_killed, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(config)
+    assert not (tmp_path / "pretrain_run.json").exists()
+    saved = json.loads((tmp_path / "checkpoints" / "stage-1" / "checkpoint-2" / "trainer_state.json").read_text())
+    before = saved["stateful_callbacks"]["TrainingClock"]["args"]["seconds"]
+    assert before >= 2.0  # two slow steps
+    pretrain(config)  # resumes from checkpoint-2: two fast steps
+    (run,) = json.loads((tmp_path / "pretrain_run.json").read_text())["runs"]
+    assert run["steps_at_end"] == 4 and before < run["seconds"] < before + 30
+
+
+def test_the_pretraining_recipes_are_the_shipped_base_s_three_stages_and_one_experiment():
     import yaml
 
     stages = [
@@ -261,6 +286,9 @@ def test_the_pretraining_recipes_are_the_shipped_base_s_three_stages():
     assert [(run["stage"], run["steps_at_end"], run["task_mix"]) for run in runs] == [
         (number, stage.max_steps, stage.task_mix) for number, stage in enumerate(stages, 1)
     ]
+    # the deeper base of docs/sandbox.md is an experiment: it never writes over the shipped one
+    deep = SandboxPretrainConfig(**yaml.safe_load((REPO / "recipes" / "sandbox" / "pretrain-deep.yaml").read_text()))
+    assert deep.init_from is None and deep.output_dir == "outputs/sandbox-base-deep" and deep.num_layers == 6
 
 
 def test_fine_tune_and_measure_refuse_what_they_cannot_run(tmp_path):

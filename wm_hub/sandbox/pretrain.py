@@ -45,6 +45,7 @@ import datasets
 import torch
 from diffusers import VQModel
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
 from wm_hub.models.base import IGNORE_INDEX, Backbone
@@ -219,6 +220,33 @@ def build_sandbox_base(config: SandboxPretrainConfig) -> Backbone:
     return build_tiny_chameleon(spec, vqgan, build_sandbox_text_tokenizer(world, num_codes))
 
 
+class TrainingClock(TrainerCallback, ExportableState):
+    """Seconds spent training a stage, across resumes: saved in every checkpoint's ``trainer_state.json`` (a
+    stateful callback) and restored with it (``restore_callback_states_from_checkpoint``), so a stage killed and
+    resumed reports the time of the work its checkpoints hold, not only its last run's.
+
+    Args:
+        seconds: Training seconds before this run (restored from the checkpoint resumed from).
+    """
+
+    def __init__(self, seconds: float = 0.0):
+        self.seconds = seconds
+        self._started: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._started = time.perf_counter()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.seconds, self._started = self.total(), None
+
+    def total(self) -> float:
+        """Seconds before this run plus this run's so far."""
+        return self.seconds + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"seconds": self.total()}, "attributes": {}}
+
+
 class _LossLog(TrainerCallback):
     def __init__(self, path: Path, stage: int, first_step: int):
         self.path, self.stage, self.first_step = path, stage, first_step
@@ -301,18 +329,19 @@ def pretrain(config: SandboxPretrainConfig) -> Backbone:
         seed=config.seed,
         bf16=False,
         dataloader_drop_last=True,
+        restore_callback_states_from_checkpoint=True,
     )
     trainer = WorldModelTrainer(
         backbone=backbone,
         args=args,
         train_dataset=rows,
-        callbacks=[_LossLog(out / "loss_log.jsonl", stage, first_step)],
+        callbacks=[_LossLog(out / "loss_log.jsonl", stage, first_step), TrainingClock()],
     )
     stage_dir = out / "checkpoints" / f"stage-{stage}"
     checkpoints = sorted(stage_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if checkpoints else None)
-    seconds = time.perf_counter() - start
+    # the clock restored from the checkpoint (a resumed stage) replaced the one passed in
+    seconds = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrainingClock)).total()
     backbone.model.eval()
     backbone.save_pretrained(out)
     runs = _runs(out)
