@@ -303,6 +303,37 @@ def test_a_verifier_with_the_fdm_image_tokenizer_scores_the_sampled_ids(
         assert torch.equal(result["image_ids"], row_ids[expected.index(max(expected))])
 
 
+@pytest.mark.parametrize("shared_vq", [True, False], ids=["shared-vq", "own-vq"])
+def test_equal_candidates_are_scored_once_and_share_the_score(pipes, tiny_backbones, world_images, shared_vq):
+    from transformers import pipeline
+
+    fdm, own_vq = pipes
+    verifier = pipeline("inverse-dynamics", model=tiny_backbones("chameleon"), device="cpu") if shared_vq else own_vq
+    sources = [Image.open(world_images / "src0.png"), Image.open(world_images / "src1.png")]
+    rows = []
+    score = verifier.score
+
+    def spy_score(sources, candidates, actions):
+        rows.append(len(candidates))
+        return score(sources, candidates, actions)
+
+    verifier.score = spy_score
+    try:  # greedy: the 4 candidates of a prompt are one picture
+        results = fdm(
+            sources, ACTIONS[0], num_candidates=4, top_k=1, verifier=verifier, seed=0, return_candidates=True,
+            return_image_ids=True,
+        )  # fmt: skip
+    finally:
+        del verifier.score
+    assert rows == [2]  # one per prompt
+    for source, result in zip(sources, results):
+        assert len(result["candidates"]) == 4 and len(set(result["scores"])) == 1
+        # what the verifier reads of a candidate: its sampled ids (shared VQ) or its decoded picture (own VQ)
+        candidate = result["image_ids"] if shared_vq else result["candidates"][0]
+        expected = score(source, candidate, ACTIONS[0])
+        assert result["score"] == pytest.approx(expected, abs=1e-4) and result["scores"][0] == result["score"]
+
+
 def test_save_pretrained_writes_a_folder_the_pipeline_reloads(pipes, world_images, tmp_path):
     from transformers import pipeline
 

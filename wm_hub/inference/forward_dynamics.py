@@ -5,6 +5,8 @@ candidates share the prompt: ``num_return_sequences``); the verifier, an inverse
 (source, candidate, action) in ONE batched forward with ``log p(action | source, candidate)`` summed over the action
 tokens and the closing ``eos`` (the IDM's training labels, in its own training format); the highest score wins. As
 every candidate of a prompt is scored on the same action tokens, the sum and the per-token mean rank them alike.
+Equal candidates of one prompt (a confident model samples the same picture several times) are scored, and for a
+verifier with its own VQ decoded and re-encoded, once; each gets that score.
 """
 
 from __future__ import annotations
@@ -232,18 +234,26 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         if keep_candidates and num_candidates > 1:
             candidates = self.backbone.decode_images(flat_ids)
         scores = None
+        decoded: dict[int, Image.Image] = {}  # flat candidate index -> its picture, where decoded for the verifier
         if verifier is not None:
+            # Equal candidates of one prompt (common once a model is sure) are scored once: same input, same score
+            kept, where = _distinct_per_prompt(flat_ids, num_candidates)
             # With the FDM's own image tokenizer the verifier reads the sampled ids themselves, and the source's ids
             # the FDM read: no decode and re-encode (a lossy VQGAN need not map a decoded picture back to the ids
             # the FDM sampled)
             if verifier.backbone.image_fingerprint() == self.backbone.image_fingerprint():
-                observed, sources = list(flat_ids), model_inputs["source_ids"]
+                observed, sources = [flat_ids[index] for index in kept], model_inputs["source_ids"]
             else:
-                candidates = candidates if candidates is not None else self.backbone.decode_images(flat_ids)
-                observed, sources = candidates, model_inputs["sources"]
-            sources = [source for source in sources for _ in range(num_candidates)]  # each encoded at most once
-            actions = [text for text in model_inputs["actions"] for _ in range(num_candidates)]
-            scores = verifier.score(sources, observed, actions)
+                if candidates is None:
+                    decoded = dict(zip(kept, self.backbone.decode_images(flat_ids[kept])))
+                pictures = decoded if candidates is None else candidates
+                observed = [pictures[index] for index in kept]
+                sources = model_inputs["sources"]
+            prompt_of = [index // num_candidates for index in kept]
+            distinct = verifier.score(  # a source shared by its candidates is encoded once
+                [sources[row] for row in prompt_of], observed, [model_inputs["actions"][row] for row in prompt_of]
+            )
+            scores = [distinct[position] for position in where]
         winners = []
         for row in range(batch):
             if scores is None:
@@ -251,10 +261,14 @@ class ForwardDynamicsPipeline(BackbonePipeline):
                 continue
             row_scores = scores[row * num_candidates : (row + 1) * num_candidates]
             winners.append(max(range(num_candidates), key=row_scores.__getitem__))  # first of equal maxima
+        chosen = [row * num_candidates + winner for row, winner in enumerate(winners)]
         if candidates is None:
-            images = self.backbone.decode_images(ids[torch.arange(batch), torch.tensor(winners)])
+            missing = [index for index in chosen if index not in decoded]
+            if missing:
+                decoded.update(zip(missing, self.backbone.decode_images(flat_ids[missing])))
+            images = [decoded[index] for index in chosen]
         else:
-            images = [candidates[row * num_candidates + winner] for row, winner in enumerate(winners)]
+            images = [candidates[index] for index in chosen]
         return {
             "image_ids": ids,
             "winners": winners,
@@ -282,6 +296,28 @@ class ForwardDynamicsPipeline(BackbonePipeline):
                 result["image_ids"] = model_outputs["image_ids"][row, winner].clone()
             results.append(result)
         return results
+
+
+def _distinct_per_prompt(flat_ids: torch.Tensor, num_candidates: int) -> tuple[list[int], list[int]]:
+    """The first of each group of equal candidates of a prompt, and where each candidate's group is in that list.
+
+    Args:
+        flat_ids: ``(prompts * num_candidates, image_seq_len)`` sampled image ids, the candidates of a prompt together.
+        num_candidates: Candidates per prompt.
+
+    Returns:
+        ``kept`` (flat indices, in order) and ``where`` (for every flat index, the position in ``kept`` of its group).
+    """
+    kept: list[int] = []
+    where: list[int] = []
+    groups: dict[tuple[int, tuple[int, ...]], int] = {}
+    for index, row in enumerate(flat_ids.tolist()):
+        key = (index // num_candidates, tuple(row))
+        if key not in groups:
+            groups[key] = len(kept)
+            kept.append(index)
+        where.append(groups[key])
+    return kept, where
 
 
 def _per_image(action: Any, count: int, what: str) -> list[str]:
