@@ -304,7 +304,9 @@ def test_a_verifier_with_the_fdm_image_tokenizer_scores_the_sampled_ids(
 
 
 @pytest.mark.parametrize("shared_vq", [True, False], ids=["shared-vq", "own-vq"])
-def test_equal_candidates_are_scored_once_and_share_the_score(pipes, tiny_backbones, world_images, shared_vq):
+def test_equal_candidates_are_scored_once_and_share_the_score(
+    pipes, tiny_backbones, world_images, shared_vq, monkeypatch
+):
     from transformers import pipeline
 
     fdm, own_vq = pipes
@@ -317,14 +319,12 @@ def test_equal_candidates_are_scored_once_and_share_the_score(pipes, tiny_backbo
         rows.append(len(candidates))
         return score(sources, candidates, actions)
 
-    verifier.score = spy_score
-    try:  # greedy: the 4 candidates of a prompt are one picture
-        results = fdm(
-            sources, ACTIONS[0], num_candidates=4, top_k=1, verifier=verifier, seed=0, return_candidates=True,
-            return_image_ids=True,
-        )  # fmt: skip
-    finally:
-        del verifier.score
+    monkeypatch.setattr(verifier, "score", spy_score)
+    # greedy: the 4 candidates of a prompt are one picture
+    results = fdm(
+        sources, ACTIONS[0], num_candidates=4, top_k=1, verifier=verifier, seed=0, return_candidates=True,
+        return_image_ids=True,
+    )  # fmt: skip
     assert rows == [2]  # one per prompt
     for source, result in zip(sources, results):
         assert len(result["candidates"]) == 4 and len(set(result["scores"])) == 1
