@@ -174,6 +174,26 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     )
 
 
+def test_a_failed_demo_stage_is_one_error_line_and_keeps_the_finished_stages(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    import wm_hub.demo
+
+    def fail(command: list[str]) -> None:  # e.g. a video tree that `wm-hub keyframes` refuses
+        raise subprocess.CalledProcessError(1, command)
+
+    out = tmp_path / "demo"
+    (out / "idm").mkdir(parents=True)
+    (out / "idm" / "config.json").write_text("{}")  # a finished IDM stage: skipped
+    monkeypatch.setattr(wm_hub.demo, "_run", fail)
+    monkeypatch.setattr(wm_hub.demo, "write_sandbox_videos", lambda folder, count: None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(out)])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: the demo's keyframes stage failed (exit status 1;") and "\n" not in message
+    assert "rerun the same command" in message and (out / "idm" / "config.json").read_text() == "{}"
+
+
 def test_config_flag_forms_and_mistakes_are_one_line(tmp_path, capsys):
     from wm_hub.cli import tasks
     from wm_hub.config_parser import parse_config

@@ -83,6 +83,16 @@ class DemoConfig:
             )
 
 
+class DemoStageError(RuntimeError):
+    """A stage's command failed (its own error is printed above it); the finished stages are kept."""
+
+    def __init__(self, stage: str, returncode: int):
+        super().__init__(
+            f"the demo's {stage} stage failed (exit status {returncode}; its error is printed above); the finished "
+            "stages are kept: rerun the same command to go on from this one"
+        )
+
+
 def _run(command: list[str]) -> None:
     subprocess.run(command, check=True, env=busy_child_env())
 
@@ -207,7 +217,11 @@ def _report(summary: dict[str, Any]) -> str:
 
 
 def run_demo(config: DemoConfig) -> dict[str, Any]:
-    """Run every stage whose output is missing and write ``demo_grid.png``, ``summary.json`` and ``report.md``."""
+    """Run every stage whose output is missing and write ``demo_grid.png``, ``summary.json`` and ``report.md``.
+
+    Raises:
+        DemoStageError: A stage's command (training, ``wm-hub keyframes``...) exited with an error.
+    """
     out = config.out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if not (Path(config.base) / "config.json").is_file():
@@ -218,7 +232,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     def stage(name: str, done: bool, work) -> None:
         if not done:
             begin = time.perf_counter()
-            work()
+            try:
+                work()
+            except subprocess.CalledProcessError as error:
+                raise DemoStageError(name, error.returncode) from error
             times[f"{name}_s"] = time.perf_counter() - begin
 
     stage("train_idm", (out / "idm" / "config.json").is_file(), lambda: _train("idm", config))

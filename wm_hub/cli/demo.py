@@ -8,11 +8,14 @@ from wm_hub.cli._tasks import Task
 
 
 def _demo(config) -> int:
-    from wm_hub.demo import run_demo
+    from wm_hub.demo import DemoStageError, run_demo
 
     if not (config.base / "config.json").is_file():  # before the demo makes its output folder
         raise SystemExit(f"error: --base {config.base}: no sandbox base there (a folder load_backbone reads)")
-    summary = run_demo(config)
+    try:
+        summary = run_demo(config)
+    except DemoStageError as error:
+        raise SystemExit(f"error: {error}") from None
     shown = {key: value for key, value in summary.items() if key != "examples"}
     print(json.dumps(shown, indent=2))
     out = config.out
