@@ -174,7 +174,7 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     )
 
 
-def test_a_failed_demo_stage_is_one_error_line_and_keeps_the_finished_stages(tmp_path, monkeypatch, capsys):
+def test_a_failed_demo_stage_is_one_error_line_and_keeps_the_finished_stages(tmp_path, monkeypatch):
     import subprocess
 
     import wm_hub.demo

@@ -43,8 +43,8 @@ from wm_hub.sandbox.videos import TRUTH_FILE, label_accuracy, write_sandbox_vide
 from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD
 
 GRID_ROWS = 8
-KEYFRAME_EXECUTOR = ("--executor", "local", "--tasks", "8", "--workers", "2")
 GRID_COLUMNS = ("source", "best-of-8", "target")
+KEYFRAME_EXECUTOR = ("--executor", "local", "--tasks", "8", "--workers", "2")
 
 
 @dataclass

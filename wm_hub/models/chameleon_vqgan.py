@@ -228,7 +228,7 @@ def encode_codes(vq: VQModel, pixel_values: torch.Tensor) -> tuple[torch.Tensor,
         codes ``(B, h*w)`` (row-major codebook indices) and pre-quantisation features ``(B, h*w, D)``
         (``quant_conv(encoder(x))``, the paper's recognition features) in the same order.
     """
-    # Channels-last input: the encoder's convolutions run ~1.5x faster on CPU (benchmarks/bench_vq_memory_format.py)
+    # Channels-last input: the encoder's convolutions run 1.3-1.6x faster on CPU (benchmarks/bench_vq_memory_format.py)
     # when the weights are channels-last too (VQGANBackbone keeps them so); the codes are the same.
     features = vq.quant_conv(vq.encoder(pixel_values.contiguous(memory_format=torch.channels_last)))
     batch, dim = features.shape[:2]
