@@ -14,6 +14,8 @@ Results are merged into ``--out`` under ``--name`` (a run of the same name is re
     python benchmarks/bench_sandbox_idm.py --name demo --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name differences_prompt \
         --set 'idm_instruction="What differs between the pictures?"' --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name batch12_1333_steps \
+        --set per_device_train_batch_size=12 max_steps=1333 --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name deep_base --base outputs/sandbox-base-deep \
         --out benchmarks/results/sandbox_idm_cpu.json
 """
