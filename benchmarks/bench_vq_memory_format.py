@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from bench_backbone import interleaved_timings, machine_info, write_json  # noqa: E402
 
 from wm_hub.data.shapes_world import ShapesWorld  # noqa: E402
-from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes  # noqa: E402
+from wm_hub.models.chameleon_vqgan import decode_codes, encode_codes, nearest_codes  # noqa: E402
 from wm_hub.models.loading import load_backbone  # noqa: E402
 from wm_hub.models.tiny import build_tiny_backbone  # noqa: E402
 from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD  # noqa: E402
@@ -52,28 +52,24 @@ def _features(vq, pixels: torch.Tensor, memory_format: torch.memory_format) -> t
     return vq.quant_conv(vq.encoder(pixels.contiguous(memory_format=memory_format)))
 
 
-def _nearest(vq, features: torch.Tensor) -> torch.Tensor:
-    """The codes of ``(B, D, h, w)`` features: the nearest codebook entry, as ``encode_codes`` picks it."""
+def _codes(vq, features: torch.Tensor) -> torch.Tensor:
+    """The codes of ``(B, D, h, w)`` features, as ``encode_codes`` picks them."""
     batch, dim = features.shape[:2]
-    flat = features.permute(0, 2, 3, 1).reshape(-1, dim)
-    codebook = vq.quantize.embedding.weight
-    distances = flat.pow(2).sum(dim=1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * flat @ codebook.t()
-    return distances.argmin(dim=1).reshape(batch, -1)
+    return nearest_codes(features.permute(0, 2, 3, 1).reshape(-1, dim), vq.quantize.embedding.weight).reshape(
+        batch, -1
+    )
 
 
 def measure(backbone, pictures, batch_size: int, repeats: int) -> dict:
     """Encode and decode ``pictures`` with a contiguous and a channels-last copy of ``backbone.vqgan``."""
     batches = [backbone._pixels(pictures[i : i + batch_size]) for i in range(0, len(pictures), batch_size)]
-    layouts = {
-        "contiguous": copy.deepcopy(backbone.vqgan).to(memory_format=torch.contiguous_format),
-        "channels_last": copy.deepcopy(backbone.vqgan).to(memory_format=torch.channels_last),
-    }
     formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+    layouts = {name: copy.deepcopy(backbone.vqgan).to(memory_format=fmt) for name, fmt in formats.items()}
     grid = backbone.image_grid
     with torch.inference_mode():
         codes = [encode_codes(layouts["channels_last"], pixels)[0] for pixels in batches]
         plain = [_features(layouts["contiguous"], pixels, torch.contiguous_format) for pixels in batches]
-        same = all(torch.equal(c, _nearest(backbone.vqgan, f)) for c, f in zip(codes, plain))
+        same = all(torch.equal(c, _codes(backbone.vqgan, f)) for c, f in zip(codes, plain))
         cases = {}
         for name, vq in layouts.items():
             cases[f"encode_{name}"] = lambda vq=vq, f=formats[name]: [_features(vq, x, f) for x in batches]

@@ -233,15 +233,19 @@ def encode_codes(vq: VQModel, pixel_values: torch.Tensor) -> tuple[torch.Tensor,
     features = vq.quant_conv(vq.encoder(pixel_values.contiguous(memory_format=torch.channels_last)))
     batch, dim = features.shape[:2]
     flat = features.permute(0, 2, 3, 1).reshape(batch, -1, dim)
-    codebook = vq.quantize.embedding.weight
-    # The same expansion and argmin as Chameleon's quantizer (bitwise-equal codes, not cdist).
-    distances = (
-        flat.reshape(-1, dim).pow(2).sum(dim=1, keepdim=True)
-        + codebook.pow(2).sum(dim=1)
-        - 2 * torch.einsum("bd,dn->bn", flat.reshape(-1, dim), codebook.t())
-    )
-    codes = distances.argmin(dim=1).reshape(batch, -1)
+    codes = nearest_codes(flat.reshape(-1, dim), vq.quantize.embedding.weight).reshape(batch, -1)
     return codes, flat
+
+
+def nearest_codes(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """The index of each ``(N, D)`` vector's nearest codebook row: Chameleon's quantizer rule, the same expansion
+    ``||z||^2 + ||e||^2 - 2 z.e`` and argmin (bitwise-equal codes, not ``cdist``)."""
+    distances = (
+        vectors.pow(2).sum(dim=1, keepdim=True)
+        + codebook.pow(2).sum(dim=1)
+        - 2 * torch.einsum("bd,dn->bn", vectors, codebook.t())
+    )
+    return distances.argmin(dim=1)
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from wm_hub.atomic_io import write_json
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
-from wm_hub.models.chameleon_vqgan import VQGAN_SUBFOLDER, decode_codes, encode_codes
+from wm_hub.models.chameleon_vqgan import VQGAN_SUBFOLDER, decode_codes, encode_codes, nearest_codes
 from wm_hub.models.tiny import (
     FIT_REPORT,
     TinyModelConfig,
@@ -248,12 +248,6 @@ class _EMACodebook:
                 self.counts[dead] = 1.0
 
 
-def _nearest(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    # Chameleon's rule, the same expansion as encode_codes: argmin ||z||^2 + ||e||^2 - 2 z.e
-    distances = vectors.pow(2).sum(dim=1, keepdim=True) + codebook.pow(2).sum(dim=1) - 2 * vectors @ codebook.t()
-    return distances.argmin(dim=1)
-
-
 def fit_vqgan(
     vqgan: VQModel,
     images: Iterable[Image.Image] | torch.Tensor,
@@ -302,7 +296,7 @@ def fit_vqgan(
             with torch.no_grad():
                 if step == 0:
                     codebook.initialise(vectors)
-                codes = _nearest(vectors, codebook.weight)
+                codes = nearest_codes(vectors, codebook.weight)
                 codebook.update(vectors, codes, step)
                 quantized = codebook.weight[codes]
             commitment = F.mse_loss(vectors, quantized)
