@@ -16,6 +16,12 @@ Results are merged into ``--out`` under ``--name`` (a run of the same name is re
         --set 'idm_instruction="What differs between the pictures?"' --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name batch12_1333_steps \
         --set per_device_train_batch_size=12 max_steps=1333 --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name beta2_095 --set adam_beta2=0.95 \
+        --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name wsd_decay300 --set lr_scheduler_type=warmup_stable_decay \
+        'lr_scheduler_kwargs={num_decay_steps: 300}' --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name no_clip --set max_grad_norm=1000.0 \
+        --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name deep_base --base outputs/sandbox-base-deep \
         --out benchmarks/results/sandbox_idm_cpu.json
 """
