@@ -251,6 +251,12 @@ def test_resuming_with_other_settings_or_a_tampered_shard_is_refused(reference, 
         run_annotate(idm_dir, pairs_dir, out, max_new_tokens=16)
     with pytest.raises(ValueError, match="started with shard_size=2, now 3"):
         run_annotate(idm_dir, pairs_dir, out, shard_size=3)
+    settings = (out / CONFIG_FILE).read_text()
+    for broken, message in (("{", "not valid JSON"), ("[1]", "expected a JSON object"), ("{}", "not an annotation")):
+        (out / CONFIG_FILE).write_text(broken)
+        with pytest.raises(ValueError, match=f"{CONFIG_FILE}: {message}"):
+            run_annotate(idm_dir, pairs_dir, out)
+    (out / CONFIG_FILE).write_text(settings)
     shard = out / f"annotations-00001-of-{NUM_SHARDS:05d}.jsonl"
     lines = shard.read_text().splitlines()
     shard.write_text("\n".join([lines[0].replace(reference[1][2]["id"], "someone-else"), *lines[1:]]) + "\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from wm_hub.cli import build_parser, main
+from wm_hub.cli import build_parser, main, path_error
 
 TASKS = ["tiny-model", "convert-vqgan", "predict", "demo", "keyframes"]
 DATA_TASKS = ["build", "show-weights"]
@@ -80,6 +80,16 @@ def test_tiny_model_rejects_unknown_arch(capsys):
     assert "invalid choice: 'janus'" in capsys.readouterr().err
 
 
+def test_tiny_model_refuses_a_size_its_vq_cannot_tile_and_an_out_that_is_a_file(tmp_path):
+    with pytest.raises(SystemExit, match="--image-size must be a multiple of 8"):
+        main(["tiny-model", "--arch", "chameleon", "--out", str(tmp_path / "m"), "--image-size", "7"])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit, match=f"--out {a_file} is a file: give a folder"):
+        main(["tiny-model", "--arch", "chameleon", "--out", str(a_file)])
+    assert a_file.read_text() == "x" and not (tmp_path / "m").exists()
+
+
 def test_predict_writes_candidates_and_summary(tiny_model_dirs, tmp_path, capsys):
     source = tmp_path / "source.jpg"
     Image.new("RGB", (120, 80), (10, 200, 30)).save(source)
@@ -128,6 +138,48 @@ def test_predict_reports_a_bad_image(tiny_model_dirs, tmp_path):
         main([*base, "--image", str(broken)])
     with pytest.raises(SystemExit, match="missing.png: no such file"):
         main([*base, "--image", str(tmp_path / "missing.png")])
+
+
+def test_a_bad_device_or_dtype_is_one_line_before_the_model_loads(tiny_model_dirs, tmp_path):
+    source = tmp_path / "source.png"
+    Image.new("RGB", (64, 64), (10, 200, 30)).save(source)
+    base = ["predict", "--model", str(tiny_model_dirs("chameleon")), "--image", str(source), "--action", "x"]
+    base += ["--out", str(tmp_path / "o")]
+    for extra, message in (
+        (["--device", "banana"], "device 'banana' is not a torch device"),
+        (["--device", "cuda:7"], "device 'cuda:7': this machine has"),
+        (["--dtype", "float99"], "dtype 'float99' is not a torch dtype"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main([*base, *extra])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (FileExistsError(17, "File exists", "out"), "out is a file, and a folder is needed there"),
+        (
+            IsADirectoryError(21, "Is a directory", ".out.1.tmp", None, "out"),
+            "out is a folder, and a file is needed there",
+        ),
+        (NotADirectoryError(20, "Not a directory", "out/x"), "out/x: a part of this path is a file, not a folder"),
+        (PermissionError(13, "Permission denied", "out"), "out: permission denied"),
+    ],
+)
+def test_a_path_of_the_wrong_kind_is_named_in_one_line(error, line):
+    assert path_error(error) == line
+
+
+def test_an_out_of_the_wrong_kind_is_one_error_line_not_a_traceback(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    row = {"id": "a", "source": "s.png", "target": "t.png", "action": "go", "action_class": "go", "score": -1.0}
+    rows.write_text(json.dumps(row) + "\n")
+    a_folder = tmp_path / "a-folder"
+    a_folder.mkdir()
+    with pytest.raises(SystemExit, match=f"error: {a_folder} is a folder, and a file is needed there"):
+        main(["sample", "--input", str(rows), "--out", str(a_folder), "--k", "1"])
+    assert [path.name for path in a_folder.iterdir()] == [] and [p.name for p in tmp_path.glob(".*tmp")] == []
 
 
 @pytest.mark.slow

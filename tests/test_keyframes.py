@@ -260,6 +260,11 @@ def test_cli_refuses_a_resume_with_other_settings_a_file_as_out_and_all_videos_b
         with pytest.raises(SystemExit, match=f"started with {flag} .*, now {value}"):
             main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(out), "--num-keyframes", "2", flag, value])
     assert (out / "keyframes.jsonl").read_text() == rows  # nothing mixed in
+    settings = (out / "keyframes_config.json").read_text()
+    (out / "keyframes_config.json").write_text(settings[:-5])  # cut short
+    with pytest.raises(SystemExit, match="keyframes_config.json: not valid JSON"):
+        main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(out), "--num-keyframes", "2"])
+    (out / "keyframes_config.json").write_text(settings)
     with pytest.raises(SystemExit, match="is a file: give a folder"):
         main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "clip.mp4")])
     (tmp_path / "broken").mkdir()

@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from wm_hub.atomic_io import write_json, write_jsonl, write_with
+from wm_hub.atomic_io import read_json_object, write_json, write_jsonl, write_with
 from wm_hub.bootstrap.executors import ExecutorOptions
 from wm_hub.bootstrap.pairs import FramePair, PairImages, PairInput, load_pairs
 
@@ -282,7 +282,9 @@ def _run_config(config: AnnotateConfig, plan: AnnotationPlan) -> dict[str, Any]:
 
 def check_config(out: Path, config: AnnotateConfig, plan: AnnotationPlan) -> None:
     """Refuse to resume a folder started with other settings or other pairs."""
-    saved = json.loads((out / CONFIG_FILE).read_text())
+    saved = read_json_object(out / CONFIG_FILE)
+    if not all(isinstance(saved.get(group), dict) for group in ("settings", "plan")):
+        raise ValueError(f"{out / CONFIG_FILE}: not an annotation config wm-hub wrote; choose a new out")
     wanted = _run_config(config, plan)
     for group in ("settings", "plan"):
         for name, value in wanted[group].items():

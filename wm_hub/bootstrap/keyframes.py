@@ -64,7 +64,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_with
+from wm_hub.atomic_io import read_json_object, read_jsonl_log, write_json, write_jsonl, write_with
 from wm_hub.bootstrap.executors import ExecutorOptions, TasksPending
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -460,7 +460,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         raise ValueError(f"--out {out} is a file: give a folder for the key frames")
     recorded = out / "keyframes_config.json"
     if recorded.is_file():
-        before = {**RECORDED_BEFORE_FILL_TO_COUNT, **json.loads(recorded.read_text())}
+        before = {**RECORDED_BEFORE_FILL_TO_COUNT, **read_json_object(recorded)}
         for name, value in settings.items():
             if before.get(name) != value:
                 flag = "--" + name.replace("_", "-")

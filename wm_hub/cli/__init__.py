@@ -82,6 +82,19 @@ def build_parser(light: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def path_error(error: OSError) -> str:
+    """One line for a path that is the wrong kind of thing (a file where a folder goes, or the reverse) or is not
+    writable: the error every task can meet at its ``--out``, said the same way for all of them."""
+    path = error.filename2 or error.filename
+    if isinstance(error, FileExistsError):
+        return f"{path} is a file, and a folder is needed there"
+    if isinstance(error, IsADirectoryError):
+        return f"{path} is a folder, and a file is needed there"
+    if isinstance(error, NotADirectoryError):
+        return f"{path}: a part of this path is a file, not a folder"
+    return f"{path}: permission denied"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wm-hub`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -92,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from wm_hub.config_parser import parse_config
 
             configs = parse_config(task.parser(), argv[count:])
-            return task.run(argv[count:], *configs) if task.forwards_argv else task.run(*configs)
+            try:
+                return task.run(argv[count:], *configs) if task.forwards_argv else task.run(*configs)
+            except (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+                raise SystemExit(f"error: {path_error(error)}") from None
     parser = build_parser(light=True)
     parser.parse_args(argv)  # --help, --version, or an unknown task or group without its task: argparse exits
     parser.error(f"no task {' '.join(argv)!r}")

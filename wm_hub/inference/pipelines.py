@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wm_hub.inference.registration import register_pipelines, transformers_pipeline_base
 from wm_hub.models.base import Backbone
+from wm_hub.models.loading import load_backbone, torch_device, torch_dtype
 
 Pipeline = transformers_pipeline_base()
 
@@ -49,6 +50,10 @@ def load_pipeline(task: str, flag: str, name: str, device: str | None = None, dt
     from transformers import pipeline
 
     settings = {key: value for key, value in (("device", device), ("dtype", dtype)) if value}
+    if device:
+        torch_device(device)  # a bad name or a missing GPU is one line, before anything loads
+    if dtype:
+        torch_dtype(dtype)
     try:
         return pipeline(task, model=os.path.expanduser(name), **settings)
     except WorldModelLoadError as error:
@@ -76,8 +81,6 @@ class WorldModelLoader:
         Raises:
             WorldModelLoadError: Whatever went wrong, with the original exception chained.
         """
-        from wm_hub.models.loading import load_backbone
-
         for name in _PIPELINE_ONLY_KWARGS:
             kwargs.pop(name, None)
         for name in ("revision", "token"):

@@ -39,6 +39,33 @@ def backbone_class(arch: str) -> type[Backbone]:
     return getattr(importlib.import_module(module), name)
 
 
+def torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``dtype`` as a ``torch.dtype``: a name such as ``"bfloat16"`` is looked up in ``torch``.
+
+    Raises:
+        ValueError: The name is not a torch dtype.
+    """
+    value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, float16...)")
+    return value
+
+
+def torch_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine (checked before any weight is loaded).
+
+    Raises:
+        ValueError: The name is not a device, or names a CUDA device this machine does not have.
+    """
+    try:
+        value = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:1, mps...)") from None
+    if value.type == "cuda" and (value.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return value
+
+
 def _default_image_size(config_dict: dict[str, Any], arch: str) -> int:
     if arch == "chameleon":
         return config_dict.get("vq_config", {}).get("resolution", 512)
@@ -76,7 +103,13 @@ def load_backbone(
 
     Returns:
         The backbone, in eval mode.
+
+    Raises:
+        ValueError: ``dtype`` or ``device`` names no torch dtype or no device of this machine, or the checkpoint's
+            family cannot be told.
     """
+    device = None if device is None else torch_device(device)
+    dtype = None if dtype is None else torch_dtype(dtype)
     name_or_path = resolve_model_folder(name_or_path, revision, token=kwargs.pop("token", None))
     if is_adapter_folder(name_or_path):
         return load_adapter_backbone(name_or_path, arch=arch, device=device, dtype=dtype, **kwargs)
@@ -87,7 +120,7 @@ def load_backbone(
             setattr(config, field_name, kwargs.pop(field_name))
     prompt, separator = kwargs.pop("prompt", None), kwargs.pop("separator_token", None)
     if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        kwargs["dtype"] = dtype
     family = backbone_class(config.arch)
     processor = load_processor(
         name_or_path, lambda: family.default_image_processor(name_or_path, config), old_settings

@@ -67,6 +67,7 @@ class TinySpec:
     seed: int = 0
 
 
+VQ_DOWNSAMPLING = 8  # every tiny VQ model: 64 px -> 8 x 8 codes
 FIT_REPORT = "vq_fit.json"  # written next to a fitted VQGAN: data, settings, held-out PSNR
 
 
@@ -118,6 +119,10 @@ class TinyModelConfig:
         for name in ("image_size", "num_image_codes", "fit_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.image_size is not None and self.image_size % VQ_DOWNSAMPLING:
+            raise ValueError(
+                f"--image-size must be a multiple of {VQ_DOWNSAMPLING} (the VQ's downsampling), got {self.image_size}"
+            )
 
     def spec(self, vqgan: VQModel | None = None) -> TinySpec:
         """The sizes and seed to build: the ones given, else the reused ``vqgan``'s, else :class:`TinySpec`'s."""

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -377,9 +378,12 @@ def write_tiny_model(config: TinyModelConfig) -> dict[str, Any] | None:
         The fit report, ``None`` for a random VQGAN (or a reused one without report).
 
     Raises:
-        ValueError: A VQGAN asked for an Emu3 backbone (it has its own VQ model), or sizes the VQGAN does not have.
+        ValueError: ``out`` is a file, a VQGAN asked for an Emu3 backbone (it has its own VQ model), or sizes the VQGAN
+            does not have.
         FileNotFoundError: ``vqgan`` holds no saved VQGAN.
     """
+    if Path(config.out).exists() and not Path(config.out).is_dir():
+        raise ValueError(f"--out {config.out} is a file: give a folder for the model")
     if config.arch == "emu3" and (config.vqgan or config.fit_vq):
         raise ValueError("--vqgan/--fit-vq: emu3 has its own VQ model, not Chameleon's VQGAN")
     vqgan, report = read_fitted_vqgan(config.vqgan) if config.vqgan else (None, None)
