@@ -90,6 +90,40 @@ def test_tiny_model_refuses_a_size_its_vq_cannot_tile_and_an_out_that_is_a_file(
     assert a_file.read_text() == "x" and not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--steps", "0"], "--steps must be >= 1, got 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["--lr", "-1"], "--lr must be > 0, got -1.0"),
+        (["--noise", "-0.1"], "--noise must be >= 0, got -0.1"),
+    ],
+)
+def test_sandbox_tokenizer_refuses_settings_it_cannot_train_with(tmp_path, option, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["sandbox", "tokenizer", "--out", str(tmp_path / "t"), *option])
+    assert not (tmp_path / "t").exists()
+
+
+def test_convert_vqgan_names_a_file_that_is_no_taming_checkpoint(tmp_path):
+    import torch
+
+    text = tmp_path / "notes.ckpt"
+    text.write_text("x")
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"lm_head.weight": torch.zeros(2)}}, other)
+    small = tmp_path / "small.ckpt"
+    torch.save({"state_dict": {"quantize.embedding.weight": torch.zeros(2)}}, small)
+    for ckpt, message in (
+        (text, "not a torch checkpoint"),
+        (other, r"not a taming VQGAN checkpoint \(unexpected key 'lm_head.weight'\)"),
+        (small, "its weights do not fit the VQGAN config"),
+    ):
+        with pytest.raises(SystemExit, match=f"--ckpt {ckpt}: {message}"):
+            main(["convert-vqgan", "--ckpt", str(ckpt), "--out", str(tmp_path / "vq")])
+    assert not (tmp_path / "vq").exists()
+
+
 def test_predict_writes_candidates_and_summary(tiny_model_dirs, tmp_path, capsys):
     source = tmp_path / "source.jpg"
     Image.new("RGB", (120, 80), (10, 200, 30)).save(source)

@@ -10,7 +10,7 @@ def _convert_vqgan(config) -> int:
 
     try:
         out = convert_vqgan(config)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"error: {error}") from None
     print(f"Wrote the VQGAN (diffusers.VQModel, encoder + decoder) to {out}")
     return 0

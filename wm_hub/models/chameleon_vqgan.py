@@ -10,6 +10,7 @@ the two backbones share around it.
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,10 +209,19 @@ def convert_vqgan(config: ConvertVQGANConfig) -> Path:
 
     Raises:
         FileNotFoundError: ``config.ckpt`` is not a file.
+        ValueError: ``config.ckpt`` is not a taming VQGAN checkpoint of that config.
     """
     if not Path(config.ckpt).is_file():
         raise FileNotFoundError(f"--ckpt {config.ckpt}: no such file")
-    vqgan = load_taming_checkpoint(config.ckpt, read_vqgan_yaml(config.yaml) if config.yaml else None)
+    try:
+        vqgan = load_taming_checkpoint(config.ckpt, read_vqgan_yaml(config.yaml) if config.yaml else None)
+    except (pickle.UnpicklingError, EOFError, AttributeError) as error:  # what torch.load makes of other files
+        raise ValueError(f"--ckpt {config.ckpt}: not a torch checkpoint ({error})") from None
+    except KeyError as error:
+        raise ValueError(f"--ckpt {config.ckpt}: not a taming VQGAN checkpoint (unexpected key {error})") from None
+    except RuntimeError as error:  # load_state_dict: missing weights or other sizes
+        first = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(f"--ckpt {config.ckpt}: its weights do not fit the VQGAN config ({first})") from None
     vqgan.save_pretrained(config.out)
     return Path(config.out)
 

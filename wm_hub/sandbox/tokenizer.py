@@ -79,6 +79,14 @@ class SandboxTokenizerConfig:
     progress: bool = True
     num_pairs: int = 1000
 
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "warmup_steps", "max_objects", "num_pairs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "commitment", "reconstruction", "noise"):
+            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
+                raise ValueError(f"--{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
