@@ -78,16 +78,20 @@ def test_bad_rows_named(image_dir, tmp_path):
         {"image": "missing.png", "question": "Where?", "choices": ["a", "b"], "answer": 1},
     ]
     path = _write_jsonl(tmp_path / "bad.jsonl", rows)
+    (image_dir / "truncated.png").write_bytes((image_dir / "scene0.png").read_bytes()[:80])
     with path.open("a") as handle:
         handle.write("{not json\n")
+        row = {"image": "truncated.png", "question": "Where?", "choices": ["a", "b"], "answer": 1}
+        handle.write(json.dumps(row) + "\n")
     with pytest.raises(ValueError) as error:
         read_questions(path, image_dir=image_dir)
     message = str(error.value)
-    assert "4 bad question row(s)" in message
+    assert "5 bad question row(s)" in message
     assert "bad.jsonl line 2: missing field(s) ['answer']" in message
     assert "bad.jsonl line 3, field 'answer': 'C' is not one of the 2 choices" in message
     assert "bad.jsonl line 4, field 'image': missing.png: no such file" in message
     assert "bad.jsonl line 5: not valid JSON" in message
+    assert "bad.jsonl line 6, field 'image': truncated.png: unreadable (image file is truncated" in message
     assert "bad.jsonl line 1" not in message
 
 

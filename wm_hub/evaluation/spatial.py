@@ -46,6 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_json
+from wm_hub.data.reporting_builder import image_problem
 from wm_hub.evaluation.generation import GenerationEvalConfig, complete_predictions
 from wm_hub.inference.generation import left_pad
 from wm_hub.models.base import Backbone
@@ -229,13 +230,15 @@ def read_questions(
             continue
         image: str | Image.Image
         image_path = image_dir / image_value
-        if image_path.is_file():
+        problem = image_problem(image_path) if len(image_value) < 1024 else "no such file"  # base64: no path
+        if problem is None:
             image = str(image_path)
         elif format == "embspatial" and (decoded := _decode_base64_image(image_value)) is not None:
             image = decoded
         else:
             shown = image_value if len(image_value) < 200 else image_value[:40] + "..."
-            errors.append(f"{where}, field {image_field!r}: {shown}: no such file under {image_dir}")
+            problem = f"no such file under {image_dir}" if problem == "no such file" else problem
+            errors.append(f"{where}, field {image_field!r}: {shown}: {problem}")
             continue
         row_id = str(record.get(id_field, index)) if id_field else str(index)
         if row_id in seen:
