@@ -137,6 +137,20 @@ def test_prediction_folder_missing_file_names_the_row(small_root, tmp_path):
     message = str(error.value)
     assert f"row ag/1: {folder / 'ag' / '1.png'}: " in message
     assert "Traceback" not in message and not (tmp_path / "R.json").exists()
+    # --skip-missing scores the rows that have a prediction and names the others in the results
+    results = _run(_small_args(small_root, tmp_path / "R.json", "--predictions", str(folder), "--skip-missing"))
+    assert results["subsets"]["ag"]["n"] == 1 and results["subsets"]["whatsup"]["n"] == 0
+    assert results["overall"]["skipped"] == ["ag/1", "whatsup/2", "whatsup/3"]
+    assert any(line.startswith("prediction of row ag/1: ") for line in results["config"]["skipped_files"])
+    (folder / "ag" / "0.png").unlink()  # no prediction left: nothing to score is an error, skipping or not
+    with pytest.raises(SystemExit, match="4 of 4 row"):
+        main(
+            [
+                "eval",
+                "aurora",
+                *_small_args(small_root, tmp_path / "R2.json", "--predictions", str(folder), "--skip-missing"),
+            ]
+        )
 
 
 def test_prediction_folder_l1(small_root, tmp_path):

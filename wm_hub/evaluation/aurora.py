@@ -392,23 +392,34 @@ def prediction_file(folder: Path, row_id: str) -> Path | None:
     return None
 
 
-def check_prediction_dir(folder: Path, rows: Sequence[BenchRow]) -> dict[str, Path]:
+def check_prediction_dir(folder: Path, bench: Bench, skip_missing: bool = False) -> dict[str, Path]:
     """Each row's prediction file in ``folder``, every one decoded once here (a damaged file fails before scoring).
 
+    With ``skip_missing``, a row without a readable prediction is dropped from ``bench`` instead and named in its
+    ``skipped`` ids and ``skipped_files`` (what ``results.json`` reports).
+
     Raises:
-        FileNotFoundError: Rows without a prediction file or with one PIL cannot decode; the message names every such
-            row id and its path.
+        FileNotFoundError: Rows without a prediction file or with one PIL cannot decode (with ``skip_missing``: only
+            when no row has a readable one); the message names every such row id and its path.
     """
-    found, missing = {}, []
+    found, missing, rows = {}, [], bench.rows
     for row in rows:
         path = prediction_file(folder, row.id)
         if path is None:
-            missing.append(f"row {row.id}: expected {folder / row.id}.png (or {', '.join(IMAGE_SUFFIXES[1:])})")
+            missing.append(
+                (row.id, f"row {row.id}: expected {folder / row.id}.png (or {', '.join(IMAGE_SUFFIXES[1:])})")
+            )
         elif problem := image_problem(path):
-            missing.append(f"row {row.id}: {path}: {problem}")
+            missing.append((row.id, f"row {row.id}: {path}: {problem}"))
         else:
             found[row.id] = path
-    if missing:
+    if missing and skip_missing and found:
+        bench.rows = [row for row in rows if row.id in found]
+        for row_id, line in missing:
+            bench.skipped.setdefault(row_id.split("/")[0], []).append(row_id)
+            bench.skipped_files.append(f"prediction of {line}")
+    elif missing:
+        missing = [line for _, line in missing]
         raise FileNotFoundError(
             f"{folder}: {len(missing)} of {len(rows)} row(s) have no readable prediction image:\n  "
             + "\n  ".join(missing)
@@ -746,7 +757,7 @@ def evaluate_aurora(config: AuroraEvalConfig) -> dict[str, Any]:
     if config.kind == "copy":
         predictions = None
     elif config.kind == "dir":
-        predictions = check_prediction_dir(Path(config.predictions), bench.rows)
+        predictions = check_prediction_dir(Path(config.predictions), bench, config.skip_missing)
     else:
         predictions = generate_predictions(config, bench)
     prepare, rule = reference_preparation(config)
