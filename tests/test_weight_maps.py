@@ -96,12 +96,13 @@ def test_show_weights_command_on_a_built_shapes_world(tiny_model_dirs, tmp_path,
     from wm_hub.hub.dataset_folder import build_hub_dataset
 
     build_hub_dataset("shapes_world", tmp_path / "shapes", config_name="triplets", num_train=5, num_test=2)
+    backbone = tiny_model_dirs("chameleon")  # built (and its output printed) before the command's output is read
     capsys.readouterr()
     args = [
         "data",
         "show-weights",
         "--backbone",
-        str(tiny_model_dirs("chameleon")),
+        str(backbone),
         "--data",
         str(tmp_path / "shapes"),
     ]
@@ -110,3 +111,10 @@ def test_show_weights_command_on_a_built_shapes_world(tiny_model_dirs, tmp_path,
     assert len(panels) == 3 and Image.open(panels[0]).size == (144, 48)
     with pytest.raises(SystemExit, match="split 'validation'"):
         main([*args, "--split", "validation", "--out", str(tmp_path / "other")])
+    args[-1] = panels[0]  # a picture is no dataset
+    with pytest.raises(SystemExit, match=f"--data {panels[0]} is a file: give a Hub-layout folder"):
+        main([*args, "--out", str(tmp_path / "other")])
+    args[-1] = "no-such-org/no-such-data"  # neither a folder nor reachable (the tests run offline)
+    with pytest.raises(SystemExit, match="--data no-such-org/no-such-data \\(split 'train'\\): "):
+        main([*args, "--out", str(tmp_path / "other")])
+    assert not (tmp_path / "other").exists()

@@ -124,6 +124,8 @@ def show_weights(config: WeightPanelsConfig) -> list[Path]:
     from wm_hub.models.loading import load_backbone
 
     where = f"--data {config.data} (split {config.split!r})"
+    if Path(config.data).is_file() and Path(config.data).suffix != ".parquet":
+        raise ValueError(f"--data {config.data} is a file: give a Hub-layout folder, a .parquet file or a Hub id")
     try:
         if Path(config.data).suffix == ".parquet":
             triplets = datasets.load_dataset("parquet", data_files=config.data, split="train")
@@ -131,7 +133,7 @@ def show_weights(config: WeightPanelsConfig) -> list[Path]:
             triplets = datasets.load_dataset(config.data, split=config.split)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{where}: {error}") from None
-    except ValueError as error:
+    except (ValueError, ConnectionError) as error:  # offline, a name that is neither a folder nor reachable
         raise ValueError(f"{where}: {error}") from None
     missing = {"source", "target"} - set(triplets.column_names)
     if missing:
