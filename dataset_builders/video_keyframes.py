@@ -7,13 +7,17 @@ least ``min_interval`` frames apart) give one triplet per consecutive pair ``(i,
 frame ``j`` (full-resolution PNG), empty ``action``, ``action_class`` = the class folder, ``video`` = the path
 under ``data_dir``, ``frames = [i, j]``, ``origin = <origin_prefix>/<class>``, id ``<video>:<i>-<j>``.
 
-Videos that cannot be decoded (truncated, corrupt, not a video) are skipped; each worker logs one warning with
-their count and names. Video files directly in ``data_dir`` (no class folder) are left out with a warning.
-``download_and_prepare(num_proc=N)`` shares the videos among N processes.
+A video that cannot be decoded (truncated, corrupt, not a video) fails the build with one error naming it, or with
+``skip_missing=True`` (``wm-hub data build --skip-missing``) is skipped: counted and listed in the build report
+(``build_report.json``, where a row is a video), and each worker logs one warning with their names. Video files
+directly in ``data_dir`` (no class folder) are left out with a warning. ``download_and_prepare(num_proc=N)`` shares
+the videos among N processes.
 """
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -30,14 +34,24 @@ from wm_hub.bootstrap.keyframes import (
     find_videos,
     read_frames,
 )
+from wm_hub.data.reporting_builder import (
+    REPORT_FILENAME,
+    BadFile,
+    BuildReport,
+    OriginCounts,
+    ReportingBuilder,
+    SplitReport,
+    TripletBuilderConfig,
+)
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 
 logger = datasets.logging.get_logger(__name__)
+SKIP_LOG = "skipped_videos.jsonl"  # written by the generating processes, read into the build report at the end
 
 
 @dataclass
-class VideoKeyframesConfig(datasets.BuilderConfig):
-    """Key-frame selection and file discovery.
+class VideoKeyframesConfig(TripletBuilderConfig):
+    """Key-frame selection and file discovery (and ``skip_missing``: skip undecodable videos instead of failing).
 
     Attributes:
         num_keyframes: Key frames per video, ``K_f`` (paper: 6); a video gives at most ``num_keyframes - 1`` pairs.
@@ -58,7 +72,7 @@ class VideoKeyframesConfig(datasets.BuilderConfig):
     origin_prefix: str = "video_keyframes"
 
 
-class VideoKeyframesBuilder(datasets.GeneratorBasedBuilder):
+class VideoKeyframesBuilder(ReportingBuilder):
     """Consecutive key-frame pairs of class-folder videos as unlabelled triplets (see the module docstring)."""
 
     BUILDER_CONFIG_CLASS = VideoKeyframesConfig
@@ -85,7 +99,36 @@ class VideoKeyframesBuilder(datasets.GeneratorBasedBuilder):
         videos = [video.as_posix() for video in videos if len(video.parts) > 1]
         if not videos:
             raise ValueError(f"No videos ({', '.join(self.config.extensions)}) in class folders of {root}")
+        self._videos = videos
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"root": str(root), "videos": videos})]
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        log = Path(self._output_dir) / SKIP_LOG  # the temporary folder: a failed build leaves nothing
+        log.unlink(missing_ok=True)
+        datasets.GeneratorBasedBuilder._download_and_prepare(
+            self, dl_manager, verification_mode, **prepare_split_kwargs
+        )
+        skipped = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+        log.unlink(missing_ok=True)
+        self._accept_report(self._video_report(skipped))  # no triplet left is an error, skipping or not
+        self._report.write(Path(self._output_dir) / REPORT_FILENAME)
+
+    def _video_report(self, skipped: list[dict[str, Any]]) -> BuildReport:
+        """The build report: one row per video found in a class folder, the undecodable ones skipped."""
+
+        def origin(video: str) -> str:
+            return f"{self.config.origin_prefix}/{video.split('/')[0]}"
+
+        found, lost = Counter(map(origin, self._videos)), Counter(origin(row["video"]) for row in skipped)
+        report = SplitReport(annotation_file=str(self.config.data_dir), rows=len(self._videos))
+        for name, count in found.items():
+            report.origins[name] = OriginCounts(rows=count, examples=count - lost[name], skipped=lost[name])
+        index = {video: row for row, video in enumerate(self._videos)}
+        report.skipped = [
+            BadFile("train", index[row["video"]], row["video"], "video", row["video"], row["reason"])
+            for row in sorted(skipped, key=lambda row: index[row["video"]])
+        ]
+        return BuildReport(builder="video_keyframes", config=self.config.name, splits={"train": report})
 
     def _generate_examples(self, root: str, videos: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         config: VideoKeyframesConfig = self.config
@@ -99,7 +142,14 @@ class VideoKeyframesBuilder(datasets.GeneratorBasedBuilder):
                 frames = find_keyframes(path, keyframe_config).frames
                 images = read_frames(path, frames)
             except VideoDecodeError as error:
+                if not config.skip_missing:
+                    raise ValueError(
+                        f"{path}: cannot be decoded ({error.reason}); fix or remove it, or skip such videos with "
+                        "skip_missing=True (wm-hub data build --skip-missing)"
+                    ) from None
                 skipped.append(f"{video} ({error.reason})")
+                with (Path(self._output_dir) / SKIP_LOG).open("a", encoding="utf-8") as log:
+                    log.write(json.dumps({"video": video, "reason": error.reason}) + "\n")
                 continue
             action_class = video.split("/")[0]
             for (source_frame, target_frame), (source, target) in zip(pairwise(frames), pairwise(images)):

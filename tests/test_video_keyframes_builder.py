@@ -1,4 +1,5 @@
-"""VideoKeyframesBuilder: class folders of generated videos -> key-frame-pair triplets; bad videos skipped."""
+"""VideoKeyframesBuilder: class folders of generated videos -> key-frame-pair triplets; a bad video is an error
+naming it, or with skip_missing a skip counted in the build report."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import logging
 from itertools import pairwise
 
 import numpy as np
+import pytest
 from test_keyframes import write_video
 
 from dataset_builders.video_keyframes import VideoKeyframesBuilder
 from wm_hub.bootstrap.keyframes import KeyframeConfig, find_keyframes, read_frames
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import prepare_builder
 from wm_hub.data.schema import TRIPLET_FEATURES
 
 
-def test_builder_yields_consecutive_keyframe_pairs_and_skips_bad_videos(tmp_path, caplog):
+def test_builder_yields_consecutive_keyframe_pairs_and_skips_bad_videos_when_asked(tmp_path, caplog):
     root = tmp_path / "videos"
     (root / "jumping").mkdir(parents=True)
     (root / "waving" / "outdoor").mkdir(parents=True)
@@ -23,12 +26,18 @@ def test_builder_yields_consecutive_keyframe_pairs_and_skips_bad_videos(tmp_path
     (root / "jumping" / "broken.mp4").write_text("not a video\n" * 20)
     write_video(root / "no_class.mp4", 30)
 
+    settings = {"data_dir": str(root), "num_keyframes": 3, "min_interval": 10}
+    refused = VideoKeyframesBuilder(cache_dir=str(tmp_path / "refused"), **settings)
+    with pytest.raises(ValueError, match="broken.mp4: cannot be decoded .*--skip-missing"):
+        prepare_builder(refused)
     with caplog.at_level(logging.WARNING):
-        builder = VideoKeyframesBuilder(
-            data_dir=str(root), cache_dir=str(tmp_path / "cache"), num_keyframes=3, min_interval=10
-        )
+        builder = VideoKeyframesBuilder(cache_dir=str(tmp_path / "cache"), skip_missing=True, **settings)
         builder.download_and_prepare()
     dataset = builder.as_dataset(split="train")
+    report = builder.build_report.splits["train"]  # a row is a video: 3 in class folders, one skipped
+    assert (report.rows, report.examples, report.skipped_rows) == (3, 2, 1)
+    assert [(bad.id, bad.field) for bad in report.skipped] == [("jumping/broken.mp4", "video")]
+    assert report.skipped[0].reason.startswith("not a readable video")
 
     assert builder_class("video_keyframes") is VideoKeyframesBuilder
     assert dataset.features == TRIPLET_FEATURES and dataset.column_names == list(TRIPLET_FEATURES)

@@ -264,3 +264,15 @@ class ReportingBuilder(datasets.GeneratorBasedBuilder):
         super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
         # _output_dir is the temporary folder here: the report moves into place with the data, or not at all.
         self.build_report.write(Path(self._output_dir) / REPORT_FILENAME)
+
+
+def prepare_builder(builder: datasets.DatasetBuilder, **kwargs: Any) -> None:
+    """``builder.download_and_prepare(**kwargs)``, with a builder's own error about one of its inputs (a
+    ``ValueError`` or ``FileNotFoundError`` raised while generating, e.g. an undecodable video) raised as itself
+    instead of inside ``datasets``' ``DatasetGenerationError``."""
+    try:
+        builder.download_and_prepare(**kwargs)
+    except datasets.exceptions.DatasetGenerationError as error:
+        if isinstance(error.__cause__, (ValueError, FileNotFoundError)):
+            raise error.__cause__ from None
+        raise

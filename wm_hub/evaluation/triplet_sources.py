@@ -21,6 +21,7 @@ from typing import Any
 import datasets
 
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.reporting_builder import prepare_builder
 from wm_hub.data.schema import TRIPLET_FEATURES
 from wm_hub.evaluation import split_names
 
@@ -159,7 +160,7 @@ def _from_builder(
         raise FileNotFoundError(f"{data}: no such folder (the data folder of builder {name!r})")
     with tempfile.TemporaryDirectory(prefix="wm-hub-eval-") as cache:
         instance = builder_class(name)(config_name=config, data_dir=str(data), cache_dir=cache, **kwargs)
-        instance.download_and_prepare()
+        prepare_builder(instance)
         splits = list(instance.info.splits)
         split = split or (splits[0] if len(splits) == 1 else "test")
         if split not in splits:

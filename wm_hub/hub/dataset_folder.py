@@ -22,7 +22,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from wm_hub.data.builder_registry import builder_class
-from wm_hub.data.reporting_builder import REPORT_FILENAME, BuildReport, ReportingBuilder
+from wm_hub.data.reporting_builder import REPORT_FILENAME, BuildReport, ReportingBuilder, prepare_builder
 
 CONFIG_NAME = "default"
 
@@ -137,7 +137,7 @@ def build_hub_dataset(
             config_kwargs["data_dir"] = str(data_dir)
         builder = builder_cls(config_name=config_name, cache_dir=str(staging / "cache"), **config_kwargs)
         prepared = staging / "prepared"
-        builder.download_and_prepare(output_dir=str(prepared), file_format="parquet", max_shard_size=max_shard_size)
+        prepare_builder(builder, output_dir=str(prepared), file_format="parquet", max_shard_size=max_shard_size)
         hub = staging / "hub"
         download_size = _move_shards(builder, prepared, hub / "data")
         if isinstance(builder, ReportingBuilder):
