@@ -481,6 +481,7 @@ def test_bad_pushes_stop_before_any_upload_with_one_clear_error(hub, local, tmp_
     before = len(hub.state.requests)
     cases = [
         (["model", str(tmp_path / "missing"), "--repo-id", "org/x"], "no such folder"),
+        (["model", str(local["shapes"] / "README.md"), "--repo-id", "org/x"], "README.md: a file, not a folder"),
         (["model", str(local["shapes"]), "--repo-id", "org/x"], "not a model folder (no config.json"),
         (["model", str(local["fdm"]), "--repo-id", "org/x"], "names the local base model"),
         (["dataset", str(local["fdm"]), "--repo-id", "org/x"], "expected a folder written by `wm-hub data build`"),

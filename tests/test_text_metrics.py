@@ -181,5 +181,7 @@ def test_eval_idm_cli_errors(tmp_path):
     (tmp_path / "csv" / "rows.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match=r"not a triplet dataset \(no column\(s\) \['id'"):
         main(["eval", "idm", "--model", "m", "--data", str(tmp_path / "csv"), "--split", "train", "--out", "r.json"])
+    with pytest.raises(SystemExit, match=r"csv: no split 'test' \(.*\); choose one with --split"):
+        main(["eval", "idm", "--model", "m", "--data", str(tmp_path / "csv"), "--out", "r.json"])
     with pytest.raises(SystemExit, match="unknown text metric"):
         main(["eval", "idm", "--model", "m", "--data", "d", "--metrics", "bleu,meteor", "--out", "r.json"])

@@ -118,7 +118,7 @@ class MissingFilesError(ValueError):
         lines = "\n".join(f"  {bad.describe()}" for bad in bad_files)
         super().__init__(
             f"{rows} row(s) reference missing or unreadable files (paths relative to {data_dir}); fix them, or skip "
-            f"and report them with skip_missing=True (wm-hub data build --skip-missing):\n{lines}"
+            f"and report them with skip_missing=True (the command's --skip-missing):\n{lines}"
         )
 
 

@@ -131,7 +131,13 @@ def load_eval_triplets(
     if builder is not None:
         triplets = _from_builder(data, builder, config, split, subsets, skip_missing)
     else:
-        dataset = datasets.load_dataset(data, name=config, split=split or "test")
+        split = split or "test"
+        try:
+            dataset = datasets.load_dataset(data, name=config, split=split)
+        except ValueError as error:
+            if "split" not in str(error).lower():
+                raise
+            raise ValueError(f"{data}: no split {split!r} ({error}); choose one with --split") from None
         missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
         if missing:
             raise ValueError(

@@ -110,7 +110,7 @@ def push_dataset(config: DatasetPushConfig, token: str | None = None) -> PushRes
     """
     folder, repo_id = Path(config.folder).expanduser(), config.repo_id
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise FileNotFoundError(f"{folder}: {'a file, not a folder' if folder.exists() else 'no such folder'}")
     require_online()
     with tempfile.TemporaryDirectory(prefix=".wm-hub-push-") as tmp:
         tmp = Path(tmp)

@@ -86,7 +86,7 @@ def push_model(config: ModelPushConfig, token: str | None = None) -> PushResult:
     """
     folder, repo_id = Path(config.folder).expanduser(), config.repo_id
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
+        raise FileNotFoundError(f"{folder}: {'a file, not a folder' if folder.exists() else 'no such folder'}")
     require_online()
     adapter_only = (folder / ADAPTER_CONFIG).is_file() and not (folder / "config.json").is_file()
     if not adapter_only and not (folder / "config.json").is_file():
