@@ -105,6 +105,7 @@ class VideoKeyframesBuilder(ReportingBuilder):
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         log = Path(self._output_dir) / SKIP_LOG  # the temporary folder: a failed build leaves nothing
         log.unlink(missing_ok=True)
+        # not ReportingBuilder's, which reads a report checked before generating: videos fail while generating
         datasets.GeneratorBasedBuilder._download_and_prepare(
             self, dl_manager, verification_mode, **prepare_split_kwargs
         )
