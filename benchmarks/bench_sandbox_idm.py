@@ -16,6 +16,8 @@ Results are merged into ``--out`` under ``--name`` (a run of the same name is re
         --set 'idm_instruction="What differs between the pictures?"' --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name batch12_1333_steps \
         --set per_device_train_batch_size=12 max_steps=1333 --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name steps_1400 --set max_steps=1400 \
+        --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name beta2_095 --set adam_beta2=0.95 \
         --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name wsd_decay300 --set lr_scheduler_type=warmup_stable_decay \
