@@ -98,3 +98,22 @@ def test_chameleon_lm_vq_encoder_is_frozen(tiny_backbones):
     model = tiny_backbones("chameleon").model
     assert not any(parameter.requires_grad for parameter in model.model.vqmodel.parameters())
     assert all(parameter.requires_grad for parameter in model.model.layers.parameters())
+
+
+def test_dtype_and_device_names_are_checked_before_loading():
+    import torch
+
+    from wm_hub.models.loading import torch_device, torch_dtype
+
+    assert torch_dtype("bfloat16") is torch.bfloat16 and torch_dtype(torch.float16) is torch.float16
+    assert torch_dtype("auto") is None  # transformers' "as saved"
+    for name in ("float99", "Tensor", "cuda"):
+        with pytest.raises(ValueError, match=f"dtype '{name}' is not a torch dtype"):
+            torch_dtype(name)
+    assert torch_device("cpu") == torch.device("cpu") == torch_device(torch.device("cpu"))
+    with pytest.raises(ValueError, match="device 'banana' is not a torch device"):
+        torch_device("banana")
+    with pytest.raises(ValueError, match=f"device 'cuda:{torch.cuda.device_count()}': this machine has"):
+        torch_device(f"cuda:{torch.cuda.device_count()}")
+    with pytest.raises(ValueError, match="dtype 'float99'"):
+        load_backbone("no-such-folder", dtype="float99")  # refused before the folder is even looked for

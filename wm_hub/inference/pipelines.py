@@ -52,7 +52,7 @@ def load_pipeline(task: str, flag: str, name: str, device: str | None = None, dt
     settings = {key: value for key, value in (("device", device), ("dtype", dtype)) if value}
     if device:
         torch_device(device)  # a bad name or a missing GPU is one line, before anything loads
-    if dtype and dtype != "auto":  # "auto": as saved, transformers' spelling
+    if dtype:
         torch_dtype(dtype)
     try:
         return pipeline(task, model=os.path.expanduser(name), **settings)

@@ -39,12 +39,15 @@ def backbone_class(arch: str) -> type[Backbone]:
     return getattr(importlib.import_module(module), name)
 
 
-def torch_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """``dtype`` as a ``torch.dtype``: a name such as ``"bfloat16"`` is looked up in ``torch``.
+def torch_dtype(dtype: torch.dtype | str) -> torch.dtype | None:
+    """``dtype`` as a ``torch.dtype``: a name such as ``"bfloat16"`` is looked up in ``torch``; ``"auto"``
+    (transformers' spelling of "as saved") is ``None``.
 
     Raises:
         ValueError: The name is not a torch dtype.
     """
+    if dtype == "auto":
+        return None
     value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
     if not isinstance(value, torch.dtype):
         raise ValueError(f"dtype {dtype!r} is not a torch dtype (float32, bfloat16, float16...)")
