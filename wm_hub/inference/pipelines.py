@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from wm_hub.inference.registration import register_pipelines, transformers_pipeline_base
 from wm_hub.models.base import Backbone
-from wm_hub.models.loading import load_backbone, torch_device, torch_dtype
+from wm_hub.models.loading import load_backbone, torch_device
 
 Pipeline = transformers_pipeline_base()
 
@@ -50,10 +50,8 @@ def load_pipeline(task: str, flag: str, name: str, device: str | None = None, dt
     from transformers import pipeline
 
     settings = {key: value for key, value in (("device", device), ("dtype", dtype)) if value}
-    if device:
-        torch_device(device)  # a bad name or a missing GPU is one line, before anything loads
-    if dtype:
-        torch_dtype(dtype)
+    if device:  # the pipeline places the model after loading it: a bad name or a missing GPU is refused first
+        torch_device(device)
     try:
         return pipeline(task, model=os.path.expanduser(name), **settings)
     except WorldModelLoadError as error:

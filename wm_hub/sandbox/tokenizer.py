@@ -83,9 +83,11 @@ class SandboxTokenizerConfig:
         for name in ("steps", "batch_size", "warmup_steps", "max_objects", "num_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "commitment", "reconstruction", "noise"):
-            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
-                raise ValueError(f"--{name} must be {'> 0' if name == 'lr' else '>= 0'}, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be > 0, got {self.lr}")
+        for name in ("commitment", "reconstruction", "noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
