@@ -12,18 +12,20 @@ JSON object per line, blank lines allowed::
      "action_class": "move",                          # class for stratified sampling      (optional)
      "video": "train-video-00003",                    # where the pair was cut from        (optional)
      "frames": [10, 13],                              #                                    (optional)
+     "rationale": "row 2, column 3: ...",             # what a reasoning IDM wrote first   (optional)
      "origin": "shapes_world/videos"}                 # origin of the pair                 (optional)
 
 Output: one ``train`` split of ``TRIPLET_FEATURES``, images embedded as they are (bytes), ``score``,
-``action_class``, ``video`` and ``frames`` kept, origin ``synthetic/<origin of the pair>`` (``synthetic`` when the
-row has none).
+``action_class``, ``video``, ``frames`` and ``rationale`` kept, origin ``synthetic/<origin of the pair>``
+(``synthetic`` when the row has none).
 
 Config: ``min_score`` keeps only rows scored at least that much (unscored rows are dropped too; counted per origin
 as ``not_selected`` in the build report); ``skip_missing=True`` skips rows whose source or target image is missing
 or unreadable, counted and listed in the build report and logged, instead of one error naming every such row.
 
 Everything is checked before anything is written. A line that is not a JSON object with string ``id``, ``source``,
-``target`` and ``action`` (a numeric or null ``score``, an integer-list or null ``frames``), or that repeats an id,
+``target`` and ``action`` (a numeric or null ``score``, an integer-list or null ``frames``, a string or null
+``rationale``), or that repeats an id,
 is a ``ValueError`` naming ``file:line``. In the build report, ``row`` counts over the annotation files in reading
 order (the id names the row too).
 """
@@ -117,6 +119,7 @@ class SyntheticTripletsBuilder(ReportingBuilder):
                     action_class=row.get("action_class"),
                     video=row.get("video"),
                     frames=row.get("frames"),
+                    rationale=row.get("rationale"),
                 ),
             )
 
@@ -170,6 +173,8 @@ def _row_problem(row: Any) -> str | None:
     frames = row.get("frames")
     if frames is not None and not (isinstance(frames, list) and all(type(frame) is int for frame in frames)):
         return f"frames must be a list of integers, got {frames!r}"
+    if not isinstance(row.get("rationale", ""), (str, type(None))):
+        return f"rationale must be a string, got {row['rationale']!r}"
     return None
 
 

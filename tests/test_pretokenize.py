@@ -49,7 +49,8 @@ def test_fdm_rows_match_the_backbone_and_weights_average_one(arch, tiny_backbone
     triplets = load_triplets(triplet_parquet, tmp_path / "cache")
     rows = pretokenize(triplets, backbone, PretokenizeConfig(task="fdm", loss_weighting="l2", batch_size=2))
     assert rows.column_names == [
-        "id", "action", "origin", "score", "action_class", "video", "frames", "input_ids", "labels", "token_weights"
+        "id", "action", "origin", "score", "action_class", "video", "frames", "rationale", "input_ids", "labels",
+        "token_weights",
     ]  # fmt: skip
     for index in range(len(rows)):
         triplet, row = triplets[index], rows[index]

@@ -1,7 +1,7 @@
 """IDM annotation of key-frame pairs at scale: weak action labels for unlabelled video (paper section 3.2).
 
 For every key-frame pair (:mod:`wm_hub.bootstrap.pairs`) the inverse-dynamics model generates an action
-(:func:`~wm_hub.inference.actions.generate_actions`, batched, greedy by default) and scores it with
+(:func:`~wm_hub.inference.actions.generate_idm_outputs`, batched, greedy by default) and scores it with
 :func:`~wm_hub.inference.scoring.action_log_likelihoods`: ``log p(action | source, target)`` over the action's
 tokens and the closing ``eos`` in the IDM's own training format (the tokens it was trained to emit; the images and
 the instruction are never scored). Each batch's images go through the VQ encoder once; generation and scoring reuse
@@ -18,7 +18,9 @@ Rows: ``id``, ``source``/``target`` (image paths relative to OUT), ``action``, `
 log-probabilities), ``score_mean`` (``score_sum / num_action_tokens``), ``num_action_tokens`` (action tokens + eos),
 ``score`` (= ``score_mean``: the field the builder keeps and stratified sampling ranks by default; the mean does not
 penalise longer actions the way the sum does), ``action_class``, ``action_verb``, ``video_class``, and provenance
-``video``, ``frames``, ``origin`` (plus ``input_action`` when the input already had one).
+``video``, ``frames``, ``origin`` (plus ``input_action`` when the input already had one). An IDM that reasons first
+(``idm_rationale``) also writes ``rationale``, what it wrote before the action; its score then covers the rationale
+and the action (``num_action_tokens`` counts both), the log-likelihood of all it wrote.
 
 Action classes (Algorithm 1 stratifies by them): the paper's classes are the video datasets' own action classes
 (UCF-101, Kinetics-700, Moments in Time; paper Figure 9), i.e. the class folder a key-frame pair comes from
@@ -375,26 +377,29 @@ def annotate_batch(idm, pairs: PairInput, indices: Sequence[int], config: Annota
         config: Generation and class settings.
         out: Annotation folder the images go to.
     """
-    from wm_hub.inference.actions import generate_actions
+    from wm_hub.inference.actions import generate_idm_outputs
     from wm_hub.inference.scoring import action_log_likelihoods
 
     images = pairs.read(indices)
     ids = idm.encode_images([image.images[0] for image in images] + [image.images[1] for image in images])
     sources, targets = ids[: len(images)], ids[len(images) :]
     seed = config.seed + indices[0] if config.do_sample else None
-    actions = generate_actions(
+    outputs = generate_idm_outputs(
         idm, list(zip(sources, targets)), config.max_new_tokens, config.do_sample, config.temperature, seed
     )
-    scores = action_log_likelihoods(idm, sources, targets, actions, batch_size=None)
+    actions, rationales = [o.action for o in outputs], [o.rationale for o in outputs]
+    scores = action_log_likelihoods(idm, sources, targets, actions, None, rationales)
     rows = []
-    for index, pair_images, action, score in zip(indices, images, actions, scores):
+    for index, pair_images, output, score in zip(indices, images, outputs, scores):
         pair = pairs.pairs[index]
         paths = _store_images(out, pair, pair_images)
-        rows.append(_row(pair, paths, action, score, config.class_source))
+        rows.append(_row(pair, paths, output.action, score, config.class_source, output.rationale))
     return rows
 
 
-def _row(pair: FramePair, paths: tuple[str, str], action: str, score, class_source: str) -> dict[str, Any]:
+def _row(
+    pair: FramePair, paths: tuple[str, str], action: str, score, class_source: str, rationale: str | None
+) -> dict[str, Any]:
     verb = action_verb(action)
     action_class = verb if class_source == "verb" or pair.input_class is None else pair.input_class
     row = {
@@ -413,6 +418,8 @@ def _row(pair: FramePair, paths: tuple[str, str], action: str, score, class_sour
         "frames": list(pair.frames) if pair.frames is not None else None,
         "origin": pair.origin,
     }
+    if rationale is not None:
+        row["rationale"] = rationale
     if pair.input_action is not None:
         row["input_action"] = pair.input_action
     return row

@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 
 from wm_hub.data.builder_registry import builder_class, check_builder_name
-from wm_hub.data.schema import TRIPLET_FEATURES
+from wm_hub.data.schema import TRIPLET_FEATURES, add_optional_columns
 
 
 @dataclass
@@ -240,6 +240,7 @@ def _load_source(
             cache_dir=cache_dir,
             revision=source.revision,
         )
+    dataset = add_optional_columns(dataset)
     missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
     if missing:
         raise ValueError(

@@ -3,6 +3,10 @@
 Every origin (AURORA, EPIC-KITCHENS, key-frame pairs of unlabelled video, IDM-annotated pairs, shapes-world)
 comes out with exactly these columns, so recipes concatenate them freely and the same Parquet files can be
 pushed to the Hub. Columns that an origin does not have hold ``None``.
+
+``rationale`` is the text an IDM that reasons first writes before the action (``idm_rationale``,
+docs/training.md): the shapes world's changed cells, or an annotating IDM's own. Datasets written before it existed
+lack the column; :data:`OPTIONAL_COLUMNS` are added as ``None`` when such a dataset is read.
 """
 
 from __future__ import annotations
@@ -25,8 +29,19 @@ TRIPLET_FEATURES = datasets.Features(
         "action_class": datasets.Value("string"),
         "video": datasets.Value("string"),
         "frames": datasets.List(datasets.Value("int32")),
+        "rationale": datasets.Value("string"),
     }
 )
+# Columns a triplet dataset may lack (written before they existed): read as None.
+OPTIONAL_COLUMNS = ("rationale",)
+
+
+def add_optional_columns(dataset: datasets.Dataset) -> datasets.Dataset:
+    """``dataset`` with each of :data:`OPTIONAL_COLUMNS` it lacks added as ``None`` (a dataset written before)."""
+    for name in OPTIONAL_COLUMNS:
+        if name not in dataset.column_names:
+            dataset = dataset.add_column(name, [None] * len(dataset), feature=TRIPLET_FEATURES[name])
+    return dataset
 
 
 def image_bytes(image: Image.Image | bytes, format: str = "PNG") -> dict[str, Any]:
@@ -54,6 +69,7 @@ def make_triplet(
     action_class: str | None = None,
     video: str | None = None,
     frames: Sequence[int] | None = None,
+    rationale: str | None = None,
 ) -> dict[str, Any]:
     """One row of :data:`TRIPLET_FEATURES`, images as bytes.
 
@@ -67,6 +83,7 @@ def make_triplet(
         action_class: Coarse class (EPIC verb, video folder, annotation class).
         video: Source video of a key-frame pair.
         frames: Frame indices of source and target in ``video``.
+        rationale: What an IDM that reasons first writes before the action (e.g. the changed cells).
     """
     return {
         "id": id,
@@ -78,4 +95,5 @@ def make_triplet(
         "action_class": action_class,
         "video": video,
         "frames": list(frames) if frames is not None else None,
+        "rationale": rationale,
     }

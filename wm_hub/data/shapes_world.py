@@ -50,6 +50,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 ACTION_KINDS: tuple[str, ...] = ("move", "add", "remove", "recolour", "reshape", "swap")
 DIRECTIONS: dict[str, tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 PAIR_MODES: tuple[str, ...] = ("keyframes", "consecutive")
+EMPTY_SCENE = "nothing"  # an empty cell (and a scene without objects) in words
+NO_CHANGE = "no change"  # the changed cells of two equal scenes
 
 Cell = tuple[int, int]
 T = TypeVar("T")
@@ -476,7 +478,8 @@ class ShapesWorld:
     def triplet_rows(self, split: str, num_examples: int) -> Iterator[dict[str, Any]]:
         """``num_examples`` labelled triplets of ``split`` as rows of ``TRIPLET_FEATURES``.
 
-        ``action_class`` is the action kind (``move``, ``add``, ...); origin ``shapes_world/triplets``.
+        ``action_class`` is the action kind (``move``, ``add``, ...); ``rationale`` the changed cells
+        (:func:`describe_changes`); origin ``shapes_world/triplets``.
         """
         for index in range(num_examples):
             example = self.triplet(split, index)
@@ -487,6 +490,7 @@ class ShapesWorld:
                 example.action.text,
                 "shapes_world/triplets",
                 action_class=example.action.kind,
+                rationale=describe_changes(example.source_scene, example.target_scene),
             )
 
     def video_rows(
@@ -515,6 +519,27 @@ class ShapesWorld:
                     video=video.id,
                     frames=(i, j),
                 )
+
+
+def content_name(obj: ShapeObject | None) -> str:
+    """A cell's content in words: ``"red square"``, or :data:`EMPTY_SCENE` for an empty cell."""
+    return EMPTY_SCENE if obj is None else f"{obj.colour} {obj.shape}"
+
+
+def describe_changes(before: Scene, after: Scene) -> str:
+    """The cells whose content differs, in reading order, as ``"row R, column C: <before> -> <after>"``.
+
+    A comparison of two pictures, not an action: ``"row 1, column 1: nothing -> red square; row 1, column 2:
+    red square -> nothing"`` whatever moved the square; :data:`NO_CHANGE` for identical scenes. The base model
+    pretrains on it (``wm_hub.sandbox``), and a triplet's ``rationale`` holds it.
+    """
+    cells = {obj.cell for obj in before.objects + after.objects}
+    parts = [
+        f"row {y + 1}, column {x + 1}: {content_name(before.at((x, y)))} -> {content_name(after.at((x, y)))}"
+        for x, y in sorted(cells, key=lambda cell: (cell[1], cell[0]))
+        if content_name(before.at((x, y))) != content_name(after.at((x, y)))
+    ]
+    return "; ".join(parts) or NO_CHANGE
 
 
 def _content(obj: ShapeObject | None) -> tuple[str, str] | None:

@@ -22,7 +22,7 @@ import datasets
 
 from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.reporting_builder import prepare_builder
-from wm_hub.data.schema import TRIPLET_FEATURES
+from wm_hub.data.schema import TRIPLET_FEATURES, add_optional_columns
 from wm_hub.evaluation import split_names
 
 AURORA_BENCH_FILE = "test.json"
@@ -138,6 +138,7 @@ def load_eval_triplets(
             if "split" not in str(error).lower():
                 raise
             raise ValueError(f"{data}: no split {split!r} ({error}); choose one with --split") from None
+        dataset = add_optional_columns(dataset)
         missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
         if missing:
             raise ValueError(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from wm_hub.inference.actions import generate_actions
+from wm_hub.inference.actions import generate_idm_outputs
 from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
 from wm_hub.inference.registration import register_pipelines
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods
@@ -25,7 +25,8 @@ class InverseDynamicsPipeline(BackbonePipeline):
     from a :class:`~wm_hub.models.base.Backbone`). The action is generated greedily by default, in the IDM's own
     training format (the instruction saved in the checkpoint), with image tokens suppressed; ``score`` is its
     log-likelihood under the same model (see :meth:`score`). Lists of sources and targets run as ONE batched
-    ``generate`` call and ONE batched scoring forward.
+    ``generate`` call and ONE batched scoring forward. An IDM that reasons first (``idm_rationale``) also returns
+    ``"rationale"``, what it wrote before the action, and its score covers both.
 
     Observations are PIL images, image paths, URLs, or LongTensors of the model's LM image ids.
 
@@ -50,7 +51,8 @@ class InverseDynamicsPipeline(BackbonePipeline):
             **kwargs: The call arguments of the class docstring.
 
         Returns:
-            ``{"action": str, "score": float}``, or a list of them for lists of observations.
+            ``{"action": str, "score": float}`` (plus ``"rationale"`` from an IDM that reasons first), or a list of
+            them for lists of observations.
         """
         batched = isinstance(source, (list, tuple))
         if batched != isinstance(target, (list, tuple)):
@@ -106,7 +108,7 @@ class InverseDynamicsPipeline(BackbonePipeline):
         seed: int | None = None,
     ) -> dict[str, Any]:
         sources, targets = model_inputs["sources"], model_inputs["targets"]
-        actions = generate_actions(
+        outputs = generate_idm_outputs(
             self.backbone,
             list(zip(sources, targets)),
             max_new_tokens=max_new_tokens,
@@ -114,14 +116,18 @@ class InverseDynamicsPipeline(BackbonePipeline):
             temperature=temperature,
             seed=seed,
         )
-        scores = action_log_likelihoods(self.backbone, sources, targets, actions, batch_size=None)
-        return {"actions": actions, "scores": scores}
+        actions, rationales = [o.action for o in outputs], [o.rationale for o in outputs]
+        scores = action_log_likelihoods(self.backbone, sources, targets, actions, None, rationales)
+        return {"actions": actions, "rationales": rationales, "scores": scores}
 
     def postprocess(self, model_outputs: dict[str, Any], reduction: str = "sum") -> list[dict[str, Any]]:
-        return [
-            {"action": action, "score": _reduce(score, reduction)}
-            for action, score in zip(model_outputs["actions"], model_outputs["scores"])
-        ]
+        results = []
+        for action, rationale, score in zip(
+            model_outputs["actions"], model_outputs["rationales"], model_outputs["scores"]
+        ):
+            result = {"action": action, "score": _reduce(score, reduction)}
+            results.append(result if rationale is None else {**result, "rationale": rationale})
+        return results
 
     def score(
         self,

@@ -6,8 +6,8 @@ batch. Only the logits of the scored tail of each batch are computed (``logits_t
 two 1024-token images never builds the ``(batch, length, vocab)`` logits of the images.
 
 - :func:`action_log_likelihoods`: ``log p(action | source, target)`` under an IDM, over the action's tokens and the
-  closing ``eos`` (exactly the IDM's training labels): the best-of-N verifier, annotation scores, the inverse
-  direction of the trajectory-preference probe.
+  closing ``eos`` (exactly the IDM's training labels; with the rationale before them for an IDM that reasons
+  first): the best-of-N verifier, annotation scores, the inverse direction of the trajectory-preference probe.
 - :func:`target_log_likelihoods`: ``log p(target image codes | source, action)`` under an FDM, over the target's
   code tokens only: the forward direction of the probe.
 - :func:`position_log_likelihoods`: the general form, any token positions of any sequences.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from wm_hub.inference.actions import generate_idm_outputs
 from wm_hub.inference.generation import left_pad
 from wm_hub.inference.kv_cache import cache_argument, growing_cache
 from wm_hub.models.base import IGNORE_INDEX, Backbone, ImageLike
@@ -153,27 +154,56 @@ def action_log_likelihoods(
     targets: Sequence[ImageLike],
     actions: Sequence[str],
     batch_size: int | None = 8,
+    rationales: Sequence[str | None] | None = None,
 ) -> list[SequenceScore]:
     """``log p(action | source, target)`` under an inverse-dynamics model, in its training format.
 
     Scores the action's tokens and the closing ``eos`` (the IDM's training labels), never the images or the
-    instruction.
+    instruction. An IDM that reasons first (``idm_rationale``) is scored on all it writes,
+    ``log p(rationale, action | source, target)``, with the rationale given or, by default, its own greedy one for
+    the pair (so the score still ranks actions, and candidates, by how well the IDM explains them).
 
     Args:
         idm: The inverse-dynamics backbone.
         sources: Source observations (PIL images or their LM ids, as ``build_idm_sequence`` takes).
         targets: Next observations (e.g. the N candidates of one prediction).
         actions: Action texts.
-        batch_size: Rows per forward pass; ``None``: one forward for all.
+        batch_size: Rows per forward pass (and per rationale ``generate``); ``None``: one for all.
+        rationales: The rationale of each row, for an IDM that reasons first (e.g. the one it generated with the
+            action); ``None``: generate them.
 
     Returns:
         One score per (source, target, action).
     """
     if not len(sources) == len(targets) == len(actions):
         raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(actions)} actions")
-    examples = [idm.build_idm_sequence(s, t, a) for s, t, a in zip(sources, targets, actions)]
+    if rationales is None and idm.writes_rationale:
+        rationales = greedy_rationales(idm, sources, targets, batch_size)
+    rationales = rationales if rationales is not None else [None] * len(actions)
+    examples = [idm.build_idm_sequence(s, t, a, r) for s, t, a, r in zip(sources, targets, actions, rationales)]
     positions = [[i for i, label in enumerate(ex.labels) if label != IGNORE_INDEX] for ex in examples]
     return position_log_likelihoods(idm, [ex.input_ids for ex in examples], positions, batch_size)
+
+
+def greedy_rationales(
+    idm: Backbone, sources: Sequence[ImageLike], targets: Sequence[ImageLike], batch_size: int | None = 8
+) -> list[str | None]:
+    """The rationale an IDM that reasons first writes greedily for each pair (equal pairs generated once)."""
+    keys = [(_key(source), _key(target)) for source, target in zip(sources, targets)]
+    first = {key: index for index, key in reversed(list(enumerate(keys)))}
+    unique = sorted(first.values())
+    step = batch_size or max(len(unique), 1)
+    found: dict[int, str | None] = {}
+    for start in range(0, len(unique), step):
+        chunk = unique[start : start + step]
+        outputs = generate_idm_outputs(idm, [(sources[i], targets[i]) for i in chunk])
+        found.update({index: output.rationale for index, output in zip(chunk, outputs)})
+    return [found[first[key]] for key in keys]
+
+
+def _key(item: ImageLike) -> object:
+    """An observation as a dict key: LM ids by value, anything else (a PIL image) by identity."""
+    return tuple(item.tolist()) if isinstance(item, torch.Tensor) else id(item)
 
 
 def target_log_likelihoods(

@@ -339,18 +339,26 @@ class Backbone(ABC):
         target_ids = None if target is None else self._as_ids(target)
         return self.processor.build_fdm_sequence(self._as_ids(source), action, target_ids)
 
-    def build_idm_sequence(self, source: ImageLike, target: ImageLike, action: str | None = None) -> SequenceExample:
+    def build_idm_sequence(
+        self, source: ImageLike, target: ImageLike, action: str | None = None, rationale: str | None = None
+    ) -> SequenceExample:
         """Inverse-dynamics sequence ``[bos] [boi] source [eoi] [boi] target [eoi] instr [sep] action [eos]``.
 
         Args:
             source: Source observation (PIL image or LM ids).
             target: Next observation (PIL image or LM ids).
             action: Action text; ``None`` builds the generation prompt (ends with the separator).
+            rationale: What an IDM that reasons first (``idm_rationale``) writes before the action.
 
         Returns:
-            The sequence; labels cover the action tokens and ``eos`` only.
+            The sequence; labels cover the completion's tokens (rationale, action) and ``eos`` only.
         """
-        return self.processor.build_idm_sequence(self._as_ids(source), self._as_ids(target), action)
+        return self.processor.build_idm_sequence(self._as_ids(source), self._as_ids(target), action, rationale)
+
+    @property
+    def writes_rationale(self) -> bool:
+        """Whether this IDM writes a rationale before the action (``idm_rationale`` in its processor)."""
+        return self.processor.idm_rationale
 
     # ----------------------------------------------------------------------------------------------------------
     # Generation

@@ -26,6 +26,8 @@ from wm_hub.models.model_folder import PROCESSOR_CONFIG
 
 IGNORE_INDEX = -100
 FREE = -1  # a step of the generation layout where an image code is sampled
+# Between the rationale and the action of an IDM that reasons first (``idm_rationale``).
+RATIONALE_SEPARATOR = " => "
 
 
 @dataclass
@@ -35,10 +37,42 @@ class PromptFormat:
     Args:
         fdm_instruction: Text before the source image of a forward-dynamics sequence.
         idm_instruction: Text after the two images of an inverse-dynamics sequence.
+        idm_rationale: The IDM writes a rationale before the action (``"<rationale> => <action>"``), e.g. the
+            changed cells of the sandbox; ``False`` (the paper): the action alone.
     """
 
     fdm_instruction: str = "Predict the next observation after the action."
     idm_instruction: str = "What action turns the first observation into the second?"
+    idm_rationale: bool = False
+
+
+def idm_completion(action: str, rationale: str | None, with_rationale: bool) -> str:
+    """The text an IDM is trained to write: the action, or ``"<rationale> => <action>"`` with ``with_rationale``.
+
+    Raises:
+        ValueError: ``with_rationale`` and no rationale.
+    """
+    if not with_rationale:
+        return action
+    if rationale is None:
+        raise ValueError(
+            "this IDM writes a rationale before the action (idm_rationale: true), but the row has none: train it "
+            "on triplets with a `rationale` column (the shapes_world builder writes the changed cells)"
+        )
+    return f"{rationale}{RATIONALE_SEPARATOR}{action}"
+
+
+def split_idm_completion(text: str, with_rationale: bool) -> tuple[str | None, str]:
+    """``(rationale, action)`` of an IDM's generated text (stripped); ``(None, text)`` without ``with_rationale``.
+
+    The action is what follows the last separator; a text without one (cut short) has the empty action.
+    """
+    if not with_rationale:
+        return None, text.strip()
+    rationale, separator, action = text.rpartition(RATIONALE_SEPARATOR.strip())
+    if not separator:
+        return text.strip(), ""
+    return rationale.strip(), action.strip()
 
 
 @dataclass
@@ -68,6 +102,7 @@ class WorldModelProcessor(ProcessorMixin):
         tokenizer: The text tokenizer.
         fdm_instruction: Text before the source image of a forward-dynamics sequence.
         idm_instruction: Text after the two images of an inverse-dynamics sequence.
+        idm_rationale: The IDM writes a rationale before the action (:class:`PromptFormat`).
         separator_token: Token between the conditioning part and the completion.
         image_grid: Height and width of the token grid of one image.
         image_start: Tokens that open an image block (a generation prompt for an image ends with them).
@@ -81,6 +116,7 @@ class WorldModelProcessor(ProcessorMixin):
         tokenizer: Any = None,
         fdm_instruction: str = PromptFormat.fdm_instruction,
         idm_instruction: str = PromptFormat.idm_instruction,
+        idm_rationale: bool = False,
         separator_token: str | None = None,
         image_grid: Sequence[int] | None = None,
         image_start: Sequence[str] | None = None,
@@ -90,6 +126,7 @@ class WorldModelProcessor(ProcessorMixin):
     ):
         self.fdm_instruction = fdm_instruction
         self.idm_instruction = idm_instruction
+        self.idm_rationale = idm_rationale
         self.separator_token = separator_token
         self.image_grid = list(image_grid) if image_grid is not None else None
         self.image_start = list(image_start) if image_start is not None else None
@@ -115,18 +152,20 @@ class WorldModelProcessor(ProcessorMixin):
     # ----------------------------------------------------------------------------------------------------------
     @property
     def prompt(self) -> PromptFormat:
-        """The instruction strings."""
-        return PromptFormat(self.fdm_instruction, self.idm_instruction)
+        """The instruction strings and whether the IDM reasons first."""
+        return PromptFormat(self.fdm_instruction, self.idm_instruction, self.idm_rationale)
 
     @prompt.setter
     def prompt(self, value: PromptFormat) -> None:
         self.fdm_instruction, self.idm_instruction = value.fdm_instruction, value.idm_instruction
+        self.idm_rationale = value.idm_rationale
 
     def settings(self) -> dict[str, Any]:
         """The sequence-format settings as saved (``processor_config.json`` without its tokenizer/image processor)."""
         return {
             "fdm_instruction": self.fdm_instruction,
             "idm_instruction": self.idm_instruction,
+            "idm_rationale": self.idm_rationale,
             "separator_token": self.separator_token,
             "image_grid": self.image_grid,
             "image_start": self.image_start,
@@ -257,17 +296,24 @@ class WorldModelProcessor(ProcessorMixin):
         return SequenceExample(ids, labels, source_positions, target_positions)
 
     def build_idm_sequence(
-        self, source_ids: Sequence[int], target_ids: Sequence[int], action: str | None = None
+        self,
+        source_ids: Sequence[int],
+        target_ids: Sequence[int],
+        action: str | None = None,
+        rationale: str | None = None,
     ) -> SequenceExample:
         """Inverse-dynamics sequence ``[bos] [boi] source [eoi] [boi] target [eoi] instr [sep] action [eos]``.
+
+        With ``idm_rationale`` the completion is ``"<rationale> => <action>"`` (:func:`idm_completion`).
 
         Args:
             source_ids: The source picture's image token ids.
             target_ids: The next picture's ids.
             action: Action text; ``None`` builds the generation prompt (ends with the separator).
+            rationale: What the IDM writes before the action (needed with ``idm_rationale``, ignored without).
 
         Returns:
-            The sequence; labels cover the action tokens and ``eos`` only.
+            The sequence; labels cover the completion's tokens and ``eos`` only.
         """
         ids = [self.tokenizer.bos_token_id]
         block, source_positions = self.image_block(source_ids, len(ids))
@@ -276,7 +322,8 @@ class WorldModelProcessor(ProcessorMixin):
         ids += block + self.text_ids(self.idm_instruction) + [self.separator_token_id]
         prompt_len = len(ids)
         if action is not None:
-            ids += self.text_ids(action) + [self.tokenizer.eos_token_id]
+            completion = idm_completion(action, rationale, self.idm_rationale)
+            ids += self.text_ids(completion) + [self.tokenizer.eos_token_id]
         labels = [IGNORE_INDEX] * prompt_len + ids[prompt_len:]
         return SequenceExample(ids, labels, source_positions, target_positions)
 

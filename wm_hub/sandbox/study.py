@@ -70,6 +70,7 @@ VARIANTS = {  # Table 4: (IDM-labelled video pairs, recognition-weighted loss)
 }
 METRICS_FILE = "study_metrics.json"
 IDM_MAX_NEW_TOKENS = 24  # longer than every sandbox action's tokens
+IDM_MAX_COMPLETION_TOKENS = 72  # a sandbox IDM's rationale (at most two changed cells) and action
 
 
 QUICK_SIZES: dict[str, Any] = dict(
@@ -260,7 +261,7 @@ class Study:
             "disable_tqdm": True,
         }
         if task == "idm":
-            overrides["max_completion_length"] = IDM_MAX_NEW_TOKENS
+            overrides["max_completion_length"] = IDM_MAX_COMPLETION_TOKENS
         print(f"[study] GRPO {name} ({task}, {self.config.grpo_steps} steps)", flush=True)
         fine_tune("grpo", policy, out, in_process=True, **overrides)
         return out

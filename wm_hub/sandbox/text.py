@@ -15,7 +15,18 @@ import random
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from wm_hub.data.shapes_world import ACTION_KINDS, Scene, ShapeObject, ShapesWorld, WorldConfig, distance_phrase
+from wm_hub.data.shapes_world import (
+    ACTION_KINDS,
+    EMPTY_SCENE,
+    NO_CHANGE,
+    Scene,
+    ShapeObject,
+    ShapesWorld,
+    WorldConfig,
+    content_name,
+    describe_changes,
+    distance_phrase,
+)
 from wm_hub.models.base import PromptFormat
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN
 from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
@@ -26,8 +37,6 @@ DRAW_INSTRUCTION = "Draw the picture:"
 DIFFERENCES_INSTRUCTION = "What differs between the pictures?"
 REDRAW_INSTRUCTION = "Redraw the picture with these changes:"
 OUTSIDE = "outside the picture"
-EMPTY_SCENE = "nothing"
-NO_CHANGE = "no change"
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", EOI_TOKEN, BOI_TOKEN, END_OF_TURN_TOKEN, "<image>"]
 
 
@@ -36,25 +45,6 @@ def describe_scene(scene: Scene) -> str:
     objects = sorted(scene.objects, key=lambda obj: (obj.cell[1], obj.cell[0]))
     parts = [f"{obj.colour} {obj.shape} at row {obj.cell[1] + 1}, column {obj.cell[0] + 1}" for obj in objects]
     return "; ".join(parts) or EMPTY_SCENE
-
-
-def _content(obj) -> str:
-    return EMPTY_SCENE if obj is None else f"{obj.colour} {obj.shape}"
-
-
-def describe_changes(before: Scene, after: Scene) -> str:
-    """The cells whose content differs, in reading order, as ``"row R, column C: <before> -> <after>"``.
-
-    A comparison of two pictures, not an action: ``"row 1, column 1: nothing -> red square; row 1, column 2:
-    red square -> nothing"`` whatever moved the square; ``"no change"`` for identical scenes.
-    """
-    cells = {obj.cell for obj in before.objects + after.objects}
-    parts = [
-        f"row {y + 1}, column {x + 1}: {_content(before.at((x, y)))} -> {_content(after.at((x, y)))}"
-        for x, y in sorted(cells, key=lambda cell: (cell[1], cell[0]))
-        if _content(before.at((x, y))) != _content(after.at((x, y)))
-    ]
-    return "; ".join(parts) or NO_CHANGE
 
 
 def offset_phrase(dx: int, dy: int) -> str:
@@ -104,7 +94,7 @@ def lookup_answer(scene: Scene, anchor: ShapeObject, offset: tuple[int, int], wo
     x, y = anchor.cell[0] + offset[0], anchor.cell[1] + offset[1]
     if not (0 <= x < world.grid and 0 <= y < world.grid):
         return OUTSIDE
-    return _content(scene.at((x, y)))
+    return content_name(scene.at((x, y)))
 
 
 def sandbox_corpus(world: WorldConfig, num_scenes: int = 2000, seed: int = 0) -> list[str]:

@@ -193,6 +193,9 @@ class DataArguments:
         task: ``idm`` or ``fdm``: which script the recipe is for (checked by the script).
         fdm_instruction: FDM instruction string (default: the backbone's); saved in the checkpoint's config.json.
         idm_instruction: IDM instruction string (default: the backbone's); saved in the checkpoint's config.json.
+        idm_rationale: Train the IDM to write the row's ``rationale`` (e.g. the changed cells) before the action
+            (default: the backbone's setting, ``false`` for a base); saved with the model, which then generates
+            ``"<rationale> => <action>"`` and is read by the pipelines as the action.
         dry_run: Build the mixture, print its sizes as JSON and stop (no model is loaded).
     """
 
@@ -215,6 +218,10 @@ class DataArguments:
     )
     fdm_instruction: str | None = field(default=None, metadata={"help": "FDM instruction (saved with the model)."})
     idm_instruction: str | None = field(default=None, metadata={"help": "IDM instruction (saved with the model)."})
+    idm_rationale: bool | None = field(
+        default=None,
+        metadata={"help": "The IDM writes the row's rationale before the action (saved with the model)."},
+    )
     dry_run: bool = field(default=False, metadata={"help": "Only build the data mixture and print its sizes."})
 
     def __post_init__(self) -> None:
@@ -232,8 +239,12 @@ class DataArguments:
             self.data_root = os.path.expanduser(self.data_root)
 
     def prompt_format(self, current: PromptFormat) -> PromptFormat:
-        """``current`` with the instruction strings this recipe sets."""
-        changes = {"fdm_instruction": self.fdm_instruction, "idm_instruction": self.idm_instruction}
+        """``current`` with the instruction strings (and ``idm_rationale``) this recipe sets."""
+        changes = {
+            "fdm_instruction": self.fdm_instruction,
+            "idm_instruction": self.idm_instruction,
+            "idm_rationale": self.idm_rationale,
+        }
         return dataclasses.replace(current, **{name: value for name, value in changes.items() if value is not None})
 
 

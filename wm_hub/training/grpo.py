@@ -314,6 +314,8 @@ def run_grpo(
     settings: dict[str, Any] = {"min_value": script_args.reward_min, "max_value": script_args.reward_max}
     if reward_name == "fdm_weighted_log_likelihood":
         settings["floor"] = script_args.reward_weight_floor
+    if task == "idm":
+        settings["policy_writes_rationale"] = policy.writes_rationale
     reward = REWARDS[reward_name](verifier, **settings)
     trainer_class = FDMGRPOTrainer if task == "fdm" else IDMGRPOTrainer
     trainer = trainer_class(

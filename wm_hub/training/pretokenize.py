@@ -143,13 +143,21 @@ def encode_triplets(
 
 def _sequence_batch(batch: dict[str, list[Any]], backbone: Backbone, config: PretokenizeConfig) -> dict[str, list]:
     output: dict[str, list] = {"input_ids": [], "labels": [], "token_weights": []}
-    for source_ids, target_ids, action, distances in zip(
-        batch["source_ids"], batch["target_ids"], batch["action"], batch["change_distances"]
+    rationales = batch.get("rationale") or [None] * len(batch["action"])
+    ids = batch.get("id") or [None] * len(batch["action"])
+    for source_ids, target_ids, action, distances, rationale, row_id in zip(
+        batch["source_ids"], batch["target_ids"], batch["action"], batch["change_distances"], rationales, ids
     ):
+        if config.task == "idm" and backbone.writes_rationale and rationale is None:
+            raise ValueError(
+                f"row {row_id!r} has no rationale, and the IDM is trained to write one before the action "
+                "(idm_rationale: true): use sources with a `rationale` column (shapes_world writes the changed "
+                "cells), or set idm_rationale: false"
+            )
         if config.task == "fdm":
             example = backbone.build_fdm_sequence(source_ids, action, target_ids)
         else:
-            example = backbone.build_idm_sequence(source_ids, target_ids, action)
+            example = backbone.build_idm_sequence(source_ids, target_ids, action, rationale)
         weights = torch.ones(len(example.input_ids))
         if config.loss_weighting == "l2":
             weights[example.target_image_positions] = weights_from_distances(

@@ -27,6 +27,7 @@ import torch
 
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, target_log_likelihoods
 from wm_hub.models.base import Backbone
+from wm_hub.models.processing import split_idm_completion
 from wm_hub.training.recognition import weights_from_distances
 
 
@@ -86,15 +87,20 @@ class FDMTargetLikelihood:
         fdm: The frozen FDM backbone (moved to eval mode; it shares the policy's image tokenizer).
         min_value: Lower clamp of the per-code mean log-likelihood.
         max_value: Upper clamp.
+        policy_writes_rationale: The IDM policy writes a rationale before the action (``idm_rationale``): only the
+            action after it is scored.
     """
 
     name = "fdm_log_likelihood"
     __name__ = name
 
-    def __init__(self, fdm: Backbone, min_value: float = -10.0, max_value: float = 0.0):
+    def __init__(
+        self, fdm: Backbone, min_value: float = -10.0, max_value: float = 0.0, policy_writes_rationale: bool = False
+    ):
         if not min_value < max_value:
             raise ValueError(f"min_value must be < max_value, got {min_value} and {max_value}")
         self.fdm, self.min_value, self.max_value = fdm, min_value, max_value
+        self.policy_writes_rationale = policy_writes_rationale
         self.fdm.model.eval()
 
     @torch.no_grad()
@@ -108,11 +114,12 @@ class FDMTargetLikelihood:
         target_ids: Sequence[Sequence[int]],
         **columns: Any,
     ) -> list[float]:
-        """One reward per row: the sampled action is the completion's text, stripped (as ``generate_actions``)."""
+        """One reward per row: the sampled action is the completion's text, stripped (as ``generate_actions``), or
+        what follows the rationale of a policy that reasons first."""
         scores = target_log_likelihoods(
             self.fdm,
             [torch.tensor(ids) for ids in source_ids],
-            [text.strip() for text in completions],
+            [split_idm_completion(text, self.policy_writes_rationale)[1] for text in completions],
             [torch.tensor(ids) for ids in target_ids],
             batch_size=None,
         )
