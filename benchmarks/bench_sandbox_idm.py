@@ -9,9 +9,15 @@ Each run fine-tunes the IDM with the demo recipe (``recipes/sandbox/demo-idm.yam
   (``ShapesVideo.pairs()``, one whole action each: where ``wm-hub keyframes`` lands on them) against the hidden
   action (``ShapesVideo.true_action``), per kind. The videos hold only moves and swaps.
 
-Results are merged into ``--out`` under ``--name`` (a run of the same name is replaced)::
+Results are merged into ``--out`` under ``--name`` (a run of the same name is replaced). The demo recipe's IDM
+reasons first (``idm_rationale``); the runs before ``rationale`` were made with it writing the action alone (the
+recipe without its ``idm_instruction`` and ``idm_rationale`` lines, as ``action_alone`` sets them)::
 
-    python benchmarks/bench_sandbox_idm.py --name demo --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name rationale --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name rationale_steps_1200 --set max_steps=1200 \
+        --out benchmarks/results/sandbox_idm_cpu.json
+    python benchmarks/bench_sandbox_idm.py --name action_alone --set idm_rationale=false idm_instruction=null \
+        --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name differences_prompt \
         --set 'idm_instruction="What differs between the pictures?"' --out benchmarks/results/sandbox_idm_cpu.json
     python benchmarks/bench_sandbox_idm.py --name batch12_1333_steps \
