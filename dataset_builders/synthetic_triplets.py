@@ -25,9 +25,8 @@ or unreadable, counted and listed in the build report and logged, instead of one
 
 Everything is checked before anything is written. A line that is not a JSON object with string ``id``, ``source``,
 ``target`` and ``action`` (a numeric or null ``score``, an integer-list or null ``frames``, a string or null
-``rationale``), or that repeats an id,
-is a ``ValueError`` naming ``file:line``. In the build report, ``row`` counts over the annotation files in reading
-order (the id names the row too).
+``rationale``), or that repeats an id, is a ``ValueError`` naming ``file:line``. In the build report, ``row`` counts
+over the annotation files in reading order (the id names the row too).
 """
 
 from __future__ import annotations

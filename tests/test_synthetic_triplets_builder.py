@@ -45,7 +45,8 @@ def folder(tmp_path):
         example = world.triplet("train", index)
         example.source.save(root / f"frames/{index}-a.png")
         example.target.save(root / f"frames/{index}-b.png")
-    write_jsonl(root / "annotations.jsonl", [annotation(0), annotation(1), "", annotation(2)])
+    reasoned = annotation(1, rationale="row 1, column 2: red square -> nothing")  # what a reasoning IDM wrote
+    write_jsonl(root / "annotations.jsonl", [annotation(0), reasoned, "", annotation(2)])
     bare = {key: annotation(4)[key] for key in ("id", "source", "target", "action")}
     write_jsonl(root / "annotations-00001.jsonl", [annotation(3), bare])
     (root / "annotations-00002.jsonl.tmp").write_text("{not json\n")  # an unfinished shard: ignored
@@ -69,6 +70,7 @@ def test_rows_keep_score_class_video_frames_and_embed_the_images(folder, tmp_pat
     assert dataset["action_class"] == ["swap", "move", "swap", "move", None]
     assert dataset["frames"][:4] == [[0, 3], [1, 4], [2, 5], [3, 6]] and dataset["frames"][4] is None
     assert dataset["origin"] == ["synthetic/shapes_world/videos"] * 4 + ["synthetic"]
+    assert dataset["rationale"] == [None, "row 1, column 2: red square -> nothing", None, None, None]
     raw = dataset.cast_column("target", datasets.Image(decode=False))
     assert raw[2]["target"]["bytes"] == (folder / "frames/2-b.png").read_bytes()
 
@@ -107,6 +109,7 @@ def test_bad_images_are_all_named_or_skipped_and_counted(folder, tmp_path, caplo
         ),
         (json.dumps(annotation(9, score="high")), "score must be a number"),
         (json.dumps(annotation(9, frames=[1.5, 2])), "frames must be a list of integers"),
+        (json.dumps(annotation(9, rationale=["row 1"])), "rationale must be a string"),
         (json.dumps(annotation(0)), "id 'pair-0' already used at annotations.jsonl:1"),
     ],
 )
