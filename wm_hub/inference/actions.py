@@ -87,15 +87,8 @@ def generate_actions(
     temperature: float = 1.0,
     seed: int | None = None,
 ) -> list[str]:
-    """The actions of :func:`generate_idm_outputs` (an IDM's rationale, if it writes one, left out).
-
-    Args:
-        idm: The inverse-dynamics backbone.
-        pairs: ``(source, target)`` observations (PIL images or their LM ids).
-        max_new_tokens: Longest action, in tokens.
-        do_sample: Sample instead of greedy decoding.
-        temperature: Sampling temperature (with ``do_sample``).
-        seed: Seeds torch's RNG (with ``do_sample``).
+    """The actions of :func:`generate_idm_outputs` (an IDM's rationale, if it writes one, left out), whose
+    arguments these are.
 
     Returns:
         The decoded actions, stripped, in the order of ``pairs``.
