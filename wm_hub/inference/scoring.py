@@ -188,22 +188,15 @@ def action_log_likelihoods(
 def greedy_rationales(
     idm: Backbone, sources: Sequence[ImageLike], targets: Sequence[ImageLike], batch_size: int | None = 8
 ) -> list[str | None]:
-    """The rationale an IDM that reasons first writes greedily for each pair (equal pairs generated once)."""
-    keys = [(_key(source), _key(target)) for source, target in zip(sources, targets)]
-    first = {key: index for index, key in reversed(list(enumerate(keys)))}
-    unique = sorted(first.values())
-    step = batch_size or max(len(unique), 1)
-    found: dict[int, str | None] = {}
-    for start in range(0, len(unique), step):
-        chunk = unique[start : start + step]
-        outputs = generate_idm_outputs(idm, [(sources[i], targets[i]) for i in chunk])
-        found.update({index: output.rationale for index, output in zip(chunk, outputs)})
-    return [found[first[key]] for key in keys]
-
-
-def _key(item: ImageLike) -> object:
-    """An observation as a dict key: LM ids by value, anything else (a PIL image) by identity."""
-    return tuple(item.tolist()) if isinstance(item, torch.Tensor) else id(item)
+    """The rationale an IDM that reasons first writes greedily for each pair, ``batch_size`` pairs per ``generate``
+    (the best-of-N verifier already hands over each distinct candidate once)."""
+    pairs = list(zip(sources, targets))
+    step = batch_size or max(len(pairs), 1)
+    return [
+        o.rationale
+        for start in range(0, len(pairs), step)
+        for o in generate_idm_outputs(idm, pairs[start : start + step])
+    ]
 
 
 def target_log_likelihoods(
