@@ -9,7 +9,7 @@ import torch
 from wm_hub.data.mixture import SourceConfig, build_mixture
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 from wm_hub.data.shapes_world import NO_CHANGE, ShapesWorld, WorldConfig, describe_changes
-from wm_hub.inference.actions import generate_idm_outputs
+from wm_hub.inference.actions import IDMOutput, generate_idm_outputs
 from wm_hub.inference.scoring import action_log_likelihoods
 from wm_hub.models.base import IGNORE_INDEX
 from wm_hub.models.processing import idm_completion, split_idm_completion
@@ -91,6 +91,33 @@ def test_a_reasoning_idm_is_scored_on_its_own_greedy_rationale_and_the_action(re
     # the rationale is the IDM's reading of the pair, the same whatever action is scored
     other = action_log_likelihoods(idm, sources, targets, ["remove it"] * 3, batch_size=None)
     assert [s.total for s in other] != pytest.approx([s.total for s in given])
+
+
+def test_a_greedy_completion_that_ends_in_the_given_action_is_scored_without_a_forward(
+    reasoning_idm, triplets, monkeypatch
+):
+    import wm_hub.inference.scoring as scoring
+
+    idm = reasoning_idm
+    sources, targets = [t.source for t in triplets], [t.target for t in triplets]
+    actions = [t.action.text for t in triplets]
+    rationales = [describe_changes(t.source_scene, t.target_scene) for t in triplets]
+    forced = action_log_likelihoods(idm, sources, targets, actions, None, rationales)
+    written = []  # what the IDM "wrote": each pair's rationale and action, but another action on row 1
+    for source, target, action, rationale, score in zip(sources, targets, actions, rationales, forced):
+        example = idm.build_idm_sequence(source, target, action, rationale)
+        tokens = tuple(label for label in example.labels if label != IGNORE_INDEX)
+        written.append(IDMOutput(action, rationale, tokens, tuple(p - 1.0 for p in score.token_log_probs)))
+    written[1] = IDMOutput("remove it", rationales[1], written[1].token_ids, written[1].token_log_probs)
+    monkeypatch.setattr(scoring, "generate_idm_outputs", lambda backbone, pairs: written[: len(pairs)])
+    calls, forward = [], idm.model.forward
+    monkeypatch.setattr(idm.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    scores = action_log_likelihoods(idm, sources, targets, actions, batch_size=None)
+    assert len(calls) == 1  # row 1 only, teacher-forced on the IDM's rationale with the given action
+    assert scores[1].total == pytest.approx(forced[1].total, rel=1e-6)
+    assert [scores[0].total, scores[2].total] == pytest.approx(
+        [forced[0].total - forced[0].num_tokens, forced[2].total - forced[2].num_tokens]
+    )
 
 
 def test_without_rationale_scores_are_the_action_alone(tiny_backbones, triplets):

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
+from wm_hub.inference.actions import IDMOutput, generate_idm_outputs
 from wm_hub.inference.scoring import (
     action_log_likelihoods,
+    output_log_likelihoods,
     position_log_likelihoods,
     target_log_likelihoods,
 )
@@ -41,6 +43,54 @@ def test_action_scores_match_unbatched_reference(tiny_backbones, triplets, arch)
         assert score.mean == pytest.approx(score.total / score.num_tokens)
     one_by_one = action_log_likelihoods(idm, sources, targets, actions, batch_size=1)
     assert [s.total for s in one_by_one] == pytest.approx([s.total for s in scores], abs=1e-4)
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+def test_generated_tokens_carry_their_teacher_forced_log_probs(tiny_backbones, triplets, do_sample):
+    idm = tiny_backbones("chameleon")
+    pairs = [(t.source, t.target) for t in triplets]
+    outputs = generate_idm_outputs(idm, pairs, max_new_tokens=6, do_sample=do_sample, temperature=0.7, seed=3)
+    for (source, target), output in zip(pairs, outputs):
+        assert 0 < len(output.token_ids) == len(output.token_log_probs) <= 6
+        assert idm.tokenizer.decode(output.token_ids, skip_special_tokens=True).strip() == output.action
+        prompt = idm.build_idm_sequence(source, target).input_ids
+        ids = prompt + list(output.token_ids)
+        positions = list(range(len(prompt), len(ids)))
+        (forced,) = position_log_likelihoods(idm, [ids], [positions])
+        # at temperature 1 and over the whole vocabulary, as teacher forcing scores them
+        assert output.token_log_probs == pytest.approx(forced.token_log_probs, abs=1e-5)
+
+
+def _count_forwards(monkeypatch, backbone) -> list[int]:
+    calls, forward = [], backbone.model.forward
+    monkeypatch.setattr(backbone.model, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    return calls
+
+
+def test_scores_of_what_the_idm_wrote_come_from_its_generation(tiny_backbones, triplets, monkeypatch):
+    idm = tiny_backbones("chameleon")
+    sources, targets = [t.source for t in triplets], [t.target for t in triplets]
+    actions = [t.action.text for t in triplets]
+    forced = action_log_likelihoods(idm, sources, targets, actions, batch_size=None)
+    # outputs whose tokens are the training format's (the action, then eos): their log-probabilities are the score
+    written = []
+    for source, target, action, score in zip(sources, targets, actions, forced):
+        example = idm.build_idm_sequence(source, target, action)
+        tokens = tuple(label for label in example.labels if label != -100)
+        written.append(IDMOutput(action, None, tokens, tuple(p - 1.0 for p in score.token_log_probs)))
+    calls = _count_forwards(monkeypatch, idm)
+    scores = output_log_likelihoods(idm, sources, targets, written, batch_size=None)
+    assert calls == []  # no forward pass at all
+    assert [s.total for s in scores] == pytest.approx([f.total - f.num_tokens for f in forced])
+    assert [s.num_tokens for s in scores] == [f.num_tokens for f in forced]
+    # a completion cut by the budget (no eos) or tokens that are not the format's: scored teacher-forced, together
+    written[0] = IDMOutput(actions[0], None, written[0].token_ids[:-1], written[0].token_log_probs[:-1])
+    written[2] = IDMOutput(actions[2], None, (), ())
+    scores = output_log_likelihoods(idm, sources, targets, written, batch_size=None)
+    assert len(calls) == 1
+    assert scores[0].total == pytest.approx(forced[0].total, abs=1e-5)
+    assert scores[2].total == pytest.approx(forced[2].total, abs=1e-5)
+    assert scores[1].total == pytest.approx(forced[1].total - forced[1].num_tokens)
 
 
 def test_target_scores_cover_image_codes_only(tiny_backbones, triplets):

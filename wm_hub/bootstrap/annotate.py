@@ -2,10 +2,10 @@
 
 For every key-frame pair (:mod:`wm_hub.bootstrap.pairs`) the inverse-dynamics model generates an action
 (:func:`~wm_hub.inference.actions.generate_idm_outputs`, batched, greedy by default) and scores it with
-:func:`~wm_hub.inference.scoring.action_log_likelihoods`: ``log p(action | source, target)`` over the action's
+:func:`~wm_hub.inference.scoring.output_log_likelihoods`: ``log p(action | source, target)`` over the action's
 tokens and the closing ``eos`` in the IDM's own training format (the tokens it was trained to emit; the images and
-the instruction are never scored). Each batch's images go through the VQ encoder once; generation and scoring reuse
-the ids.
+the instruction are never scored), read off the generation's own log-probabilities (a second, teacher-forced forward
+only for a row whose text re-tokenises differently). Each batch's images go through the VQ encoder once.
 
 Output folder (read as it is by the ``synthetic_triplets`` builder and by ``wm-hub sample``)::
 
@@ -378,7 +378,7 @@ def annotate_batch(idm, pairs: PairInput, indices: Sequence[int], config: Annota
         out: Annotation folder the images go to.
     """
     from wm_hub.inference.actions import generate_idm_outputs
-    from wm_hub.inference.scoring import action_log_likelihoods
+    from wm_hub.inference.scoring import output_log_likelihoods
 
     images = pairs.read(indices)
     ids = idm.encode_images([image.images[0] for image in images] + [image.images[1] for image in images])
@@ -387,8 +387,7 @@ def annotate_batch(idm, pairs: PairInput, indices: Sequence[int], config: Annota
     outputs = generate_idm_outputs(
         idm, list(zip(sources, targets)), config.max_new_tokens, config.do_sample, config.temperature, seed
     )
-    actions, rationales = [o.action for o in outputs], [o.rationale for o in outputs]
-    scores = action_log_likelihoods(idm, sources, targets, actions, None, rationales)
+    scores = output_log_likelihoods(idm, sources, targets, outputs, batch_size=None)
     rows = []
     for index, pair_images, output, score in zip(indices, images, outputs, scores):
         pair = pairs.pairs[index]

@@ -1,6 +1,8 @@
 """Batched action text from an inverse-dynamics model (the IDM side of pipelines, annotation and the demo).
 
-An IDM trained with ``idm_rationale`` writes ``"<rationale> => <action>"``; the outputs split the two.
+An IDM trained with ``idm_rationale`` writes ``"<rationale> => <action>"``; the outputs split the two. Each output
+keeps the tokens it was written as and their log-probabilities, so that scoring what the IDM wrote
+(:func:`~wm_hub.inference.scoring.output_log_likelihoods`) needs no second forward pass.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ class IDMOutput:
         action: The action text, stripped.
         rationale: What an IDM that reasons first (``idm_rationale``) wrote before the action; ``None`` for one
             that writes the action alone.
+        token_ids: The generated tokens, up to and including the closing ``eos`` (without it when the budget ran
+            out first).
+        token_log_probs: ``log p(token | everything before it)`` of each of ``token_ids``, from the generation's
+            raw logits (before any logits processor, so at temperature 1 and with image tokens allowed, as the
+            teacher-forced scores compute it).
     """
 
     action: str
     rationale: str | None = None
+    token_ids: tuple[int, ...] = ()
+    token_log_probs: tuple[float, ...] = ()
 
 
 @torch.no_grad()
@@ -69,13 +78,25 @@ def generate_idm_outputs(
         eos_token_id=idm.eos_token_id,
         pad_token_id=idm.pad_token_id,
         suppress_tokens=idm.image_token_ids.tolist(),
+        output_logits=True,
+        return_dict_in_generate=True,
         **sampling,
     )
-    texts = idm.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+    generated = output.sequences[:, input_ids.shape[1] :]
+    texts = idm.tokenizer.batch_decode(generated, skip_special_tokens=True)
+    # each step's (batch, vocab) raw logits -> the log-probability of the token generated there: (batch, steps)
+    picked = torch.stack(
+        [
+            torch.log_softmax(logits.float(), dim=-1).gather(-1, generated[:, step, None].to(logits.device))[:, 0]
+            for step, logits in enumerate(output.logits)
+        ],
+        dim=1,
+    ).tolist()
     outputs = []
-    for text in texts:
+    for text, ids, token_log_probs in zip(texts, generated.tolist(), picked):
+        end = ids.index(idm.eos_token_id) + 1 if idm.eos_token_id in ids else len(ids)
         rationale, action = split_idm_completion(text, idm.writes_rationale)
-        outputs.append(IDMOutput(action, rationale))
+        outputs.append(IDMOutput(action, rationale, tuple(ids[:end]), tuple(token_log_probs[:end])))
     return outputs
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from wm_hub.inference.actions import generate_idm_outputs
 from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
 from wm_hub.inference.registration import register_pipelines
-from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods
+from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, output_log_likelihoods
 
 Observation = Image.Image | str | os.PathLike | torch.Tensor
 REDUCTIONS = ("sum", "mean")
@@ -116,9 +116,8 @@ class InverseDynamicsPipeline(BackbonePipeline):
             temperature=temperature,
             seed=seed,
         )
-        actions, rationales = [o.action for o in outputs], [o.rationale for o in outputs]
-        scores = action_log_likelihoods(self.backbone, sources, targets, actions, None, rationales)
-        return {"actions": actions, "rationales": rationales, "scores": scores}
+        scores = output_log_likelihoods(self.backbone, sources, targets, outputs, batch_size=None)
+        return {"actions": [o.action for o in outputs], "rationales": [o.rationale for o in outputs], "scores": scores}
 
     def postprocess(self, model_outputs: dict[str, Any], reduction: str = "sum") -> list[dict[str, Any]]:
         results = []

@@ -7,7 +7,10 @@ two 1024-token images never builds the ``(batch, length, vocab)`` logits of the 
 
 - :func:`action_log_likelihoods`: ``log p(action | source, target)`` under an IDM, over the action's tokens and the
   closing ``eos`` (exactly the IDM's training labels; with the rationale before them for an IDM that reasons
-  first): the best-of-N verifier, annotation scores, the inverse direction of the trajectory-preference probe.
+  first): the best-of-N verifier, the inverse direction of the trajectory-preference probe.
+- :func:`output_log_likelihoods`: the same score of what the IDM itself wrote (annotation, the IDM pipeline), read
+  off the generation's own log-probabilities where the written tokens are the training format's, which saves the
+  second forward pass over the images.
 - :func:`target_log_likelihoods`: ``log p(target image codes | source, action)`` under an FDM, over the target's
   code tokens only: the forward direction of the probe.
 - :func:`position_log_likelihoods`: the general form, any token positions of any sequences.
@@ -20,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
-from wm_hub.inference.actions import generate_idm_outputs
+from wm_hub.inference.actions import IDMOutput, generate_idm_outputs
 from wm_hub.inference.generation import left_pad
 from wm_hub.inference.kv_cache import cache_argument, growing_cache
-from wm_hub.models.base import IGNORE_INDEX, Backbone, ImageLike
+from wm_hub.models.base import IGNORE_INDEX, Backbone, ImageLike, SequenceExample
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,8 @@ def action_log_likelihoods(
     Scores the action's tokens and the closing ``eos`` (the IDM's training labels), never the images or the
     instruction. An IDM that reasons first (``idm_rationale``) is scored on all it writes,
     ``log p(rationale, action | source, target)``, with the rationale given or, by default, its own greedy one for
-    the pair (so the score still ranks actions, and candidates, by how well the IDM explains them).
+    the pair (so the score still ranks actions, and candidates, by how well the IDM explains them). Where that
+    greedy completion ends in the given action, its score is the generation's own and the row needs no forward.
 
     Args:
         idm: The inverse-dynamics backbone.
@@ -177,26 +181,81 @@ def action_log_likelihoods(
     """
     if not len(sources) == len(targets) == len(actions):
         raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(actions)} actions")
+    written: list[IDMOutput | None] = [None] * len(actions)
     if rationales is None and idm.writes_rationale:
-        rationales = greedy_rationales(idm, sources, targets, batch_size)
+        written = greedy_outputs(idm, sources, targets, batch_size)
+        rationales = [output.rationale for output in written]
+        written = [output if output.action == action else None for output, action in zip(written, actions)]
     rationales = rationales if rationales is not None else [None] * len(actions)
     examples = [idm.build_idm_sequence(s, t, a, r) for s, t, a, r in zip(sources, targets, actions, rationales)]
+    return _scores(idm, examples, written, batch_size)
+
+
+def output_log_likelihoods(
+    idm: Backbone,
+    sources: Sequence[ImageLike],
+    targets: Sequence[ImageLike],
+    outputs: Sequence[IDMOutput],
+    batch_size: int | None = 8,
+) -> list[SequenceScore]:
+    """:func:`action_log_likelihoods` of what the IDM wrote for each pair (its action, after its rationale).
+
+    Where an output's generated tokens are the tokens its training format gives the action (and rationale),
+    the score is the generation's log-probabilities (equal to the teacher-forced one up to float rounding);
+    the other rows (e.g. text that re-tokenises differently, a completion cut by the token budget) are scored
+    teacher-forced, in batched forwards.
+
+    Args:
+        idm: The inverse-dynamics backbone that wrote ``outputs``.
+        sources: Source observations (PIL images or their LM ids).
+        targets: Next observations.
+        outputs: What :func:`~wm_hub.inference.actions.generate_idm_outputs` returned for the pairs.
+        batch_size: Rows per forward pass of the rows scored teacher-forced; ``None``: one for all.
+
+    Returns:
+        One score per pair.
+    """
+    if not len(sources) == len(targets) == len(outputs):
+        raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(outputs)} outputs")
+    examples = [idm.build_idm_sequence(s, t, o.action, o.rationale) for s, t, o in zip(sources, targets, outputs)]
+    return _scores(idm, examples, list(outputs), batch_size)
+
+
+def _scores(
+    idm: Backbone, examples: Sequence[SequenceExample], written: Sequence[IDMOutput | None], batch_size: int | None
+) -> list[SequenceScore]:
+    """Each example's score over its labelled tokens: the generation's where ``written`` holds exactly those
+    tokens, teacher-forced for the rest."""
     positions = [[i for i, label in enumerate(ex.labels) if label != IGNORE_INDEX] for ex in examples]
-    return position_log_likelihoods(idm, [ex.input_ids for ex in examples], positions, batch_size)
+    scores: list[SequenceScore | None] = []  # None: to be scored teacher-forced
+    for example, where, output in zip(examples, positions, written):
+        tokens = tuple(example.input_ids[i] for i in where)
+        if output is not None and output.token_ids == tokens:
+            total = sum(output.token_log_probs)
+            scores.append(SequenceScore(total, total / len(tokens), len(tokens), output.token_log_probs))
+        else:
+            scores.append(None)
+    missing = [row for row, score in enumerate(scores) if score is None]
+    if missing:
+        forced = position_log_likelihoods(
+            idm, [examples[row].input_ids for row in missing], [positions[row] for row in missing], batch_size
+        )
+        for row, score in zip(missing, forced):
+            scores[row] = score
+    return scores
 
 
-def greedy_rationales(
+def greedy_outputs(
     idm: Backbone, sources: Sequence[ImageLike], targets: Sequence[ImageLike], batch_size: int | None = 8
-) -> list[str | None]:
-    """The rationale an IDM that reasons first writes greedily for each pair, ``batch_size`` pairs per ``generate``
-    (the best-of-N verifier already hands over each distinct candidate once)."""
+) -> list[IDMOutput]:
+    """What an IDM writes greedily for each pair, ``batch_size`` pairs per ``generate`` (the best-of-N verifier
+    already hands over each distinct candidate once)."""
     pairs = list(zip(sources, targets))
     step = batch_size or max(len(pairs), 1)
-    return [
-        o.rationale
-        for start in range(0, len(pairs), step)
-        for o in generate_idm_outputs(idm, pairs[start : start + step])
-    ]
+    outputs = []
+    for start in range(0, len(pairs), step):
+        outputs += generate_idm_outputs(idm, pairs[start : start + step])
+    return outputs
 
 
 def target_log_likelihoods(
