@@ -31,6 +31,22 @@ def test_encode_decode_real_images(arch, tiny_backbones, real_images):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_images_as_ids_encodes_the_pictures_in_one_batch_and_keeps_given_ids(arch, tiny_backbones, real_images):
+    backbone = tiny_backbones(arch)
+    given = backbone.encode_images([real_images[1]])[0]
+    calls, encode = [], backbone.encode_images
+    backbone.encode_images = lambda images: calls.append(len(images)) or encode(images)
+    try:
+        mixed = backbone.images_as_ids([real_images[0], given, real_images[1], real_images[0]])
+    finally:
+        del backbone.encode_images
+    assert calls == [3]  # the three pictures, one encoder call
+    assert mixed[1] is given
+    assert torch.equal(torch.as_tensor(mixed[0]), backbone.encode_images([real_images[0]])[0])
+    assert torch.equal(torch.as_tensor(mixed[2]), given) and torch.equal(torch.as_tensor(mixed[3]), mixed[0])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_codes_round_trip_through_lm_ids(arch, tiny_backbones):
     backbone = tiny_backbones(arch)
     codes = torch.arange(len(backbone.image_token_ids))

@@ -65,7 +65,8 @@ def generate_idm_outputs(
     """
     if not pairs:
         return []
-    prompts = [idm.build_idm_sequence(source, target).input_ids for source, target in pairs]
+    images = idm.images_as_ids([image for pair in pairs for image in pair])
+    prompts = [idm.build_idm_sequence(source, target).input_ids for source, target in zip(images[::2], images[1::2])]
     input_ids, attention_mask = left_pad(prompts, idm.pad_token_id)
     if seed is not None:
         torch.manual_seed(seed)

@@ -181,6 +181,8 @@ def action_log_likelihoods(
     """
     if not len(sources) == len(targets) == len(actions):
         raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(actions)} actions")
+    images = idm.images_as_ids([*sources, *targets])
+    sources, targets = images[: len(sources)], images[len(sources) :]
     written: list[IDMOutput | None] = [None] * len(actions)
     if rationales is None and idm.writes_rationale:
         written = greedy_outputs(idm, sources, targets, batch_size)
@@ -217,6 +219,8 @@ def output_log_likelihoods(
     """
     if not len(sources) == len(targets) == len(outputs):
         raise ValueError(f"got {len(sources)} sources, {len(targets)} targets and {len(outputs)} outputs")
+    images = idm.images_as_ids([*sources, *targets])
+    sources, targets = images[: len(sources)], images[len(sources) :]
     examples = [idm.build_idm_sequence(s, t, o.action, o.rationale) for s, t, o in zip(sources, targets, outputs)]
     return _scores(idm, examples, list(outputs), batch_size)
 

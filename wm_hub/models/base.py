@@ -319,6 +319,16 @@ class Backbone(ABC):
             raise ValueError(f"expected {self.image_seq_len} image token ids, got {len(ids)}")
         return ids
 
+    def images_as_ids(self, images: Sequence[ImageLike]) -> list[ImageLike]:
+        """``images`` with every PIL picture replaced by its LM ids, all encoded in one VQ encoder batch (ids given
+        are kept as they are): what batched callers hand to ``build_*_sequence`` instead of encoding row by row."""
+        pictures = [index for index, image in enumerate(images) if isinstance(image, Image.Image)]
+        result = list(images)
+        if pictures:
+            for index, ids in zip(pictures, self.encode_images([images[index] for index in pictures])):
+                result[index] = ids
+        return result
+
     def _text_ids(self, text: str) -> list[int]:
         return self.processor.text_ids(text)
 
