@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from wm_hub.inference.generation import left_pad
+from wm_hub.inference.kv_cache import cache_argument, growing_cache
 from wm_hub.models.base import Backbone, ImageLike
 from wm_hub.models.processing import split_idm_completion
 
@@ -79,6 +80,7 @@ def generate_idm_outputs(
         eos_token_id=idm.eos_token_id,
         pad_token_id=idm.pad_token_id,
         suppress_tokens=idm.image_token_ids.tolist(),
+        **{cache_argument(idm.model): growing_cache()},  # written in place, not concatenated at every step
         output_logits=True,
         return_dict_in_generate=True,
         **sampling,
