@@ -320,14 +320,21 @@ def test_equal_candidates_are_scored_once_and_share_the_score(
         return score(sources, candidates, actions)
 
     monkeypatch.setattr(verifier, "score", spy_score)
+    decoded, decode = [], fdm.backbone.decode_images
+    monkeypatch.setattr(fdm.backbone, "decode_images", lambda ids: decoded.append(len(ids)) or decode(ids))
     # greedy: the 4 candidates of a prompt are one picture
     results = fdm(
         sources, ACTIONS[0], num_candidates=4, top_k=1, verifier=verifier, seed=0, return_candidates=True,
         return_image_ids=True,
     )  # fmt: skip
     assert rows == [2]  # one per prompt
-    for source, result in zip(sources, results):
+    assert decoded == [2]  # and one picture decoded per prompt
+    pictures = decode(torch.stack([result["image_ids"] for result in results]))
+    for source, result, picture in zip(sources, results, pictures):
         assert len(result["candidates"]) == 4 and len(set(result["scores"])) == 1
+        first, *copies = result["candidates"]  # equal pictures, each its own object
+        assert first.tobytes() == picture.tobytes()
+        assert all(c is not first and c.tobytes() == first.tobytes() for c in copies)
         # what the verifier reads of a candidate: its sampled ids (shared VQ) or its decoded picture (own VQ)
         candidate = result["image_ids"] if shared_vq else result["candidates"][0]
         expected = score(source, candidate, ACTIONS[0])

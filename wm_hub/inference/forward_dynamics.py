@@ -230,14 +230,19 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         ids = generated.image_ids  # (batch, N, image_seq_len)
         batch = ids.shape[0]
         flat_ids = ids.reshape(batch * num_candidates, -1)
+        # Equal candidates of one prompt (common once a model is sure) are decoded and scored once
+        kept, where = _distinct_per_prompt(flat_ids, num_candidates)
         candidates = None
         if keep_candidates and num_candidates > 1:
-            candidates = self.backbone.decode_images(flat_ids)
+            distinct_pictures = self.backbone.decode_images(flat_ids[kept])
+            candidates, seen = [], set()
+            for group in where:  # a repeated candidate gets its own copy of the picture
+                picture = distinct_pictures[group]
+                candidates.append(picture.copy() if group in seen else picture)
+                seen.add(group)
         scores = None
         decoded: dict[int, Image.Image] = {}  # flat candidate index -> its picture, where decoded for the verifier
         if verifier is not None:
-            # Equal candidates of one prompt (common once a model is sure) are scored once: same input, same score
-            kept, where = _distinct_per_prompt(flat_ids, num_candidates)
             # With the FDM's own image tokenizer the verifier reads the sampled ids themselves, and the source's ids
             # the FDM read: no decode and re-encode (a lossy VQGAN need not map a decoded picture back to the ids
             # the FDM sampled)
