@@ -6,11 +6,18 @@ score, write images and shards) into a fresh folder for each batch size, round-r
 (median reported, min/max kept, so that load from other processes hits every case alike). Model loading is not
 counted (``pairs_per_second`` of the run summary times the annotation loop only).
 
-It also splits one batch's time into its parts (VQ encoding, ``generate_actions``, ``action_log_likelihoods``) to
-show what scoring costs next to generation. Only ratios within one run are meaningful on CPU. Usage::
+It also splits one batch's time into its parts (VQ encoding, ``generate_idm_outputs``, scoring) to show what
+scoring costs next to generation: teacher-forced (``action_log_likelihoods``, a second forward over the images) and
+read off the generation (``output_log_likelihoods``, what annotation does), with the largest difference between
+the two scores and the share of rows the generation could score. A random tiny IDM rarely ends its text within the
+budget, so every row falls back to teacher forcing; ``--idm``/``--data`` time the parts on a trained IDM and its
+key-frame pairs instead (e.g. ``demo_out/idm`` and ``demo_out/keyframes`` after ``make demo``). Only ratios within
+one run are meaningful on CPU. Usage::
 
     .venv/bin/python benchmarks/bench_annotate.py [--videos 12] [--batch-sizes 1 8 16] [--max-new-tokens 24]
         [--repeats 3] [--out benchmarks/results/annotate_cpu.json]
+    .venv/bin/python benchmarks/bench_annotate.py --idm demo_out/idm --data demo_out/keyframes --batch-sizes 256 \
+        --out benchmarks/results/annotate_demo_idm_cpu.json
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ from wm_hub import load_backbone  # noqa: E402
 from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations  # noqa: E402
 from wm_hub.bootstrap.pairs import load_pairs  # noqa: E402
 from wm_hub.hub.dataset_folder import build_hub_dataset  # noqa: E402
-from wm_hub.inference.actions import generate_actions  # noqa: E402
-from wm_hub.inference.scoring import action_log_likelihoods  # noqa: E402
+from wm_hub.inference.actions import generate_idm_outputs  # noqa: E402
+from wm_hub.inference.scoring import action_log_likelihoods, output_log_likelihoods  # noqa: E402
 from wm_hub.models.tiny import save_tiny_model  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "annotate_cpu.json"
@@ -47,15 +54,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=24, help="Longest action in tokens.")
     parser.add_argument("--repeats", type=int, default=3, help="Rounds over the batch sizes.")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON result file.")
-    return parser.parse_args()
+    parser.add_argument("--idm", help="A trained IDM folder: time one batch's parts with it (no whole runs).")
+    parser.add_argument("--data", help="Its key-frame pairs (a folder `wm-hub annotate --data` reads); with --idm.")
+    args = parser.parse_args()
+    if (args.idm is None) != (args.data is None):
+        parser.error("--idm and --data go together")
+    return args
 
 
 def time_parts(idm_dir: str, data: str, batch_size: int, max_new_tokens: int, repeats: int) -> dict[str, float]:
-    """Median seconds of each part of one annotation batch of ``batch_size`` pairs."""
+    """Median seconds of each part of one annotation batch of ``batch_size`` pairs, and how the two scores agree."""
     idm = load_backbone(idm_dir)
     pairs = load_pairs(data)
-    images = pairs.read(list(range(batch_size)))
-    parts: dict[str, list[float]] = {"read_s": [], "vq_encode_s": [], "generate_s": [], "score_s": []}
+    batch_size = min(batch_size, len(pairs.pairs))
+    parts: dict[str, list[float]] = {
+        "read_s": [], "vq_encode_s": [], "generate_s": [], "score_s": [], "score_from_generation_s": []
+    }  # fmt: skip
     for _ in range(repeats):
         start = time.perf_counter()
         images = pairs.read(list(range(batch_size)))
@@ -65,19 +79,41 @@ def time_parts(idm_dir: str, data: str, batch_size: int, max_new_tokens: int, re
         parts["vq_encode_s"].append(time.perf_counter() - start)
         sources, targets = ids[:batch_size], ids[batch_size:]
         start = time.perf_counter()
-        actions = generate_actions(idm, list(zip(sources, targets)), max_new_tokens)
+        outputs = generate_idm_outputs(idm, list(zip(sources, targets)), max_new_tokens)
         parts["generate_s"].append(time.perf_counter() - start)
+        actions, rationales = [o.action for o in outputs], [o.rationale for o in outputs]
         start = time.perf_counter()
-        action_log_likelihoods(idm, sources, targets, actions, batch_size=None)
+        forced = action_log_likelihoods(idm, sources, targets, actions, None, rationales)
         parts["score_s"].append(time.perf_counter() - start)
-    medians = {name: statistics.median(values) for name, values in parts.items()}
+        start = time.perf_counter()
+        read = output_log_likelihoods(idm, sources, targets, outputs, batch_size=None)
+        parts["score_from_generation_s"].append(time.perf_counter() - start)
+    medians: dict[str, float] = {name: statistics.median(values) for name, values in parts.items()}
     medians["score_over_generate"] = medians["score_s"] / medians["generate_s"]
+    medians["score_from_generation_over_generate"] = medians["score_from_generation_s"] / medians["generate_s"]
+    medians["max_score_difference"] = max(abs(a.total - b.total) for a, b in zip(forced, read))
+    examples = [idm.build_idm_sequence(s, t, o.action, o.rationale) for s, t, o in zip(sources, targets, outputs)]
+    medians["rows_scored_from_generation"] = sum(
+        output.token_ids == tuple(label for label in example.labels if label != -100)
+        for output, example in zip(outputs, examples)
+    ) / len(outputs)
     return medians
 
 
 def main() -> None:
     args = parse_args()
     datasets.disable_progress_bars()
+    if args.idm is not None:
+        parts = time_parts(args.idm, args.data, max(args.batch_sizes), args.max_new_tokens, args.repeats)
+        print(f"one batch of {max(args.batch_sizes)}: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+        payload = {
+            "note": "CPU seconds of one annotation batch of a trained IDM: compare within this run only.",
+            "machine": {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads()},
+            "settings": {"idm": args.idm, "data": args.data, "max_new_tokens": args.max_new_tokens},
+            f"batch_{max(args.batch_sizes)}_parts": parts,
+        }
+        write_result(args.out, payload)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         idm_dir = str(work / "tiny-idm")
@@ -129,11 +165,16 @@ def main() -> None:
     for name, result in results.items():
         print(f"{name:<10} {result['pairs_per_s']:8.2f} pairs/s  (min {result['min']:.2f}, max {result['max']:.2f})")
     print(f"one batch of {max(args.batch_sizes)}: " + ", ".join(f"{key} {value:.3f}" for key, value in parts.items()))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(args.out.name + ".tmp")
+    write_result(args.out, payload)
+
+
+def write_result(out: Path, payload: dict) -> None:
+    """Write ``payload`` to ``out`` atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
     tmp_out.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
-    print(f"wrote {args.out}")
+    os.replace(tmp_out, out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -252,6 +252,10 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     assert Image.open(out / "demo_grid.png").height > 3 * 96 and "| best_of_8 |" in (out / "report.md").read_text()
     fdm_run = json.loads((out / "fdm" / "training_run.json").read_text())
     assert fdm_run["task"] == "fdm" and json.loads((out / "idm" / "training_run.json").read_text())["task"] == "idm"
+    # each fine-tune's training loop, as its Trainer measured it, tells a slower machine from slower code
+    assert summary["wall_times"]["fdm_training_loop_s"] == fdm_run["metrics"]["train_runtime"] > 0
+    assert 0 < summary["wall_times"]["idm_training_loop_s"] < summary["wall_times"]["train_idm_s"]
+    assert "s the FDM's training loop" in (out / "report.md").read_text()
     # a rerun skips every finished training and sampling stage
     capsys.readouterr()
     assert main(args) == 0
