@@ -390,3 +390,11 @@ def test_slurm_tasks_are_submitted_then_merged_into_the_rows_of_one_process(
     assert main(command) == 0  # the job is over: merged
     summary = json.loads(capsys.readouterr().out.split("\nannotated ")[0])
     assert summary["annotated"] == NUM_PAIRS and read_annotations(out) == reference[1]
+
+
+def test_annotate_leaves_datatrove_tasks_to_the_executor_entry_point(tmp_path):
+    """`annotate()` is one process's share; `wm-hub annotate --executor` goes through annotate_on_executor."""
+    config = AnnotateConfig(idm="unused", data="unused", out=str(tmp_path / "out"), executor="local", tasks=2)
+    with pytest.raises(ValueError, match="annotate_on_executor"):
+        annotate(config)
+    assert not (tmp_path / "out").exists()

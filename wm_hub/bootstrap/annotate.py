@@ -170,22 +170,25 @@ class AnnotationPlan:
 def annotate(config: AnnotateConfig) -> dict[str, Any] | None:
     """Annotate every pair of ``config.data`` into ``config.out`` (resuming), on this process's share of the work.
 
-    Call it from every process of an ``accelerate launch`` (or from one plain process). With ``config.executor``,
-    call it from one process: the shards are spread over datatrove tasks
-    (:func:`wm_hub.bootstrap.annotate_pipeline.annotate_on_executor`).
+    Call it from every process of an ``accelerate launch`` (or from one plain process). Spreading the shards over
+    datatrove tasks (``config.executor``) is :func:`wm_hub.bootstrap.annotate_pipeline.annotate_on_executor`,
+    which ``wm-hub annotate --executor`` calls.
 
     Returns:
         On the main process, the run summary (also in ``OUT/annotation_run.json``); ``None`` on the others. With
         Slurm tasks not all done, ``{"pending": status}`` and nothing is merged.
 
     Raises:
-        ValueError: Bad input (named by file/row/field), or ``out`` started with other settings.
+        ValueError: Bad input (named by file/row/field), ``out`` started with other settings, or an executor set
+            (see above).
         FileExistsError: ``out`` holds something that is not an annotation folder.
     """
     if config.executor is not None:
-        from wm_hub.bootstrap.annotate_pipeline import annotate_on_executor  # imports datatrove
-
-        return annotate_on_executor(config)
+        raise ValueError(
+            f"executor={config.executor!r}: datatrove tasks are run by wm_hub.bootstrap.annotate_pipeline."
+            "annotate_on_executor (`wm-hub annotate --executor ...`); annotate() runs this process's share, alone or "
+            "under accelerate launch"
+        )
 
     import torch
     from accelerate import PartialState

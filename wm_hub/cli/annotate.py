@@ -9,7 +9,10 @@ from wm_hub.cli._tasks import Task
 
 
 def _annotate(config) -> int:
-    from wm_hub.bootstrap.annotate import annotate
+    if config.executor is not None:  # imports datatrove: only when asked for
+        from wm_hub.bootstrap.annotate_pipeline import annotate_on_executor as annotate
+    else:
+        from wm_hub.bootstrap.annotate import annotate
 
     try:
         summary = annotate(config)
