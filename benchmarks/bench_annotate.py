@@ -41,7 +41,11 @@ from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations
 from wm_hub.bootstrap.pairs import load_pairs  # noqa: E402
 from wm_hub.hub.dataset_folder import build_hub_dataset  # noqa: E402
 from wm_hub.inference.actions import generate_idm_outputs  # noqa: E402
-from wm_hub.inference.scoring import action_log_likelihoods, output_log_likelihoods  # noqa: E402
+from wm_hub.inference.scoring import (  # noqa: E402
+    action_log_likelihoods,
+    generated_score,
+    output_log_likelihoods,
+)
 from wm_hub.models.tiny import save_tiny_model  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "annotate_cpu.json"
@@ -93,10 +97,8 @@ def time_parts(idm_dir: str, data: str, batch_size: int, max_new_tokens: int, re
     medians["score_from_generation_over_generate"] = medians["score_from_generation_s"] / medians["generate_s"]
     medians["max_score_difference"] = max(abs(a.total - b.total) for a, b in zip(forced, read))
     examples = [idm.build_idm_sequence(s, t, o.action, o.rationale) for s, t, o in zip(sources, targets, outputs)]
-    medians["rows_scored_from_generation"] = sum(
-        output.token_ids == tuple(label for label in example.labels if label != -100)
-        for output, example in zip(outputs, examples)
-    ) / len(outputs)
+    scored = [generated_score(example, output) is not None for example, output in zip(examples, outputs)]
+    medians["rows_scored_from_generation"] = sum(scored) / len(outputs)
     return medians
 
 

@@ -243,7 +243,9 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_eval"] == 3 and (summary["world"]["image_size"], summary["world"]["grid"]) == (32, 4)
-    assert summary["video_label_accuracy"]["pairs"] == 10 and summary["video_label_accuracy"]["sampled"] == 4
+    assert summary["video_labels"]["pairs"] == 10 and summary["video_labels"]["sampled"] == 4
+    assert summary["video_label_accuracy"] == summary["video_labels"]["accuracy"]
+    assert 0.0 <= summary["video_label_accuracy"] <= 1.0
     for key in ("fdm", "best_of_8", "copy"):
         assert {"whole_image", "changed_cells", "all_cells"} == set(summary[key])
     assert summary["copy"]["changed_cells"] == 0.0 and 0 < summary["copy"]["all_cells"] < 1

@@ -10,12 +10,12 @@ from wm_hub.cli._tasks import Task
 
 def _annotate(config) -> int:
     if config.executor is not None:  # imports datatrove: only when asked for
-        from wm_hub.bootstrap.annotate_pipeline import annotate_on_executor as annotate
+        from wm_hub.bootstrap.annotate_pipeline import annotate_on_executor as run
     else:
-        from wm_hub.bootstrap.annotate import annotate
+        from wm_hub.bootstrap.annotate import annotate as run
 
     try:
-        summary = annotate(config)
+        summary = run(config)
     except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         raise SystemExit(f"error: {error}") from None
     if summary is not None and "pending" in summary:

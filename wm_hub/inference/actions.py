@@ -48,12 +48,14 @@ def generate_idm_outputs(
     temperature: float = 1.0,
     seed: int | None = None,
     max_rationale_tokens: int = 96,
+    log_probs: bool = True,
 ) -> list[IDMOutput]:
     """Action text (and rationale) for (source, target) pairs in ONE batched ``generate`` call (image tokens
     suppressed).
 
-    The call keeps each step's raw logits until it returns (``pairs x steps x vocabulary`` float32 values, e.g.
-    2.4 GB for 64 pairs, 144 steps and Chameleon's 65536 tokens) to give each generated token its log-probability.
+    With ``log_probs`` the call keeps each step's raw logits until it returns (``pairs x steps x vocabulary``
+    float32 values, e.g. 2.4 GB for 64 pairs, 144 steps and Chameleon's 65536 tokens) to give each generated token
+    its log-probability.
 
     Args:
         idm: The inverse-dynamics backbone.
@@ -63,6 +65,8 @@ def generate_idm_outputs(
         temperature: Sampling temperature (with ``do_sample``).
         seed: Seeds torch's RNG (with ``do_sample``).
         max_rationale_tokens: Longest rationale, in tokens, added to the budget of an IDM that reasons first.
+        log_probs: Keep each generated token's log-probability (``token_log_probs``; empty without), what
+            :func:`~wm_hub.inference.scoring.output_log_likelihoods` scores with.
 
     Returns:
         One output per pair, in the order of ``pairs``.
@@ -84,20 +88,21 @@ def generate_idm_outputs(
         pad_token_id=idm.pad_token_id,
         suppress_tokens=idm.image_token_ids.tolist(),
         **{cache_argument(idm.model): growing_cache()},  # written in place, not concatenated at every step
-        output_logits=True,
+        output_logits=log_probs,
         return_dict_in_generate=True,
         **sampling,
     )
     generated = output.sequences[:, input_ids.shape[1] :]
     texts = idm.tokenizer.batch_decode(generated, skip_special_tokens=True)
-    # each step's (batch, vocab) raw logits -> the log-probability of the token generated there: (batch, steps)
-    picked = torch.stack(
-        [
-            torch.log_softmax(logits.float(), dim=-1).gather(-1, generated[:, step, None].to(logits.device))[:, 0]
-            for step, logits in enumerate(output.logits)
-        ],
-        dim=1,
-    ).tolist()
+    picked = [[]] * len(texts)
+    if log_probs:  # each step's (batch, vocab) raw logits -> the generated token's log-probability: (batch, steps)
+        picked = torch.stack(
+            [
+                torch.log_softmax(logits.float(), dim=-1).gather(-1, generated[:, step, None].to(logits.device))[:, 0]
+                for step, logits in enumerate(output.logits)
+            ],
+            dim=1,
+        ).tolist()
     outputs = []
     for text, ids, token_log_probs in zip(texts, generated.tolist(), picked):
         end = ids.index(idm.eos_token_id) + 1 if idm.eos_token_id in ids else len(ids)
@@ -120,4 +125,5 @@ def generate_actions(
     Returns:
         The decoded actions, stripped, in the order of ``pairs``.
     """
-    return [output.action for output in generate_idm_outputs(idm, pairs, max_new_tokens, do_sample, temperature, seed)]
+    outputs = generate_idm_outputs(idm, pairs, max_new_tokens, do_sample, temperature, seed, log_probs=False)
+    return [output.action for output in outputs]

@@ -231,7 +231,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         batch = ids.shape[0]
         flat_ids = ids.reshape(batch * num_candidates, -1)
         # Equal candidates of one prompt (common once a model is sure) are decoded and scored once
-        kept, where = _distinct_per_prompt(flat_ids, num_candidates)
+        if verifier is not None or (keep_candidates and num_candidates > 1):
+            kept, where = _distinct_per_prompt(flat_ids, num_candidates)
         candidates = None
         if keep_candidates and num_candidates > 1:
             distinct_pictures = self.backbone.decode_images(flat_ids[kept])

@@ -231,14 +231,8 @@ def _scores(
     """Each example's score over its labelled tokens: the generation's where ``written`` holds exactly those
     tokens, teacher-forced for the rest."""
     positions = [[i for i, label in enumerate(ex.labels) if label != IGNORE_INDEX] for ex in examples]
-    scores: list[SequenceScore | None] = []  # None: to be scored teacher-forced
-    for example, where, output in zip(examples, positions, written):
-        tokens = tuple(example.input_ids[i] for i in where)
-        if output is not None and output.token_ids == tokens:
-            total = sum(output.token_log_probs)
-            scores.append(SequenceScore(total, total / len(tokens), len(tokens), output.token_log_probs))
-        else:
-            scores.append(None)
+    # None: to be scored teacher-forced
+    scores = [None if output is None else generated_score(ex, output) for ex, output in zip(examples, written)]
     missing = [row for row, score in enumerate(scores) if score is None]
     if missing:
         forced = position_log_likelihoods(
@@ -247,6 +241,16 @@ def _scores(
         for row, score in zip(missing, forced):
             scores[row] = score
     return scores
+
+
+def generated_score(example: SequenceExample, output: IDMOutput) -> SequenceScore | None:
+    """The score of ``example``'s labelled tokens from ``output``'s log-probabilities, when ``output`` generated
+    exactly those tokens (``None`` otherwise, e.g. text that re-tokenises differently or a completion cut short)."""
+    tokens = tuple(label for label in example.labels if label != IGNORE_INDEX)
+    if output.token_ids != tokens or len(output.token_log_probs) != len(tokens):
+        return None
+    total = sum(output.token_log_probs)
+    return SequenceScore(total, total / len(tokens), len(tokens), output.token_log_probs)
 
 
 def greedy_outputs(
