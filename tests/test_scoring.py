@@ -45,11 +45,20 @@ def test_action_scores_match_unbatched_reference(tiny_backbones, triplets, arch)
     assert [s.total for s in one_by_one] == pytest.approx([s.total for s in scores], abs=1e-4)
 
 
-@pytest.mark.parametrize("do_sample", [False, True])
-def test_generated_tokens_carry_their_teacher_forced_log_probs(tiny_backbones, triplets, do_sample):
-    idm = tiny_backbones("chameleon")
+@pytest.mark.parametrize(
+    ("arch", "do_sample", "repetition_penalty"),
+    [("chameleon", False, None), ("chameleon", True, None), ("liquid", False, None), ("emu3", True, None)]
+    + [("chameleon", False, 3.0)],
+)
+def test_generated_tokens_carry_their_teacher_forced_log_probs(
+    tiny_backbones, triplets, monkeypatch, arch, do_sample, repetition_penalty
+):
+    idm = tiny_backbones(arch)
+    # a checkpoint's own generation settings change which tokens are written, not how they are scored
+    monkeypatch.setattr(idm.model.generation_config, "repetition_penalty", repetition_penalty or 1.0)
     pairs = [(t.source, t.target) for t in triplets]
     outputs = generate_idm_outputs(idm, pairs, max_new_tokens=6, do_sample=do_sample, temperature=0.7, seed=3)
+    assert not idm.model._forward_hooks  # the recorder is gone once generate returns
     for (source, target), output in zip(pairs, outputs):
         assert 0 < len(output.token_ids) == len(output.token_log_probs) <= 6
         assert idm.tokenizer.decode(output.token_ids, skip_special_tokens=True).strip() == output.action

@@ -39,6 +39,47 @@ class IDMOutput:
     token_log_probs: tuple[float, ...] = ()
 
 
+class TokenLogProbs:
+    """A forward hook on a causal LM that, during ``generate``, records ``log p(token)`` of every generated token.
+
+    Each forward's last-position raw logits (the model's own, before any logits processor: temperature 1, no
+    suppressed tokens, as teacher forcing scores them) become log-probabilities that are kept for one step only:
+    the next forward's input is the token ``generate`` chose from them, whose log-probability is then written to a
+    ``(batch, max_steps)`` table allocated once (small tensors kept from every step would split the large blocks
+    the allocator frees between steps, and the process would grow by a step's logits at every step). Register it
+    with ``model.register_forward_hook(recorder, with_kwargs=True)`` and call :meth:`finish` with the last
+    generated tokens once ``generate`` returns.
+
+    Args:
+        max_steps: The most tokens ``generate`` may write (its ``max_new_tokens``).
+    """
+
+    def __init__(self, max_steps: int) -> None:
+        self.max_steps = max_steps
+        self._last: torch.Tensor | None = None
+        self._table: torch.Tensor | None = None
+        self._steps = 0
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict, output) -> None:
+        if self._last is not None:  # a decoding step: its input is the token chosen from the previous logits
+            fed = kwargs["input_ids"] if kwargs.get("input_ids") is not None else args[0]
+            self._record(fed[:, -1])
+        self._last = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+
+    def _record(self, tokens: torch.Tensor) -> None:
+        if self._table is None:
+            self._table = torch.empty((len(tokens), self.max_steps))
+        self._table[:, self._steps] = self._last.gather(-1, tokens[:, None].to(self._last.device))[:, 0].cpu()
+        self._steps += 1
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        """``(batch, steps)`` log-probabilities of the generated tokens, given the tokens of the last step."""
+        if self._last is None:
+            raise RuntimeError("TokenLogProbs saw no forward pass: register it on the model before generate")
+        self._record(last_tokens)
+        return self._table[:, : self._steps]
+
+
 @torch.no_grad()
 def generate_idm_outputs(
     idm: Backbone,
@@ -53,9 +94,9 @@ def generate_idm_outputs(
     """Action text (and rationale) for (source, target) pairs in ONE batched ``generate`` call (image tokens
     suppressed).
 
-    With ``log_probs`` the call keeps each step's raw logits until it returns (``pairs x steps x vocabulary``
-    float32 values, e.g. 2.4 GB for 64 pairs, 144 steps and Chameleon's 65536 tokens) to give each generated token
-    its log-probability.
+    With ``log_probs`` each generated token's log-probability is read off the model's raw logits as the call runs
+    (:class:`TokenLogProbs`), so the memory it takes is one step's ``pairs x vocabulary``, not ``pairs x steps x
+    vocabulary`` (``output_logits``: 2.4 GB of float32 for 64 pairs, 144 steps and Chameleon's 65536 tokens).
 
     Args:
         idm: The inverse-dynamics backbone.
@@ -79,30 +120,27 @@ def generate_idm_outputs(
     if seed is not None:
         torch.manual_seed(seed)
     sampling = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {}
-    output = idm.model.generate(
-        input_ids=input_ids.to(idm.device),
-        attention_mask=attention_mask.to(idm.device),
-        do_sample=do_sample,
-        max_new_tokens=max_new_tokens + (max_rationale_tokens if idm.writes_rationale else 0),
-        eos_token_id=idm.eos_token_id,
-        pad_token_id=idm.pad_token_id,
-        suppress_tokens=idm.image_token_ids.tolist(),
-        **{cache_argument(idm.model): growing_cache()},  # written in place, not concatenated at every step
-        output_logits=log_probs,
-        return_dict_in_generate=True,
-        **sampling,
-    )
-    generated = output.sequences[:, input_ids.shape[1] :]
+    budget = max_new_tokens + (max_rationale_tokens if idm.writes_rationale else 0)
+    recorder = TokenLogProbs(budget)
+    hook = idm.model.register_forward_hook(recorder, with_kwargs=True) if log_probs else None
+    try:
+        sequences = idm.model.generate(
+            input_ids=input_ids.to(idm.device),
+            attention_mask=attention_mask.to(idm.device),
+            do_sample=do_sample,
+            max_new_tokens=budget,
+            eos_token_id=idm.eos_token_id,
+            pad_token_id=idm.pad_token_id,
+            suppress_tokens=idm.image_token_ids.tolist(),
+            **{cache_argument(idm.model): growing_cache()},  # written in place, not concatenated at every step
+            **sampling,
+        )
+    finally:
+        if hook is not None:
+            hook.remove()
+    generated = sequences[:, input_ids.shape[1] :]
     texts = idm.tokenizer.batch_decode(generated, skip_special_tokens=True)
-    picked = [[]] * len(texts)
-    if log_probs:  # each step's (batch, vocab) raw logits -> the generated token's log-probability: (batch, steps)
-        picked = torch.stack(
-            [
-                torch.log_softmax(logits.float(), dim=-1).gather(-1, generated[:, step, None].to(logits.device))[:, 0]
-                for step, logits in enumerate(output.logits)
-            ],
-            dim=1,
-        ).tolist()
+    picked = recorder.finish(generated[:, -1]).tolist() if log_probs else [[]] * len(texts)
     outputs = []
     for text, ids, token_log_probs in zip(texts, generated.tolist(), picked):
         end = ids.index(idm.eos_token_id) + 1 if idm.eos_token_id in ids else len(ids)
