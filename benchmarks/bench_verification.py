@@ -20,9 +20,10 @@ timed round-robin after a warm-up (median of ``--repeats``):
   (``idm.score`` of N candidates: encoding + one forward) and ``scoring_N_sequential`` (one call per candidate).
 
 Only the ratios within one run mean anything: tiny models on a shared CPU are dominated by per-step overhead, which
-is exactly the regime where batching the N candidates pays. ``--threads`` matters: with 2 threads the 8-row steps
-cross PyTorch's parallel grain size and pay OpenMP's thread wake-ups on every op (1-row steps stay on one thread),
-so 8 rows cost ~2.5x one; with 1 thread they cost about the same as one, as on a GPU. Usage::
+is exactly the regime where batching the N candidates pays. ``--threads`` and OpenMP's waiting matter: with 2
+threads and passive waiting (this script's default, see bench_backbone.py) every matrix product of 8 rows wakes the
+sleeping second thread (1-row products stay on one thread), so 8 rows cost ~3x one; with 1 thread, or 2 spinning
+ones (``OMP_WAIT_POLICY=ACTIVE``), they cost ~1.3x one. Usage::
 
     .venv/bin/python benchmarks/bench_verification.py [--archs chameleon liquid emu3] [--candidates 8] [--repeats 3]
         [--out benchmarks/results/verification_cpu.json]
