@@ -136,8 +136,17 @@ def test_library_rejects_bad_rows(row, message):
 def test_negative_k_is_an_error():
     with pytest.raises(ValueError, match="non-negative"):
         stratified_top_k([], -1)
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="positive integer"):
         SamplingConfig(k=-3)
+
+
+def test_k_0_keeps_nothing_in_the_library_and_is_refused_by_the_command(shards, tmp_path):
+    assert stratified_top_k([{"id": "a", "score": 0.0, "action_class": "a"}], 0) == []
+    folder, _ = shards
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(SystemExit, match="k must be a positive integer .*got 0"):
+        main(["sample", "--input", str(folder), "--k", "0", "--out", str(out)])
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("seed", range(8))

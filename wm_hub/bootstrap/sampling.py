@@ -114,8 +114,8 @@ class SamplingConfig:
     max_plot_classes: int = field(default=40, metadata={"help": "classes drawn in the plot, best first"})
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 0:
-            raise ValueError(f"k must be a non-negative integer, got {self.k!r}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:  # k=0 would write an empty file
+            raise ValueError(f"k must be a positive integer (the number of rows to keep), got {self.k!r}")
         if self.max_plot_classes < 1:
             raise ValueError(f"max_plot_classes must be at least 1, got {self.max_plot_classes}")
 
