@@ -282,6 +282,11 @@ def test_bad_input_gets_one_clear_error(keyframe_folder, idm_dir, tmp_path):
     datasets.Dataset.from_dict({"id": ["a"], "source": [None]}).to_parquet(table)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['target'\]"):
         load_pairs(table)
+    table.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match=r"pairs.parquet: not a Parquet file"):
+        load_pairs(table)
+    with pytest.raises(SystemExit, match=r"error: .*no-such-data: no such file or folder here; cannot load it"):
+        main(["annotate", "--idm", idm_dir, "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "o")])
 
 
 def test_a_wrong_idm_leaves_no_folder_behind(keyframe_folder, idm_dir, tmp_path, one_thread):
@@ -293,6 +298,15 @@ def test_a_wrong_idm_leaves_no_folder_behind(keyframe_folder, idm_dir, tmp_path,
     shutil.copytree(idm_dir, fdm)
     (fdm / "training_run.json").write_text(json.dumps({"task": "fdm"}))
     with pytest.raises(SystemExit, match="an-fdm was fine-tuned as an FDM"):
+        main(["annotate", "--idm", str(fdm), "--data", str(keyframe_folder), "--out", str(out)])
+    assert not (out / "annotation_config.json").exists()
+    (fdm / "training_run.json").write_text("{bad")  # a corrupt run summary must not hide what the model is
+    with pytest.raises(SystemExit, match=r"an-fdm/training_run.json: not valid JSON"):
+        main(["annotate", "--idm", str(fdm), "--data", str(keyframe_folder), "--out", str(out)])
+    (fdm / "training_run.json").unlink()
+    weights = fdm / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=r"idm .*an-fdm: cannot load it \(.*an-fdm: unreadable weights"):
         main(["annotate", "--idm", str(fdm), "--data", str(keyframe_folder), "--out", str(out)])
     assert not (out / "annotation_config.json").exists()
     # the corrected command runs in the same folder

@@ -305,3 +305,25 @@ def test_config_flag_forms_and_mistakes_are_one_line(tmp_path, capsys):
             parse_config(parser(), argv)
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["keyframes", "--out", "", "clip.mp4"], "error: --out is blank"),  # would write into the current folder
+        (["keyframes", "--out", "kf", ""], "error: a positional argument is blank"),  # would search the whole cwd
+        (["keyframes", "--num-keyframes", "3", "--out", "kf", ""], "error: a positional argument is blank"),
+        (["sample", "--input=", "--out", "o.jsonl", "--k", "2"], "error: --input is blank"),
+        (
+            ["rollout", "--fdm", "m", "--image", "i.png", "--actions", "a", "", "--out", "o"],
+            "error: --actions is blank",
+        ),
+    ],
+)
+def test_a_blank_command_line_value_is_one_error_line_before_any_work(tmp_path, monkeypatch, capsys, argv, line):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == line
+    assert list(tmp_path.iterdir()) == []

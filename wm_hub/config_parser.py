@@ -144,6 +144,9 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
         argv += arg.split("=", 1) if arg.startswith("--config=") else [arg]
     config = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--config"), None)
     where = f"recipe {config}: " if config and os.path.isfile(config) else ""
+    blank = _empty_argument(parser, argv)
+    if blank:  # an empty path would quietly mean the current folder, an empty name a default
+        config_error(f"{blank} is blank")
     try:
         if parser.yaml_config and (argv[-1:] == ["--config"] or argv.count("--config") > 1):
             raise ValueError("--config takes one YAML file of options")
@@ -172,6 +175,28 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
         else:
             message = f"{where}{error}"
     config_error(message)
+
+
+def _empty_argument(parser: ConfigParser, argv: list[str]) -> str | None:
+    """The option given ``""`` on the command line (``--out ""``, ``--out=``), or ``"a positional argument"``."""
+    owner, room = None, 0  # the option the next plain tokens belong to, and how many it still takes
+    for arg in argv:
+        if arg.startswith("--"):
+            name, has_value, value = arg.partition("=")
+            if has_value and not value:
+                return name
+            action = parser._option_string_actions.get(name)
+            nargs = None if action is None else action.nargs
+            owner = name
+            room = 0 if has_value or nargs == 0 else {None: 1, "?": 1}.get(nargs, nargs)
+            room = float("inf") if room in ("*", "+") else room
+        elif room:
+            if arg == "":
+                return owner
+            room -= 1
+        elif arg == "":
+            return "a positional argument"
+    return None
 
 
 def config_error(message: str) -> NoReturn:

@@ -192,16 +192,21 @@ class TripletDatasetPairs(PairInput):
 
     def __init__(self, data: str, split: str = "train"):
         import datasets
+        from pyarrow.lib import ArrowException
 
         path = Path(data)
         self.description = data if path.suffix == ".parquet" else f"{data} (split {split})"
-        if path.suffix == ".parquet":
-            dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
-        else:
-            try:
+        try:
+            if path.suffix == ".parquet":
+                dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
+            else:
                 dataset = datasets.load_dataset(data, split=split)
-            except ValueError as error:
-                raise ValueError(f"{data}: cannot read split {split!r} ({error})") from None
+        except ValueError as error:
+            what = "not a Parquet file" if path.suffix == ".parquet" else f"cannot read split {split!r}"
+            raise ValueError(f"{data}: {what} ({error})") from None
+        except (OSError, ArrowException) as error:  # no such folder or Hub dataset (offline too), not Parquet
+            where = "" if path.exists() else "no such file or folder here; "
+            raise ValueError(f"{data}: {where}cannot load it as a dataset ({type(error).__name__}: {error})") from None
         missing = [name for name in ("id", *SIDES) if name not in dataset.column_names]
         if missing:
             raise ValueError(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from transformers import PretrainedConfig
 
 from wm_hub.atomic_io import read_json_object
@@ -108,8 +109,9 @@ def load_backbone(
         The backbone, in eval mode.
 
     Raises:
-        ValueError: ``dtype`` or ``device`` names no torch dtype or no device of this machine, or the checkpoint's
-            family cannot be told.
+        ValueError: ``dtype`` or ``device`` names no torch dtype or no device of this machine, the checkpoint's
+            family cannot be told, or its ``training_run.json`` is not JSON.
+        OSError: A file of the checkpoint is missing or unreadable (e.g. truncated weights).
     """
     device = None if device is None else torch_device(device)
     dtype = None if dtype is None else torch_dtype(dtype)
@@ -134,7 +136,10 @@ def load_backbone(
         processor.prompt = prompt
     if separator is not None:
         processor.separator_token = separator
-    backbone = family.from_pretrained(name_or_path, config, processor, **kwargs)
+    try:
+        backbone = family.from_pretrained(name_or_path, config, processor, **kwargs)
+    except SafetensorError as error:  # a truncated or foreign weights file
+        raise OSError(f"{name_or_path}: unreadable weights ({error})") from error
     backbone.trained_task = trained_task(name_or_path)
     backbone.model.eval()
     if device is not None:

@@ -7,10 +7,11 @@ reads them back through :func:`resolve_model_folder` and :func:`is_adapter_folde
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
+
+from wm_hub.atomic_io import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +31,19 @@ def is_local(name_or_path: str | os.PathLike) -> bool:
 
 
 def trained_task(name_or_path: str | os.PathLike) -> str | None:
-    """``"idm"`` or ``"fdm"``: what a local wm-hub checkpoint was fine-tuned as (``None``: unrecorded, or a Hub id)."""
+    """``"idm"`` or ``"fdm"``: what a local wm-hub checkpoint was fine-tuned as (``None``: unrecorded, or a Hub id).
+
+    Raises:
+        ValueError: The checkpoint's run summary is not a JSON object (a corrupt one would hide what it was
+            trained as, e.g. an FDM given as an IDM).
+    """
     path = os.path.join(os.path.expanduser(os.fspath(name_or_path)), RUN_SUMMARY)
     if not os.path.isfile(path):
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
-            task = json.load(handle).get("task")
-    except (OSError, ValueError, AttributeError):
-        return None
+        task = read_json_object(path).get("task")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 JSON ({error.reason})") from None
     return task if task in ("idm", "fdm") else None
 
 
