@@ -316,6 +316,11 @@ def test_score_refuses_no_answers_a_bad_alpha_a_file_as_out_and_a_non_database(c
     with pytest.raises(SystemExit, match="answers.sqlite: not an answers database .*file is not a database"):
         main(["human-eval", "score", str(study), "--answers", str(garbage)])
     assert not (study / "scores.json").exists() and a_file.read_text() == "x"
+    kept = study / "scores.json"  # answers kept where the scores go would be replaced by them
+    kept.write_text(answers.read_text())
+    with pytest.raises(SystemExit, match=r"--answers .*scores.json is the scores.json this writes"):
+        main(["human-eval", "score", str(study), "--answers", str(kept)])
+    assert kept.read_text() == answers.read_text()
 
 
 @pytest.mark.parametrize("port", ["0", "-1", "70000"])

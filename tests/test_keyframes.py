@@ -247,6 +247,11 @@ def test_cli_refuses_two_videos_writing_the_same_folder(tmp_path):
         write_video(tmp_path / name / "clip.mp4", 25)
     with pytest.raises(SystemExit, match="would both write"):
         main(["keyframes", str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"), "--out", str(tmp_path)])
+    assert not (tmp_path / "keyframes_config.json").exists()  # a refused run does not tie the folder to its settings
+    out = tmp_path / "kf"
+    with pytest.raises(SystemExit, match="would both write"):
+        main(["keyframes", str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4"), "--out", str(out)])
+    assert main(["keyframes", str(tmp_path / "a" / "clip.mp4"), "--out", str(out), "--num-keyframes", "2"]) == 0
     with pytest.raises(SystemExit, match="nothing.mp4: no such file or folder"):
         main(["keyframes", str(tmp_path / "nothing.mp4"), "--out", str(tmp_path)])
 
@@ -271,6 +276,7 @@ def test_cli_refuses_a_resume_with_other_settings_a_file_as_out_and_all_videos_b
     (tmp_path / "broken" / "a.mp4").write_text("not a video\n" * 20)
     with pytest.raises(SystemExit, match="none of the 1 videos could be decoded"):
         main(["keyframes", str(tmp_path / "broken"), "--out", str(tmp_path / "out-broken")])
+    assert not (tmp_path / "out-broken" / "keyframes_config.json").exists()  # other settings may still start it
     capsys.readouterr()
 
 

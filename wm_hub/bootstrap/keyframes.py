@@ -454,11 +454,19 @@ SELECTION_SETTINGS = ("num_keyframes", "min_interval", "max_side", "fill_to_coun
 RECORDED_BEFORE_FILL_TO_COUNT = {"fill_to_count": True}
 
 
-def _check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to resume ``out`` when it was started with other selection settings; record them in a new folder."""
+SETTINGS_FILE = "keyframes_config.json"  # the selection settings a resume must keep
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
+    """Refuse to resume ``out`` when it was started with other selection settings.
+
+    Returns:
+        Whether ``out`` has recorded settings (``False``: a new folder, where the caller records them once its other
+        checks pass, so that a refused run does not tie the folder to its settings).
+    """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder for the key frames")
-    recorded = out / "keyframes_config.json"
+    recorded = out / SETTINGS_FILE
     if recorded.is_file():
         before = {**RECORDED_BEFORE_FILL_TO_COUNT, **read_json_object(recorded)}
         for name, value in settings.items():
@@ -468,8 +476,8 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
                     f"{out} was started with {flag} {before.get(name)}, now {value}: resume with the same settings, "
                     "or choose another --out"
                 )
-    else:
-        write_json(recorded, settings)
+        return True
+    return False
 
 
 def process_video(
@@ -523,7 +531,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
     """
     videos = _video_folders(config.videos)
     out = Path(config.out)
-    _check_settings(out, {name: getattr(config.selection, name) for name in SELECTION_SETTINGS})
+    settings = {name: getattr(config.selection, name) for name in SELECTION_SETTINGS}
+    recorded = _check_settings(out, settings)
     index = out / "keyframes.jsonl"
     try:
         done = {row["video"]: Path(row["images"][0]).parent for row in read_jsonl_log(index)}  # a torn row is redone
@@ -533,6 +542,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
     for video, folder in videos.items():
         if owners.setdefault(folder, video) != video:
             raise ValueError(f"{owners[folder]} and {video} would both write {out / folder}; use two --out")
+    if not recorded:
+        write_json(out / SETTINGS_FILE, settings)
     todo = [(video, folder) for video, folder in videos.items() if video not in done]
     skipped: list[dict[str, str]] = []
     if runner is not None:
@@ -553,6 +564,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
                 rows.flush()
     skipped_path = write_jsonl(out / "skipped.jsonl", skipped)
     if skipped and len(skipped) == len(videos):  # no key frame at all: not a success
+        if not recorded:  # nothing was kept: the folder is not tied to these settings
+            (out / SETTINGS_FILE).unlink()
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
         raise ValueError(f"none of the {len(todo)} videos could be decoded ({skipped_path}): {listing}")
     return {

@@ -323,7 +323,8 @@ def score_study(config: ScoreConfig) -> tuple[dict[str, Any], Path, Path]:
 
     Raises:
         FileNotFoundError: No key or no answers file.
-        ValueError: Bad answers or reference, or no answer at all (a table of dashes is not a result).
+        ValueError: Bad answers or reference, no answer at all (a table of dashes is not a result), or answers in
+            the file the scores would replace.
     """
     study = Path(config.study)
     key = load_key(study)
@@ -331,9 +332,14 @@ def score_study(config: ScoreConfig) -> tuple[dict[str, Any], Path, Path]:
     answers = read_answers(answers_path, load_study(study).fingerprint)
     if not answers:
         raise ValueError(f"{answers_path}: no answers yet; collect some with `wm-hub human-eval serve {study}`")
-    scores = score_answers(answers, key, config)
     out = Path(config.out or study)
     json_path, md_path = out / "scores.json", out / "scores.md"
+    for written in (json_path, md_path):
+        if written.resolve() == Path(answers_path).resolve():
+            raise ValueError(
+                f"--answers {answers_path} is the {written.name} this writes: move the answers or give --out"
+            )
+    scores = score_answers(answers, key, config)
     write_text(json_path, json.dumps(scores, indent=2, ensure_ascii=False) + "\n")
     write_text(md_path, markdown_report(scores))
     return scores, json_path, md_path
