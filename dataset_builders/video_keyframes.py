@@ -7,8 +7,8 @@ least ``min_interval`` frames apart) give one triplet per consecutive pair ``(i,
 frame ``j`` (full-resolution PNG), empty ``action``, ``action_class`` = the class folder, ``video`` = the path
 under ``data_dir``, ``frames = [i, j]``, ``origin = <origin_prefix>/<class>``, id ``<video>:<i>-<j>``.
 
-A video that cannot be decoded (truncated, corrupt, not a video) fails the build with one error naming it, or with
-``skip_missing=True`` (``wm-hub data build --skip-missing``) is skipped: counted and listed in the build report
+A video that cannot be decoded (truncated, corrupt, not a video) or gives fewer than 2 key frames (too short or
+still: no pair) fails the build with one error naming it, or with ``skip_missing=True`` (``wm-hub data build --skip-missing``) is skipped: counted and listed in the build report
 (``build_report.json``, where a row is a video), and each worker logs one warning with their names. Video files
 directly in ``data_dir`` (no class folder) are left out with a warning. ``download_and_prepare(num_proc=N)`` shares
 the videos among N processes.
@@ -136,21 +136,25 @@ class VideoKeyframesBuilder(ReportingBuilder):
         keyframe_config = KeyframeConfig(
             config.num_keyframes, config.min_interval, config.max_side, fill_to_count=config.fill_to_count
         )
-        skipped = []
+        skipped: dict[str, list[str]] = {"could not be decoded": [], "gave fewer than 2 key frames (no pair)": []}
         for video in videos:
             path = Path(root) / video
             try:
                 frames = find_keyframes(path, keyframe_config).frames
-                images = read_frames(path, frames)
+                images = read_frames(path, frames) if len(frames) > 1 else []
+                why, reason = "gave fewer than 2 key frames (no pair)", f"{len(frames)} key frame(s): no pair"
             except VideoDecodeError as error:
+                frames, images, why, reason = [], [], "could not be decoded", error.reason
+            if len(frames) < 2:  # no triplet from this video: a skip, not an example
                 if not config.skip_missing:
+                    problem = f"cannot be decoded ({reason})" if why == "could not be decoded" else reason
                     raise ValueError(
-                        f"{path}: cannot be decoded ({error.reason}); fix or remove it, or skip such videos with "
+                        f"{path}: {problem}; fix or remove it, or skip such videos with "
                         "skip_missing=True (wm-hub data build --skip-missing)"
-                    ) from None
-                skipped.append(f"{video} ({error.reason})")
+                    )
+                skipped[why].append(f"{video} ({reason})")
                 with (Path(self._output_dir) / SKIP_LOG).open("a", encoding="utf-8") as log:
-                    log.write(json.dumps({"video": video, "reason": error.reason}) + "\n")
+                    log.write(json.dumps({"video": video, "reason": reason}) + "\n")
                 continue
             action_class = video.split("/")[0]
             for (source_frame, target_frame), (source, target) in zip(pairwise(frames), pairwise(images)):
@@ -168,10 +172,6 @@ class VideoKeyframesBuilder(ReportingBuilder):
                         frames=[source_frame, target_frame],
                     ),
                 )
-        if skipped:
-            logger.warning(
-                "Skipped %d of %d video(s) that could not be decoded: %s",
-                len(skipped),
-                len(videos),
-                "; ".join(skipped),
-            )
+        for why, names in skipped.items():
+            if names:
+                logger.warning("Skipped %d of %d video(s) that %s: %s", len(names), len(videos), why, "; ".join(names))

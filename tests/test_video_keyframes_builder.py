@@ -72,3 +72,21 @@ def test_builder_origin_prefix_names_the_source(tmp_path):
     builder.download_and_prepare()
     [row] = builder.as_dataset(split="train")
     assert row["origin"] == "ucf101/run" and row["frames"][1] - row["frames"][0] >= 20  # two bursts: 2 key frames
+
+
+def test_a_video_without_a_pair_of_key_frames_is_named_or_skipped_not_counted_as_an_example(tmp_path, caplog):
+    root = tmp_path / "videos"
+    (root / "jump").mkdir(parents=True)
+    write_video(root / "jump" / "long.mp4", 50, [(5, 10), (30, 35)])
+    write_video(root / "jump" / "one.mp4", 1)  # a single frame: one key frame, no pair
+    settings = {"data_dir": str(root), "num_keyframes": 3, "min_interval": 10}
+    with pytest.raises(ValueError, match=r"one.mp4: 1 key frame\(s\): no pair; fix or remove it.*--skip-missing"):
+        prepare_builder(VideoKeyframesBuilder(cache_dir=str(tmp_path / "refused"), **settings))
+    with caplog.at_level(logging.WARNING):
+        builder = VideoKeyframesBuilder(cache_dir=str(tmp_path / "cache"), skip_missing=True, **settings)
+        builder.download_and_prepare()
+    report = builder.build_report.splits["train"]
+    assert (report.rows, report.examples, report.skipped_rows) == (2, 1, 1)
+    assert [(bad.id, bad.reason) for bad in report.skipped] == [("jump/one.mp4", "1 key frame(s): no pair")]
+    assert {row["video"] for row in builder.as_dataset(split="train")} == {"jump/long.mp4"}
+    assert "Skipped 1 of 2 video(s) that gave fewer than 2 key frames (no pair): jump/one.mp4" in caplog.text
