@@ -147,6 +147,13 @@ def _read_rows(data_dir: Path, annotation_file: str) -> list[dict[str, Any]]:
     ]
     if bad:
         raise ValueError(f"{path}: rows without a string 'instruction' and 'input':\n  " + "\n  ".join(bad))
+    blank = [
+        f"row {index}: {json.dumps(row)[:200]}"
+        for index, row in enumerate(rows)
+        if not all(row[name].strip() for name in REQUIRED_FIELDS)
+    ]
+    if blank:  # a blank instruction would be a triplet whose action is empty
+        raise ValueError(f"{path}: rows with a blank 'instruction' or 'input':\n  " + "\n  ".join(blank))
     return rows
 
 

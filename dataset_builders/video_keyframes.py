@@ -8,8 +8,9 @@ frame ``j`` (full-resolution PNG), empty ``action``, ``action_class`` = the clas
 under ``data_dir``, ``frames = [i, j]``, ``origin = <origin_prefix>/<class>``, id ``<video>:<i>-<j>``.
 
 A video that cannot be decoded (truncated, corrupt, not a video) or gives fewer than 2 key frames (too short or
-still: no pair) fails the build with one error naming it, or with ``skip_missing=True`` (``wm-hub data build --skip-missing``) is skipped: counted and listed in the build report
-(``build_report.json``, where a row is a video), and each worker logs one warning with their names. Video files
+still: no pair) fails the build with one error naming it, or with ``skip_missing=True`` (``wm-hub data build
+--skip-missing``) is skipped: counted and listed in the build report (``build_report.json``, where a row is a
+video), and each worker logs one warning with their names. Video files
 directly in ``data_dir`` (no class folder) are left out with a warning. ``download_and_prepare(num_proc=N)`` shares
 the videos among N processes.
 """

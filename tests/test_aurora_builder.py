@@ -164,3 +164,6 @@ def test_bad_config_and_annotation_errors(tmp_path):
     (root / "data" / "ag" / "train.json").write_text(json.dumps([{"input": "a.png", "output": "b.png"}]))
     with pytest.raises(ValueError, match="rows without a string 'instruction' and 'input':\n  row 0:"):
         _build(root, tmp_path / "cache", "ag")
+    (root / "data" / "ag" / "train.json").write_text(json.dumps([{"instruction": " ", "input": "a.png"}]))
+    with pytest.raises(ValueError, match="rows with a blank 'instruction' or 'input':\n  row 0:"):
+        _build(root, tmp_path / "cache", "ag")

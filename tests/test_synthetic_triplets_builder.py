@@ -108,6 +108,8 @@ def test_bad_images_are_all_named_or_skipped_and_counted(folder, tmp_path, caplo
             r"missing or non-string field\(s\) \['action'\]",
         ),
         (json.dumps(annotation(9, score="high")), "score must be a number"),
+        (json.dumps(annotation(9, score=float("nan"))), "score must be finite, got nan"),
+        (json.dumps(annotation(9, action="   ")), r"annotations-00001.jsonl:2: blank field\(s\) \['action'\]"),
         (json.dumps(annotation(9, frames=[1.5, 2])), "frames must be a list of integers"),
         (json.dumps(annotation(9, rationale=["row 1"])), "rationale must be a string"),
         (json.dumps(annotation(0)), "id 'pair-0' already used at annotations.jsonl:1"),
