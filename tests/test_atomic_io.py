@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from wm_hub.atomic_io import read_jsonl_log, write_json, write_jsonl, write_text, write_with
+from wm_hub.atomic_io import read_json_object, read_jsonl_log, write_json, write_jsonl, write_text, write_with
 
 
 def test_writes_land_whole_with_their_folder_and_no_temporary_file(tmp_path):
@@ -55,3 +55,18 @@ def test_a_complete_line_that_is_not_an_object_is_named(tmp_path, line):
     with pytest.raises(ValueError, match=r"log\.jsonl:2: not a JSON object"):
         read_jsonl_log(log)
     assert log.read_text() == f'{{"id": 1}}\n{line}\n'  # nothing is thrown away
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n", r"settings.json: not valid JSON \(not UTF-8 text: invalid start byte at byte 0\)"),
+        (b"{", r"settings.json: not valid JSON \(Expecting"),
+        (b"[1]", "settings.json: expected a JSON object, got list"),
+    ],
+)
+def test_read_json_object_names_the_file_of_any_bad_content(tmp_path, content, message):
+    path = tmp_path / "settings.json"
+    path.write_bytes(content)  # a picture given where a settings or results file goes, cut JSON, a list
+    with pytest.raises(ValueError, match=message):
+        read_json_object(path)

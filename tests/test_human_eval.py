@@ -316,6 +316,10 @@ def test_score_refuses_no_answers_a_bad_alpha_a_file_as_out_and_a_non_database(c
     with pytest.raises(SystemExit, match="answers.sqlite: not an answers database .*file is not a database"):
         main(["human-eval", "score", str(study), "--answers", str(garbage)])
     assert not (study / "scores.json").exists() and a_file.read_text() == "x"
+    picture = tmp_path / "answers.jsonl"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(SystemExit, match=r"answers.jsonl: not a JSON Lines answers file \(not UTF-8 text"):
+        main(["human-eval", "score", str(study), "--answers", str(picture)])
     kept = study / "scores.json"  # answers kept where the scores go would be replaced by them
     kept.write_text(answers.read_text())
     with pytest.raises(SystemExit, match=r"--answers .*scores.json is the scores.json this writes"):

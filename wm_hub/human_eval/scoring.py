@@ -89,8 +89,12 @@ def read_answers(path: str | Path, study_fingerprint: str | None = None) -> list
         if study_fingerprint is not None and stored is not None and stored != study_fingerprint:
             raise ValueError(f"{path}: these answers were collected for another study (study.json differs)")
         return answers
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a JSON Lines answers file (not UTF-8 text: {error.reason})") from None
     answers = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

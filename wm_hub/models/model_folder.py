@@ -40,10 +40,7 @@ def trained_task(name_or_path: str | os.PathLike) -> str | None:
     path = os.path.join(os.path.expanduser(os.fspath(name_or_path)), RUN_SUMMARY)
     if not os.path.isfile(path):
         return None
-    try:
-        task = read_json_object(path).get("task")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 JSON ({error.reason})") from None
+    task = read_json_object(path).get("task")
     return task if task in ("idm", "fdm") else None
 
 
