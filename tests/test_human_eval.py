@@ -340,3 +340,20 @@ def test_serve_names_an_answers_database_it_cannot_open(study, tmp_path):
     for db, cause in ((tmp_path, "unable to open database file"), (garbage, "file is not a database")):
         with pytest.raises(SystemExit, match=f"cannot open the answers database there \\({cause}\\)"):
             main(["human-eval", "serve", str(study), "--db", str(db)])
+
+
+def test_build_with_skip_missing_counts_and_lists_the_rows_it_leaves_out(tmp_path, capsys):
+    root = write_aurora_checkout(tmp_path / "aurora")
+    predictions = write_predictions(root, tmp_path / "predictions")
+    rows = json.loads((root / "test.json").read_text())
+    lost = next(index for index, row in enumerate(rows) if row["task"] == "ag")
+    (root / rows[lost]["input"]).unlink()
+    out = tmp_path / "study"
+    assert main([*build_args(root, predictions, out), "--skip-missing"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"Left out 1 AURORA-BENCH row(s) with missing or unreadable images (listed in key.json): ag/{lost}" in printed
+    )
+    key = load_key(out)
+    assert [(bad["id"], bad["field"]) for bad in key.skipped] == [(f"ag/{lost}", "input")]  # AURORA names it
+    assert f"ag/{lost}" not in key.row_ids.values() and len(key.row_ids) == 10

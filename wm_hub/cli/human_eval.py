@@ -21,12 +21,19 @@ def _study_folder(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(config) -> int:
-    from wm_hub.human_eval.study import build_study
+    from wm_hub.human_eval.study import build_study, load_key
 
     try:
         out = build_study(config)
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise SystemExit(f"error: {error}") from None
+    skipped = load_key(out).skipped
+    if skipped:
+        ids = sorted({bad["id"] for bad in skipped})
+        print(
+            f"Left out {len(ids)} AURORA-BENCH row(s) with missing or unreadable images (listed in key.json): "
+            + ", ".join(ids)
+        )
     print(f"Study written to {out} (keep {out / 'key.json'} from annotators); serve: wm-hub human-eval serve {out}")
     return 0
 

@@ -26,6 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
@@ -187,6 +188,8 @@ class StudyKey:
         seed: Seed the study was built with.
         predictions: Model name -> prediction folder.
         data_dir: AURORA checkout.
+        skipped: AURORA-BENCH rows left out with ``skip_missing`` (missing or unreadable images: split, row, id,
+            field, path and reason of each file).
     """
 
     models: list[str]
@@ -197,6 +200,7 @@ class StudyKey:
     seed: int
     predictions: dict[str, str]
     data_dir: str
+    skipped: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_study(path: str | Path) -> Study:
@@ -352,6 +356,7 @@ def build_study(config: StudyConfig) -> Path:
             seed=config.seed,
             predictions={name: str(folder.resolve()) for name, folder in folders.items()},
             data_dir=str(data_dir.resolve()),
+            skipped=triplets.skipped,
         )
         write_json(tmp / KEY_FILE, asdict(key), ensure_ascii=False)
         tmp.chmod(0o755)  # mkdtemp makes it private; a served study (Docker, Space) must be readable
