@@ -148,6 +148,8 @@ def test_generated_data_needs_no_data_dir(tmp_path, monkeypatch, capsys):
         (["aurora", "--config", "bench", "--data-dir", "absent"], "data_dir absent: no such folder"),
         (["aurora", "--config", "bench"], "AuroraBuilder needs data_dir="),
         (["aurora", "--config", "bench", "--data-dir", ".", "--max-shard-size", "big"], "big"),
+        (["aurora", "--config", "bench", "--data-dir", ".", "--max-shard-size", "0"], "--max-shard-size '0': give a"),
+        (["aurora", "--config", "bench", "--data-dir", ".", "--max-shard-size", "-5"], "--max-shard-size '-5'"),
     ],
 )
 def test_bad_input_exits_with_one_clear_message(tmp_path, monkeypatch, argv, message):
@@ -184,3 +186,9 @@ def test_help_teaches(capsys):
     text = capsys.readouterr().out
     assert "datasets.load_dataset(OUT)" in text and "build_report.json" in text
     assert "wm-hub data build aurora --config bench --data-dir AURORA --out aurora-bench --skip-missing" in text
+
+
+def test_max_shard_size_takes_plain_bytes_as_its_help_says():
+    for given, passed in (("1000000", 1_000_000), ("500MB", "500MB")):
+        config = dataset_folder.DatasetBuildConfig(out="o", builder="aurora", max_shard_size=given)
+        assert config.build_options()["max_shard_size"] == passed

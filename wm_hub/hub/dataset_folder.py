@@ -57,10 +57,25 @@ class DatasetBuildConfig:
             raise ValueError("DatasetBuildConfig: builder is required (NAME: a registered builder, e.g. aurora)")
         if self.annotations and self.builder != "synthetic_triplets":
             raise ValueError("--annotations is an option of the synthetic_triplets builder")
+        text = str(self.max_shard_size).strip()
+        try:  # plain bytes (the help's "uncompressed bytes") or a size with a unit
+            size = int(text) if text.lstrip("-").isdigit() else convert_file_size_to_int(text)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise ValueError(
+                f"--max-shard-size {self.max_shard_size!r}: give a positive size in bytes (1000000) or with a unit "
+                "(500MB, 1GB)"
+            )
 
     def build_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`build_hub_dataset` after the builder and ``out``."""
-        options = {"data_dir": self.data_dir, "config_name": self.config_name, "max_shard_size": self.max_shard_size}
+        size = str(self.max_shard_size).strip()
+        options = {
+            "data_dir": self.data_dir,
+            "config_name": self.config_name,
+            "max_shard_size": int(size) if size.isdigit() else size,
+        }
         if self.skip_missing:  # a builder config option: only the builders that check files have it
             options["skip_missing"] = True
         if self.annotations:
@@ -95,7 +110,7 @@ def build_hub_dataset(
     *,
     data_dir: str | Path | None = None,
     config_name: str | None = None,
-    max_shard_size: str | int = "500MB",
+    max_shard_size: str = "500MB",
     **config_kwargs: Any,
 ) -> HubBuild:
     """Build dataset ``name`` from ``data_dir`` and write it to ``out`` in the Hub layout.
