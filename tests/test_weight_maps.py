@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from wm_hub.data.shapes_world import ShapesWorld, WorldConfig
 from wm_hub.training.weight_maps import heat_colors, weight_panel, write_weight_panels
 
 
@@ -118,3 +119,40 @@ def test_show_weights_command_on_a_built_shapes_world(tiny_model_dirs, tmp_path,
     with pytest.raises(SystemExit, match="--data no-such-org/no-such-data \\(split 'train'\\): "):
         main([*args, "--out", str(tmp_path / "other")])
     assert not (tmp_path / "other").exists()
+
+
+def test_show_weights_reads_a_plain_parquet_and_names_a_row_that_is_no_picture(tiny_model_dirs, tmp_path, capsys):
+    import io
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from wm_hub.cli import main
+
+    def png(image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    world = ShapesWorld(WorldConfig())
+    triplets = [world.triplet("test", index) for index in range(2)]
+    images = {"source": [png(t.source) for t in triplets], "target": [png(t.target) for t in triplets]}
+    backbone = str(tiny_model_dirs("chameleon"))
+    capsys.readouterr()
+
+    def write(name: str, sources: list[bytes]) -> str:
+        # pyarrow's own writer: bytes/path structs without datasets' Image feature in the metadata
+        columns = {"id": ["a", "b"]}
+        for side, data in (("source", sources), ("target", images["target"])):
+            columns[side] = [{"bytes": item, "path": None} for item in data]
+        pq.write_table(pa.table(columns), tmp_path / name)
+        return str(tmp_path / name)
+
+    plain = write("plain.parquet", images["source"])
+    assert main(["data", "show-weights", "--backbone", backbone, "--data", plain, "--out", str(tmp_path / "p")]) == 0
+    assert len(json.loads(capsys.readouterr().out)["panels"]) == 2
+    cut = write("cut.parquet", [images["source"][0], images["source"][1][:60]])
+    with pytest.raises(SystemExit, match=r"--data .*cut.parquet: row 1 \(id 'b'\): field 'source': unreadable"):
+        main(["data", "show-weights", "--backbone", backbone, "--data", cut, "--out", str(tmp_path / "q")])
+    assert not (tmp_path / "q").exists()

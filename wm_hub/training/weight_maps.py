@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_with
@@ -138,6 +139,31 @@ def show_weights(config: WeightPanelsConfig) -> list[Path]:
     missing = {"source", "target"} - set(triplets.column_names)
     if missing:
         raise ValueError(f"--data {config.data} has no {sorted(missing)} column(s): not a triplet dataset")
+    rows = _pictures(triplets.select(range(min(config.limit, len(triplets)))), f"--data {config.data}")
     backbone = load_backbone(config.backbone, device=config.device)
-    rows = triplets.select(range(min(config.limit, len(triplets))))
     return write_weight_panels(backbone, rows, config.out, display_size=config.display_size)
+
+
+def _pictures(rows, where: str):
+    """``rows`` whose ``source`` and ``target`` are checked to decode as pictures (a plain Parquet's bytes/path
+    structs become image columns), before any model loads; else a ``ValueError`` naming the row, id and field."""
+    import datasets
+
+    for side in ("source", "target"):
+        if not isinstance(rows.features[side], datasets.Image):
+            try:
+                rows = rows.cast_column(side, datasets.Image())
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{where}: column {side!r} holds no images ({error})") from None
+    raw = rows.cast_column("source", datasets.Image(decode=False)).cast_column("target", datasets.Image(decode=False))
+    ids = rows["id"] if "id" in rows.column_names else [None] * len(rows)
+    for index, (row, row_id) in enumerate(zip(raw, ids)):
+        for side in ("source", "target"):
+            value = row[side] or {}
+            try:
+                with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
+                    image.load()
+            except (OSError, UnidentifiedImageError, KeyError, TypeError, AttributeError) as error:
+                reason = "not a picture" if isinstance(error, UnidentifiedImageError) else f"unreadable ({error})"
+                raise ValueError(f"{where}: row {index} (id {row_id!r}): field {side!r}: {reason}") from None
+    return rows
