@@ -277,6 +277,13 @@ def test_cli_refuses_a_resume_with_other_settings_a_file_as_out_and_all_videos_b
     with pytest.raises(SystemExit, match="none of the 1 videos could be decoded"):
         main(["keyframes", str(tmp_path / "broken"), "--out", str(tmp_path / "out-broken")])
     assert not (tmp_path / "out-broken" / "keyframes_config.json").exists()  # other settings may still start it
+    assert main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "out-broken")]) == 0
+    foreign = tmp_path / "a-dataset"  # e.g. a data-build or annotation folder given by mistake
+    (foreign / "data").mkdir(parents=True)
+    (foreign / "README.md").write_text("mine")
+    with pytest.raises(SystemExit, match=r"--out .*a-dataset holds files and no key frames \(keyframes_config.json\)"):
+        main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(foreign)])
+    assert sorted(path.name for path in foreign.iterdir()) == ["README.md", "data"]
     capsys.readouterr()
 
 

@@ -543,6 +543,12 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
         if owners.setdefault(folder, video) != video:
             raise ValueError(f"{owners[folder]} and {video} would both write {out / folder}; use two --out")
     if not recorded:
+        ours = (out / "keyframes.jsonl", out / "skipped.jsonl")  # a run that recorded no settings left only these
+        if out.is_dir() and any(out.iterdir()) and not any(path.is_file() for path in ours):
+            raise ValueError(
+                f"--out {out} holds files and no key frames ({SETTINGS_FILE}): choose a new or empty folder, or the "
+                "folder of the run to resume"
+            )
         write_json(out / SETTINGS_FILE, settings)
     todo = [(video, folder) for video, folder in videos.items() if video not in done]
     skipped: list[dict[str, str]] = []
