@@ -23,10 +23,10 @@ Config: ``min_score`` keeps only rows scored at least that much (unscored rows a
 as ``not_selected`` in the build report); ``skip_missing=True`` skips rows whose source or target image is missing
 or unreadable, counted and listed in the build report and logged, instead of one error naming every such row.
 
-Everything is checked before anything is written. A line that is not a JSON object with non-blank string ``id``,
-``source``, ``target`` and ``action`` (a finite number or null ``score``, an integer-list or null ``frames``, a
-string or null ``rationale``), or that repeats an id, is a ``ValueError`` naming ``file:line``. In the build
-report, ``row`` counts over the annotation files in reading order (the id names the row too).
+Everything is checked before anything is written. A line that is not a JSON object with string ``id``, ``source``,
+``target`` (none of them blank) and ``action`` (a number other than NaN or null ``score``, an integer-list or null
+``frames``, a string or null ``rationale``), or that repeats an id, is a ``ValueError`` naming ``file:line``. In
+the build report, ``row`` counts over the annotation files in reading order (the id names the row too).
 """
 
 from __future__ import annotations
@@ -167,14 +167,14 @@ def _row_problem(row: Any) -> str | None:
     missing = [name for name in REQUIRED_FIELDS if not isinstance(row.get(name), str)]
     if missing:
         return f"missing or non-string field(s) {missing}"
-    blank = [name for name in REQUIRED_FIELDS if not row[name].strip()]
-    if blank:  # an empty action teaches nothing, an empty path names no image
+    blank = [name for name in ("id", "source", "target") if not row[name].strip()]
+    if blank:  # an empty path names no image (an empty action is what an IDM that wrote nothing labelled)
         return f"blank field(s) {blank}"
     score = row.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, Real)):
         return f"score must be a number, got {score!r}"
-    if score is not None and not math.isfinite(score):  # NaN would sort anywhere in stratified sampling
-        return f"score must be finite, got {score!r}"
+    if score is not None and math.isnan(score):  # NaN has no place in the order stratified sampling ranks by
+        return f"score must not be NaN, got {score!r}"
     frames = row.get("frames")
     if frames is not None and not (isinstance(frames, list) and all(type(frame) is int for frame in frames)):
         return f"frames must be a list of integers, got {frames!r}"
