@@ -444,6 +444,21 @@ def test_cli_generate_and_rollout(model_dirs, world_images, tmp_path, capsys):
         main(["generate", *args, "--action", "a", "--top-k", "0", "--out", str(out)])
     with pytest.raises(SystemExit, match=r"--top-p must be in \(0, 1\]"):
         main(["rollout", *args, "--actions", "a", "--top-p", "0", "--out", str(folder)])
+    with pytest.raises(SystemExit, match="--temperature must be > 0 and finite .*got inf"):  # was a traceback
+        main(["generate", *args, "--action", "a", "--temperature", "inf", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"--action '\\udcff' is not valid UTF-8 text"):  # a byte 0xff on the shell
+        main(["generate", *args, "--action", "\udcff", "--out", str(out)])
+    kept = (folder / "step_01.png").read_bytes()
+    step = ["--image", str(folder / "step_01.png")]  # a rollout from a step of the folder it would write
+    with pytest.raises(SystemExit, match=r"--out .*rollout would overwrite or remove --image .*step_01.png"):
+        main(["rollout", *args[:2], *step, "--actions", "a", "--out", str(folder)])
+    with pytest.raises(SystemExit, match=r"--out .*step_01.png would overwrite or remove --image"):
+        main(["generate", *args[:2], *step, "--action", "a", "--out", str(folder / "step_01.png")])
+    assert (folder / "step_01.png").read_bytes() == kept
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # 400 megapixels in a few kilobytes
+    with pytest.raises(SystemExit, match="--image .*bomb.png: cannot be read .*decompression bomb"):
+        main(["generate", *args[:2], "--image", str(bomb), "--action", "a", "--out", str(out)])
 
 
 def test_cli_refuses_a_model_fine_tuned_for_the_other_task(model_dirs, world_images, tmp_path):

@@ -94,8 +94,8 @@ def check_sampling(
     def name(setting: str) -> str:
         return f"--{setting.replace('_', '-')}" if as_flags else setting
 
-    if temperature is not None and not temperature > 0:
-        raise ValueError(f"{name('temperature')} must be > 0 (sampling), got {temperature}")
+    if temperature is not None and not 0 < temperature < float("inf"):
+        raise ValueError(f"{name('temperature')} must be > 0 and finite (sampling), got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"{name('top_k')} must be an integer >= 1 (unset keeps every image token), got {top_k!r}")
     if top_p is not None and not 0 < top_p <= 1:

@@ -174,6 +174,8 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
     _check_sampling(config)
     if not config.action.strip():
         raise ValueError("--action is blank: give the action text")
+    _check_text("--action", config.action)
+    _check_not_input(config, Path(config.out), ("candidate_*.png", PREDICTION_FILE))
     to_folder = _writes_folder(config)
     image, fdm, verifier = _load(config)
     result = fdm(image, action=config.action, verifier=verifier, return_candidates=to_folder, **config.sampling())
@@ -206,9 +208,12 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
         raise ValueError("--num-candidates > 1 needs --idm MODEL to choose the best candidate")
     if not config.actions or any(not action.strip() for action in config.actions):
         raise ValueError("--actions holds a blank action: give every step's action text")
+    for action in config.actions:
+        _check_text("--actions", action)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {config.out}: exists and is not a folder")
+    _check_not_input(config, out, ("step_*.png", ROLLOUT_FILE))
     image, fdm, verifier = _load(config)
     results = fdm(image, actions=config.actions, verifier=verifier, **config.sampling())
     width = max(2, len(str(len(results))))
@@ -221,6 +226,24 @@ def rollout(config: RolloutConfig) -> dict[str, Any]:
     write_json(out / ROLLOUT_FILE, summary)
     _remove_stale(out, "step_*.png", [str(out / step["image"]) for step in steps])
     return {"output": str(out), **summary}
+
+
+def _check_text(flag: str, text: str) -> None:
+    """Refuse text the tokenizer cannot take (bytes that are not UTF-8 reach Python as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{flag} {text!r} is not valid UTF-8 text") from None
+
+
+def _check_not_input(config: ForwardDynamicsOptions, out: Path, written: tuple[str, ...]) -> None:
+    """Refuse an ``--out`` that is the ``--image``, or the folder holding it when its name is one the command
+    writes there (``written``, glob patterns): the outputs, or the removal of stale ones, would replace or delete
+    the input."""
+    image = Path(config.image).resolve()
+    target = out.resolve()
+    if target == image or (target == image.parent and any(image.match(pattern) for pattern in written)):
+        raise ValueError(f"--out {config.out} would overwrite or remove --image {config.image}: give another --out")
 
 
 def _check_sampling(options: ForwardDynamicsOptions) -> None:
@@ -258,7 +281,7 @@ def _open_image(path: str) -> Image.Image:
         raise FileNotFoundError(f"--image {path}: no such file") from None
     except UnidentifiedImageError:
         raise ValueError(f"--image {path}: not an image PIL can read") from None
-    except OSError as error:  # a truncated or damaged file, or a folder
+    except (OSError, Image.DecompressionBombError) as error:  # truncated or damaged, a folder, a pixel bomb
         raise ValueError(f"--image {path}: cannot be read ({error})") from None
 
 
