@@ -153,6 +153,27 @@ def test_prediction_folder_missing_file_names_the_row(small_root, tmp_path):
         )
 
 
+def test_outputs_that_would_replace_an_input_are_refused_before_any_work(small_root, tiny_model_dirs, tmp_path):
+    folder = tmp_path / "preds"
+    (folder / "ag").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "ag" / "0.png")
+    before = (small_root / "test.json").read_bytes()
+    cases = [
+        (["--predictions", "copy"], small_root / "test.json", "--out .*test.json would overwrite --data-dir's"),
+        (["--predictions", str(folder)], folder / "ag" / "0.png", r"--out .*0.png would overwrite --predictions"),
+        (["--predictions", "copy", "--report", str(tmp_path / "r.json")], tmp_path / "r.json", "--report .* is --out"),
+    ]
+    for extra, out, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            main(["eval", "aurora", *_small_args(small_root, out, *extra)])
+    assert (small_root / "test.json").read_bytes() == before and not (tmp_path / "r.json").exists()
+    model = ["--predictions", str(tiny_model_dirs("chameleon"))]
+    for extra, message in ((["--top-k", "0"], "--top-k must be an integer >= 1"), (["--dtype", "bogus"], "bogus")):
+        with pytest.raises(SystemExit, match=message):  # refused before the predictions folder records the run
+            main(["eval", "aurora", *_small_args(small_root, tmp_path / "m" / "r.json", *model, *extra)])
+    assert not (tmp_path / "m").exists()
+
+
 def test_prediction_folder_l1(small_root, tmp_path):
     folder = tmp_path / "preds"
     predicted = [(0, 0, 0), (255, 255, 255), (0, 0, 0), (90, 90, 90)]

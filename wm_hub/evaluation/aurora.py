@@ -180,6 +180,32 @@ class AuroraEvalConfig:
                 ) from None
         if self.idm and self.kind != "model":
             raise ValueError("idm (best-of-N verification) needs a forward-dynamics model as predictions")
+        if self.kind == "model":  # before a predictions folder records the settings of a run that cannot start
+            from wm_hub.inference.generation import check_sampling
+            from wm_hub.models.loading import torch_dtype
+
+            check_sampling(self.temperature, self.top_k, self.top_p, as_flags=True)
+            if self.dtype is not None:
+                torch_dtype(self.dtype)
+        self._check_outputs()
+
+    def _check_outputs(self) -> None:
+        """Refuse outputs that would replace an input: the checkout's files, a predictions folder's images, or
+        each other (``--report`` the same file as ``--out``)."""
+        written = {"--out": Path(self.out), "the rows file": self.rows_path}
+        if self.report:
+            written["--report"] = Path(self.report)
+        if self.report and Path(self.report).resolve() == Path(self.out).resolve():
+            raise ValueError(f"--report {self.report} is --out: give the Markdown report its own file")
+        read = []  # (what, path) of the inputs: a file, or a folder whose every file is one
+        if self.data_dir:
+            read += [("--data-dir's", Path(self.data_dir) / name) for name in ("test.json", "data")]
+        if self.kind == "dir":
+            read.append(("--predictions", Path(self.predictions)))
+        for flag, path in written.items():
+            for what, source in read:
+                if path.resolve().is_relative_to(source.resolve()):
+                    raise ValueError(f"{flag} {path} would overwrite {what} {source}: write the results elsewhere")
 
     @property
     def kind(self) -> str:
