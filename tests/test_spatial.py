@@ -199,3 +199,15 @@ def test_eval_generation_arguments_are_checked_before_any_loading(tmp_path, benc
     with pytest.raises(SystemExit, match="is a folder: give the results JSON file"):
         main([*base[:-1], str(tmp_path)])
     assert not out.exists()
+    data = tmp_path / "bench"  # results or predictions written over the data would replace it
+    data.mkdir()
+    (data / "test.json").write_text("[]")
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("{}\n")
+    given = data if benchmark == "idm" else questions
+    over = data / "test.json" if benchmark == "idm" else questions
+    for extra, flag in ((["--out", str(over)], "--out"), (["--predictions", str(over)], "--predictions")):
+        argv = [*base[:4], "--data", str(given), "--out", str(out), *extra]
+        with pytest.raises(SystemExit, match=f"{flag} .* would write over --data .*: write it elsewhere"):
+            main(argv)
+    assert (data / "test.json").read_text() == "[]" and questions.read_text() == "{}\n"

@@ -59,6 +59,21 @@ class GenerationEvalConfig:
         if self.predictions_path.resolve() == out.resolve():
             raise ValueError(f"--predictions and --out are both {out}: the results would overwrite the predictions")
 
+    def check_apart_from(self, flag: str, source: str | Path | None) -> None:
+        """Refuse ``--out`` or the predictions file over the input ``source`` (that file, or any file of that
+        folder: a benchmark's ``test.json``, a dataset's shards), which the run would replace.
+
+        Raises:
+            ValueError: Naming both options.
+        """
+        if source is None or not Path(source).exists():  # a Hub id: nothing local to overwrite
+            return
+        source = Path(source).resolve()
+        for flag_written, path in (("--out", Path(self.out)), ("--predictions", self.predictions_path)):
+            target = path.resolve()
+            if target == source or (source.is_dir() and target.is_relative_to(source)):
+                raise ValueError(f"{flag_written} {path} would write over {flag} {source}: write it elsewhere")
+
     @property
     def predictions_path(self) -> Path:
         """The replies JSONL: ``predictions``, or ``out`` with the suffix ``.predictions.jsonl``."""

@@ -42,6 +42,7 @@ def evaluate_idm(config: GenerationEvalConfig, data: EvalTripletsConfig, metrics
     from wm_hub.models.loading import load_backbone
 
     check_trained_task("--model", config.model, "idm")  # before loading anything
+    config.check_apart_from("--data", data.data)
     triplets = data.load()
     if triplets.skipped:
         names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)

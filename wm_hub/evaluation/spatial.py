@@ -355,6 +355,8 @@ def evaluate_spatial(config: GenerationEvalConfig, questions: SpatialQuestionsCo
     """
     from wm_hub.models.loading import load_backbone
 
+    config.check_apart_from("--data", questions.data)
+    config.check_apart_from("--image-dir", questions.image_dir)
     asked = questions.load()[: config.limit]
     decoding = SpatialConfig(
         batch_size=config.batch_size, max_new_tokens=config.max_new_tokens or SpatialConfig.max_new_tokens
