@@ -152,6 +152,13 @@ def _read_rows(data_dir: Path, annotation_file: str) -> list[dict[str, Any]]:
         for index, row in enumerate(rows)
         if not all(row[name].strip() for name in REQUIRED_FIELDS)
     ]
+    wrong = [
+        f"row {index}: {json.dumps(row)[:200]}"
+        for index, row in enumerate(rows)
+        if row.get("output") is not None and not isinstance(row["output"], str)
+    ]
+    if wrong:  # a number or a list where the target's path goes
+        raise ValueError(f"{path}: rows whose 'output' is not a string path:\n  " + "\n  ".join(wrong))
     if blank:  # a blank instruction would be a triplet whose action is empty
         raise ValueError(f"{path}: rows with a blank 'instruction' or 'input':\n  " + "\n  ".join(blank))
     return rows

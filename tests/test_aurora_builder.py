@@ -167,3 +167,6 @@ def test_bad_config_and_annotation_errors(tmp_path):
     (root / "data" / "ag" / "train.json").write_text(json.dumps([{"instruction": " ", "input": "a.png"}]))
     with pytest.raises(ValueError, match="rows with a blank 'instruction' or 'input':\n  row 0:"):
         _build(root, tmp_path / "cache", "ag")
+    (root / "data" / "ag" / "train.json").write_text(json.dumps([{"instruction": "x", "input": "a.png", "output": 7}]))
+    with pytest.raises(ValueError, match="rows whose 'output' is not a string path:\n  row 0:"):
+        _build(root, tmp_path / "cache", "ag")

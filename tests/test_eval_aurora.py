@@ -508,6 +508,18 @@ def test_report_rejects_a_file_that_is_not_a_result(tmp_path):
     path.write_text(json.dumps({"subsets": {}}))
     with pytest.raises(SystemExit, match=r"other.json: field 'overall'"):
         main(["eval", "report", str(path), "--out", str(tmp_path / "out")])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(SystemExit, match=r"other.json: not valid JSON"):
+        main(["eval", "report", str(path), "--out", str(tmp_path / "out")])
+
+
+def test_report_refuses_one_results_file_given_twice(tmp_path):
+    results = _results(tmp_path / "results.json", "A", {"ag": {"l1": 0.3}})
+    twice = tmp_path / "again" / ".." / "results.json"
+    (tmp_path / "again").mkdir()
+    with pytest.raises(SystemExit, match=r"results.json is given twice .*: it would count as two runs"):
+        main(["eval", "report", str(results), str(twice), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_model_predictions_best_of_n_with_idm(small_root, tiny_model_dirs, tmp_path):

@@ -115,14 +115,17 @@ def load_results(paths: Sequence[str | Path]) -> list[RunResults]:
         FileNotFoundError: A file does not exist.
         ValueError: A file is not JSON or lacks ``subsets``/``overall``/``config`` (the message names file and field).
     """
-    runs = []
+    runs, seen = [], {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such results file")
+        if path.resolve() in seen:
+            raise ValueError(f"{path} is given twice (also as {seen[path.resolve()]}): it would count as two runs")
+        seen[path.resolve()] = path
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from None
         for key in ("subsets", "overall", "config"):
             if not isinstance(data, dict) or not isinstance(data.get(key), dict):
