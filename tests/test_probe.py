@@ -191,6 +191,13 @@ def test_probe_cli_on_aurora_bench_mini(tiny_model_dirs, tmp_path, capsys):
     args = ["probe", "--model", str(tiny_model_dirs("emu3")), "--data", str(BENCH_MINI), "--subsets", "something"]
     with pytest.raises(SystemExit, match=r"something/17\), field 'output': data/something/images/214831/last.jpg"):
         main([*args, "--out", str(out)])
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit, match=r"notes.txt is a file, not a model folder"):  # was an OSError traceback
+        main(["probe", "--model", str(a_file), "--data", str(BENCH_MINI), "--skip-missing", "--out", str(out)])
+    with pytest.raises(SystemExit, match=r"no-such-data: no such folder here, and not a dataset on the Hub"):
+        main([*args[:3], "--data", str(tmp_path / "no-such-data"), "--out", str(out)])  # offline: was a traceback
+    assert not out.exists()
     args += ["--skip-missing", "--out", str(out)]
     if DISC_DATA.is_dir():
         args += ["--disc-data", str(DISC_DATA)]

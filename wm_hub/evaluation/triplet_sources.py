@@ -138,6 +138,11 @@ def load_eval_triplets(
             if "split" not in str(error).lower():
                 raise
             raise ValueError(f"{data}: no split {split!r} ({error}); choose one with --split") from None
+        except OSError as error:  # a file, no such folder, a Hub id that cannot be reached (offline too)
+            kind = "a file, not a dataset folder" if Path(data).is_file() else "no such folder here"
+            raise ValueError(
+                f"{data}: {kind}, and not a dataset on the Hub ({type(error).__name__}: {error})"
+            ) from None
         dataset = add_optional_columns(dataset)
         missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
         if missing:

@@ -65,8 +65,11 @@ def resolve_model_folder(
 
     Raises:
         FileNotFoundError: Neither a local folder nor a model on the Hub (or, offline, in the cache).
+        ValueError: A local file, not a folder.
     """
     if is_local(name_or_path):
+        if not Path(name_or_path).expanduser().is_dir():
+            raise ValueError(f"{name_or_path} is a file, not a model folder (config.json, weights, tokenizer)")
         if revision is not None:
             logger.warning("revision=%r is ignored for the local folder %s", revision, name_or_path)
         return str(name_or_path)
