@@ -175,8 +175,8 @@ def generate(config: GenerateConfig) -> dict[str, Any]:
     if not config.action.strip():
         raise ValueError("--action is blank: give the action text")
     _check_text("--action", config.action)
-    _check_not_input(config, Path(config.out), ("candidate_*.png", PREDICTION_FILE))
     to_folder = _writes_folder(config)
+    _check_not_input(config, Path(config.out), ("candidate_*.png", PREDICTION_FILE))
     image, fdm, verifier = _load(config)
     result = fdm(image, action=config.action, verifier=verifier, return_candidates=to_folder, **config.sampling())
     out = Path(config.out)
