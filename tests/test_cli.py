@@ -327,3 +327,24 @@ def test_a_blank_command_line_value_is_one_error_line_before_any_work(tmp_path, 
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "recipe", "line"),
+    [
+        ("keyframes", "videos: clip.mp4\nout: kf\n", "key videos: a list is needed, got the string 'clip.mp4' (write "
+         "['clip.mp4'])"),  # it was read as the 8 videos 'c', 'l', 'i'...
+        ("rollout", "fdm: m\nimage: a.png\nactions: go\nout: r\n", "key actions: a list is needed, got the string "
+         "'go' (write ['go'])"),  # two steps, 'g' and 'o'
+        ("generate", "fdm: m\nimage: [a.png]\naction: go\nout: g.png\n", "key image: one value is needed, got a "
+         "list: ['a.png']"),  # a traceback
+    ],
+)  # fmt: skip
+def test_a_recipe_value_of_the_wrong_shape_is_one_error_line(tmp_path, monkeypatch, capsys, task, recipe, line):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "task.yaml").write_text(recipe)
+    with pytest.raises(SystemExit) as exit_info:
+        main([task, "--config", "task.yaml"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: recipe task.yaml: {line}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["task.yaml"]

@@ -152,6 +152,8 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
             raise ValueError("--config takes one YAML file of options")
         if parser.yaml_config and config and os.path.isdir(config):
             raise ValueError(f"--config {config} is a folder: give a YAML file of options")
+        if parser.yaml_config and config and os.path.isfile(config):
+            _check_yaml_shapes(parser, config)
         return parser.parse_args_and_config(args=argv)
     except FileNotFoundError as error:
         message = f"{error.filename or config}: no such recipe file"
@@ -175,6 +177,31 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
         else:
             message = f"{where}{error}"
     config_error(message)
+
+
+def _check_yaml_shapes(parser: ConfigParser, path: str) -> None:
+    """Refuse a recipe value whose shape does not fit its field: a string where a list goes (``videos: a.mp4``
+    would be read one character at a time), a list or mapping where one value goes.
+
+    Raises:
+        ValueError: Naming the key (``parse_config`` adds the recipe file).
+    """
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        values = yaml.safe_load(handle)
+    if not isinstance(values, dict):  # TrlParser's own error names it
+        return
+    for kind in parser.dataclass_types:
+        for field in dataclasses.fields(kind):
+            if field.name not in values:
+                continue
+            value, annotation = values[field.name], str(field.type).replace("typing.", "")
+            if annotation.startswith(("list[str]", "List[str]")) and isinstance(value, str):  # one per character
+                raise ValueError(f"key {field.name}: a list is needed, got the string {value!r} (write [{value!r}])")
+            takes_many = any(word in annotation for word in ("list", "List", "dict", "Dict", "Any", "tuple"))
+            if not takes_many and isinstance(value, (list, dict)):
+                raise ValueError(f"key {field.name}: one value is needed, got a {type(value).__name__}: {value!r}")
 
 
 def _empty_argument(parser: ConfigParser, argv: list[str]) -> str | None:
