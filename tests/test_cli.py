@@ -348,3 +348,17 @@ def test_a_recipe_value_of_the_wrong_shape_is_one_error_line(tmp_path, monkeypat
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: recipe task.yaml: {line}"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["task.yaml"]
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from wm_hub.bootstrap import sampling
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sampling, "sample_annotations", interrupted)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": "a", "score": 0.0, "action_class": "x"}) + "\n")
+    assert main(["sample", "--input", str(rows), "--out", str(tmp_path / "kept.jsonl"), "--k", "1"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted: rerun `wm-hub sample` with the same options to go on"

@@ -109,6 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return task.run(argv[count:], *configs) if task.forwards_argv else task.run(*configs)
             except (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
                 raise SystemExit(f"error: {path_error(error)}") from None
+            except KeyboardInterrupt:  # Ctrl-C: outputs are written atomically, and long tasks resume
+                print(
+                    f"\ninterrupted: rerun `wm-hub {' '.join(argv[:count])}` with the same options to go on",
+                    file=sys.stderr,
+                )
+                return 130
     parser = build_parser(light=True)
     parser.parse_args(argv)  # --help, --version, or an unknown task or group without its task: argparse exits
     parser.error(f"no task {' '.join(argv)!r}")
