@@ -706,7 +706,8 @@ def evaluate_probe(
 
     Raises:
         ValueError: Not a triplet dataset, an unknown subset, rows with missing images (``MissingFilesError``,
-            without ``skip_missing``) or a bad ``disc_edit_data`` row.
+            without ``skip_missing``), a bad ``disc_edit_data`` row, or only counterfactual negatives asked for and
+            none to build.
         FileNotFoundError: A data or ``disc_data`` folder that does not exist.
     """
     from wm_hub.models.loading import load_backbone
@@ -721,6 +722,9 @@ def evaluate_probe(
     if run.disc_data:
         disc_rows = load_counterfactuals(run.disc_data, sorted(set(subsets)))
         counterfactuals = match_counterfactuals(ids, subsets, actions, disc_rows, triplets.image_paths)
+    if set(config.negatives) == {"counterfactual"} and not counterfactuals:  # nothing to probe: say so before scoring
+        found = f"none of its rows matches the probed triplets in {run.disc_data}" if run.disc_data else "none given"
+        raise ValueError(f"--negatives counterfactual needs --disc-data (AURORA's disc_edit_data folder): {found}")
     if triplets.skipped:
         names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)
         logger.warning("Skipped %d row(s) with missing or unreadable images: %s", len(triplets.skipped), names)
