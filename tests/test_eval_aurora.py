@@ -172,6 +172,10 @@ def test_outputs_that_would_replace_an_input_are_refused_before_any_work(small_r
         with pytest.raises(SystemExit, match=message):  # refused before the predictions folder records the run
             main(["eval", "aurora", *_small_args(small_root, tmp_path / "m" / "r.json", *model, *extra)])
     assert not (tmp_path / "m").exists()
+    foreign = ["--predictions-dir", str(folder)]  # another run's or anyone's pictures, without a manifest
+    with pytest.raises(SystemExit, match=r"preds holds files but no manifest.json: not predictions this command"):
+        main(["eval", "aurora", *_small_args(small_root, tmp_path / "m" / "r.json", *model, *foreign)])
+    assert sorted(path.name for path in folder.iterdir()) == ["ag"]
 
 
 def test_prediction_folder_l1(small_root, tmp_path):

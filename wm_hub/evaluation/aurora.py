@@ -470,6 +470,11 @@ def _prepare_generated_dir(config: AuroraEvalConfig) -> Path:
                 f"{folder} holds predictions of another run ({json.dumps(existing)}); this run is "
                 f"{json.dumps(manifest)}. Use another output folder or predictions_dir (--predictions-dir)."
             )
+    elif folder.is_dir() and any(folder.iterdir()):  # pictures of unknown origin would be scored as this run's
+        raise ValueError(
+            f"{folder} holds files but no {MANIFEST}: not predictions this command generated. Give an empty or new "
+            "--predictions-dir, or score those pictures as a folder (--predictions FOLDER)"
+        )
     else:
         write_text(path, json.dumps(manifest, indent=2) + "\n")
     return folder
