@@ -185,3 +185,25 @@ def test_eval_idm_cli_errors(tmp_path):
         main(["eval", "idm", "--model", "m", "--data", str(tmp_path / "csv"), "--out", "r.json"])
     with pytest.raises(SystemExit, match="unknown text metric"):
         main(["eval", "idm", "--model", "m", "--data", "d", "--metrics", "bleu,meteor", "--out", "r.json"])
+
+
+def test_eval_idm_refuses_a_bertscore_model_it_cannot_load_before_any_prediction(tmp_path):
+    from human_eval_study import write_aurora_checkout
+
+    from wm_hub.cli import main
+
+    root = write_aurora_checkout(tmp_path / "aurora", rows_per_subset=1)
+    (tmp_path / "no-model").mkdir()  # offline without roberta-large in the cache fails the same way
+    argv = [
+        "eval",
+        "idm",
+        "--model",
+        str(tmp_path / "never-loaded"),
+        "--data",
+        str(root),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    with pytest.raises(SystemExit, match=r"--bertscore-model .*no-model: cannot load it \(.*\); give a model"):
+        main([*argv, "--bertscore-model", str(tmp_path / "no-model")])
+    assert not (tmp_path / "r.predictions.jsonl").exists()  # nothing generated (the IDM never loaded)

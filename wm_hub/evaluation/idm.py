@@ -44,6 +44,7 @@ def evaluate_idm(config: GenerationEvalConfig, data: EvalTripletsConfig, metrics
     check_trained_task("--model", config.model, "idm")  # before loading anything
     config.check_apart_from("--data", data.data)
     triplets = data.load()
+    metrics.check_bertscore_model()  # before generating: offline without the model it would fail at the end
     if triplets.skipped:
         names = ", ".join(f"{bad['id']} ({bad['field']}: {bad['path']})" for bad in triplets.skipped)
         logger.warning("Skipped %d row(s) with missing or unreadable images: %s", len(triplets.skipped), names)

@@ -59,6 +59,27 @@ class TextMetricsConfig:
         if unknown or not self.metrics:
             raise ValueError(f"unknown text metric(s) {unknown}; choose from {list(ALL_METRICS)}")
 
+    def check_bertscore_model(self) -> None:
+        """Make sure BERTScore's model loads (its tokenizer and config) before any prediction is made, so that an
+        offline machine without it in the cache, or a folder that is no model, is refused before the work.
+
+        Raises:
+            ValueError: Naming ``--bertscore-model`` and the first line of the loading error.
+        """
+        if "bertscore" not in self.metrics:
+            return
+        from transformers import AutoConfig, AutoTokenizer
+
+        try:
+            AutoConfig.from_pretrained(self.bertscore_model)
+            AutoTokenizer.from_pretrained(self.bertscore_model)
+        except (OSError, ValueError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(
+                f"--bertscore-model {self.bertscore_model}: cannot load it ({first}); give a model in the cache or a "
+                "local folder (with --bertscore-num-layers), or leave bertscore out of --metrics"
+            ) from None
+
 
 def compute_text_metrics(
     predictions: Sequence[str], references: Sequence[str | Sequence[str]], config: TextMetricsConfig | None = None
