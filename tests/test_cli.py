@@ -332,9 +332,9 @@ def test_a_blank_command_line_value_is_one_error_line_before_any_work(tmp_path, 
 @pytest.mark.parametrize(
     ("task", "recipe", "line"),
     [
-        ("keyframes", "videos: clip.mp4\nout: kf\n", "key videos: a list is needed, got the string 'clip.mp4' (write "
+        ("keyframes", "videos: clip.mp4\nout: kf\n", "videos: a list is needed, got the string 'clip.mp4' (write "
          "['clip.mp4'])"),  # it was read as the 8 videos 'c', 'l', 'i'...
-        ("rollout", "fdm: m\nimage: a.png\nactions: go\nout: r\n", "key actions: a list is needed, got the string "
+        ("rollout", "fdm: m\nimage: a.png\nactions: go\nout: r\n", "actions: a list is needed, got the string "
          "'go' (write ['go'])"),  # two steps, 'g' and 'o'
         ("generate", "fdm: m\nimage: [a.png]\naction: go\nout: g.png\n", "key image: one value is needed, got a "
          "list: ['a.png']"),  # a traceback
@@ -361,4 +361,7 @@ def test_ctrl_c_is_one_line_and_exit_status_130_not_a_traceback(tmp_path, monkey
     rows.write_text(json.dumps({"id": "a", "score": 0.0, "action_class": "x"}) + "\n")
     assert main(["sample", "--input", str(rows), "--out", str(tmp_path / "kept.jsonl"), "--k", "1"]) == 130
     err = capsys.readouterr().err
-    assert err.strip() == "interrupted: rerun `wm-hub sample` with the same options to go on"
+    assert err.strip() == (
+        "interrupted `wm-hub sample`: no half-written file is left (key frames, annotation, evaluation and training "
+        "go on from where they stopped when rerun the same way)"
+    )

@@ -284,6 +284,10 @@ def test_cli_refuses_a_resume_with_other_settings_a_file_as_out_and_all_videos_b
     with pytest.raises(SystemExit, match=r"--out .*a-dataset holds files and no key frames \(keyframes_config.json\)"):
         main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(foreign)])
     assert sorted(path.name for path in foreign.iterdir()) == ["README.md", "data"]
+    kept = tmp_path / "kept"  # a folder kept in git by a hidden file is an empty one
+    kept.mkdir()
+    (kept / ".gitkeep").write_text("")
+    assert main(["keyframes", str(tmp_path / "clip.mp4"), "--out", str(kept)]) == 0
     capsys.readouterr()
 
 

@@ -211,3 +211,10 @@ def test_eval_generation_arguments_are_checked_before_any_loading(tmp_path, benc
         with pytest.raises(SystemExit, match=f"{flag} .* would write over --data .*: write it elsewhere"):
             main(argv)
     assert (data / "test.json").read_text() == "[]" and questions.read_text() == "{}\n"
+    from wm_hub.evaluation.generation import GenerationEvalConfig
+
+    beside = GenerationEvalConfig(model="m", out=str(data / "results" / "idm.json"))  # results of their own: fine
+    beside.check_apart_from("--data", data)
+    beside.check_apart_from("--image-dir", tmp_path)
+    with pytest.raises(ValueError, match=r"--out .*data/x.png would write over --image-dir"):
+        GenerationEvalConfig(model="m", out=str(data / "data" / "x.png")).check_apart_from("--image-dir", data)

@@ -156,3 +156,6 @@ def test_show_weights_reads_a_plain_parquet_and_names_a_row_that_is_no_picture(t
     with pytest.raises(SystemExit, match=r"--data .*cut.parquet: row 1 \(id 'b'\): field 'source': unreadable"):
         main(["data", "show-weights", "--backbone", backbone, "--data", cut, "--out", str(tmp_path / "q")])
     assert not (tmp_path / "q").exists()
+    bomb = write("bomb.parquet", [images["source"][0], png(Image.new("1", (20000, 20000)))])  # 400 megapixels
+    with pytest.raises(SystemExit, match=r"bomb.parquet: row 1 \(id 'b'\): field 'source': unreadable \(Image size"):
+        main(["data", "show-weights", "--backbone", backbone, "--data", bomb, "--out", str(tmp_path / "q")])

@@ -423,6 +423,8 @@ class KeyframeExtractionConfig(ExecutorOptions):
     selection: KeyframeConfig = field(init=False, repr=False)
 
     def __post_init__(self):
+        if isinstance(self.videos, str):  # a recipe's `videos: a.mp4` would be read one character at a time
+            raise ValueError(f"videos: a list is needed, got the string {self.videos!r} (write [{self.videos!r}])")
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
         super().__post_init__()
@@ -544,7 +546,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
             raise ValueError(f"{owners[folder]} and {video} would both write {out / folder}; use two --out")
     if not recorded:
         ours = (out / "keyframes.jsonl", out / "skipped.jsonl")  # a run that recorded no settings left only these
-        if out.is_dir() and any(out.iterdir()) and not any(path.is_file() for path in ours):
+        visible = out.is_dir() and any(not path.name.startswith(".") for path in out.iterdir())  # .gitkeep is fine
+        if visible and not any(path.is_file() for path in ours):
             raise ValueError(
                 f"--out {out} holds files and no key frames ({SETTINGS_FILE}): choose a new or empty folder, or the "
                 "folder of the run to resume"

@@ -111,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise SystemExit(f"error: {path_error(error)}") from None
             except KeyboardInterrupt:  # Ctrl-C: outputs are written atomically, and long tasks resume
                 print(
-                    f"\ninterrupted: rerun `wm-hub {' '.join(argv[:count])}` with the same options to go on",
+                    f"\ninterrupted `wm-hub {' '.join(argv[:count])}`: no half-written file is left (key frames, "
+                    "annotation, evaluation and training go on from where they stopped when rerun the same way)",
                     file=sys.stderr,
                 )
                 return 130

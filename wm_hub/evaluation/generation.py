@@ -60,8 +60,9 @@ class GenerationEvalConfig:
             raise ValueError(f"--predictions and --out are both {out}: the results would overwrite the predictions")
 
     def check_apart_from(self, flag: str, source: str | Path | None) -> None:
-        """Refuse ``--out`` or the predictions file over the input ``source`` (that file, or any file of that
-        folder: a benchmark's ``test.json``, a dataset's shards), which the run would replace.
+        """Refuse ``--out`` or the predictions file over the input ``source``: that file, or in that folder one of
+        the files a run reads (a benchmark's ``test.json`` or ``data/``, a dataset's shards, the pictures), which the
+        run would replace. Results of their own beside the inputs are fine.
 
         Raises:
             ValueError: Naming both options.
@@ -71,13 +72,22 @@ class GenerationEvalConfig:
         source = Path(source).resolve()
         for flag_written, path in (("--out", Path(self.out)), ("--predictions", self.predictions_path)):
             target = path.resolve()
-            if target == source or (source.is_dir() and target.is_relative_to(source)):
+            inside = source.is_dir() and target.is_relative_to(source)
+            if target == source or (inside and _is_input_file(target.relative_to(source))):
                 raise ValueError(f"{flag_written} {path} would write over {flag} {source}: write it elsewhere")
 
     @property
     def predictions_path(self) -> Path:
         """The replies JSONL: ``predictions``, or ``out`` with the suffix ``.predictions.jsonl``."""
         return Path(self.predictions) if self.predictions else Path(self.out).with_suffix(".predictions.jsonl")
+
+
+INPUT_SUFFIXES = {".parquet", ".arrow", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+
+
+def _is_input_file(relative: Path) -> bool:
+    """Whether a path inside an input folder is one of the files a run reads there."""
+    return relative.name == "test.json" or relative.parts[0] == "data" or relative.suffix.lower() in INPUT_SUFFIXES
 
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -139,10 +139,11 @@ def load_eval_triplets(
                 raise
             raise ValueError(f"{data}: no split {split!r} ({error}); choose one with --split") from None
         except OSError as error:  # a file, no such folder, a Hub id that cannot be reached (offline too)
-            kind = "a file, not a dataset folder" if Path(data).is_file() else "no such folder here"
-            raise ValueError(
-                f"{data}: {kind}, and not a dataset on the Hub ({type(error).__name__}: {error})"
-            ) from None
+            if Path(data).exists():  # a file, or a folder that failed to load
+                kind = "a file, not a dataset folder" if Path(data).is_file() else "cannot be loaded"
+            else:
+                kind = "no such folder here, and not a dataset on the Hub"
+            raise ValueError(f"{data}: {kind} ({type(error).__name__}: {error})") from None
         dataset = add_optional_columns(dataset)
         missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
         if missing:

@@ -137,6 +137,10 @@ class RolloutConfig(ForwardDynamicsOptions):
     actions: list[str] = field(metadata={"help": "the actions, in order"})
     out: str = field(metadata={"help": "output folder"})
 
+    def __post_init__(self) -> None:
+        if isinstance(self.actions, str):  # a recipe's `actions: go` would be the two steps "g" and "o"
+            raise ValueError(f"actions: a list is needed, got the string {self.actions!r} (write [{self.actions!r}])")
+
 
 def check_trained_task(flag: str, name: str, wanted: str) -> None:
     """Refuse a checkpoint fine-tuned as the other task (its ``training_run.json`` says what it was trained as).

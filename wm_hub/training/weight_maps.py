@@ -163,7 +163,7 @@ def _pictures(rows, where: str):
             try:
                 with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
                     image.load()
-            except (OSError, UnidentifiedImageError, KeyError, TypeError, AttributeError) as error:
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombError, KeyError, TypeError) as error:
                 reason = "not a picture" if isinstance(error, UnidentifiedImageError) else f"unreadable ({error})"
                 raise ValueError(f"{where}: row {index} (id {row_id!r}): field {side!r}: {reason}") from None
     return rows
