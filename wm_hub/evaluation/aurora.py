@@ -40,6 +40,7 @@ from wm_hub.data.builder_registry import builder_class
 from wm_hub.data.reporting_builder import image_problem
 from wm_hub.evaluation import judge, split_names
 from wm_hub.evaluation.baselines import DEFAULT_IP2P_MODEL, InstructPix2PixConfig
+from wm_hub.evaluation.generation import writes_over_input
 from wm_hub.evaluation.image_metrics import DEFAULT_CLIP_MODEL, DEFAULT_DINO_MODEL, BlipCaptioner, EmbeddingConfig
 from wm_hub.evaluation.reports import load_results, write_markdown_report
 
@@ -197,14 +198,11 @@ class AuroraEvalConfig:
             written["--report"] = Path(self.report)
         if self.report and Path(self.report).resolve() == Path(self.out).resolve():
             raise ValueError(f"--report {self.report} is --out: give the Markdown report its own file")
-        read = []  # (what, path) of the inputs: a file, or a folder whose every file is one
-        if self.data_dir:
-            read += [("--data-dir's", Path(self.data_dir) / name) for name in ("test.json", "data")]
-        if self.kind == "dir":
-            read.append(("--predictions", Path(self.predictions)))
+        predictions = self.predictions if self.kind == "dir" else None
+        read = {"--data-dir's files in": self.data_dir, "--predictions": predictions}
         for flag, path in written.items():
-            for what, source in read:
-                if path.resolve().is_relative_to(source.resolve()):
+            for what, source in read.items():
+                if writes_over_input(path, source):
                     raise ValueError(f"{flag} {path} would overwrite {what} {source}: write the results elsewhere")
 
     @property

@@ -67,13 +67,8 @@ class GenerationEvalConfig:
         Raises:
             ValueError: Naming both options.
         """
-        if source is None or not Path(source).exists():  # a Hub id: nothing local to overwrite
-            return
-        source = Path(source).resolve()
         for flag_written, path in (("--out", Path(self.out)), ("--predictions", self.predictions_path)):
-            target = path.resolve()
-            inside = source.is_dir() and target.is_relative_to(source)
-            if target == source or (inside and _is_input_file(target.relative_to(source))):
+            if writes_over_input(path, source):
                 raise ValueError(f"{flag_written} {path} would write over {flag} {source}: write it elsewhere")
 
     @property
@@ -85,8 +80,18 @@ class GenerationEvalConfig:
 INPUT_SUFFIXES = {".parquet", ".arrow", ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 
 
-def _is_input_file(relative: Path) -> bool:
-    """Whether a path inside an input folder is one of the files a run reads there."""
+def writes_over_input(path: str | Path, source: str | Path | None) -> bool:
+    """Whether writing ``path`` would replace the input ``source``: that file, or in that folder a file a run reads
+    there (``test.json``, anything under ``data/``, a picture or a dataset shard). A Hub id (nothing local) is
+    never written over."""
+    if source is None or not Path(source).exists():
+        return False
+    source, target = Path(source).resolve(), Path(path).resolve()
+    if target == source:
+        return True
+    if not (source.is_dir() and target.is_relative_to(source)):
+        return False
+    relative = target.relative_to(source)
     return relative.name == "test.json" or relative.parts[0] == "data" or relative.suffix.lower() in INPUT_SUFFIXES
 
 

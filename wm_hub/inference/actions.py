@@ -67,17 +67,18 @@ class TokenLogProbs:
         self._last = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
 
     def _record(self, tokens: torch.Tensor) -> None:
-        if self._table is None:
-            self._table = torch.empty((len(tokens), self.max_steps))
-        self._table[:, self._steps] = self._last.gather(-1, tokens[:, None].to(self._last.device))[:, 0].cpu()
+        if self._table is None:  # on the model's device: no copy to the CPU (a GPU sync) at every step
+            self._table = torch.empty((len(tokens), self.max_steps), device=self._last.device)
+        self._table[:, self._steps] = self._last.gather(-1, tokens[:, None].to(self._last.device))[:, 0]
         self._steps += 1
 
     def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
-        """``(batch, steps)`` log-probabilities of the generated tokens, given the tokens of the last step."""
+        """``(batch, steps)`` log-probabilities of the generated tokens (on the CPU), given the tokens of the last
+        step."""
         if self._last is None:
             raise RuntimeError("TokenLogProbs saw no forward pass: register it on the model before generate")
         self._record(last_tokens)
-        return self._table[:, : self._steps]
+        return self._table[:, : self._steps].cpu()
 
 
 @torch.no_grad()
