@@ -97,6 +97,7 @@ def test_every_pair_gets_one_row_with_action_scores_class_and_provenance(referen
     raw = truth.cast_column("source", datasets.Image(decode=False))[0]["source"]["bytes"]
     assert (out / rows[0]["source"]).read_bytes() == raw  # images are copied as they are stored
     assert summary["action_classes"] == dict(sorted(Counter(row["action_class"] for row in rows).items()))
+    assert summary["blank_actions"] == sum(row["action"].strip() == "" for row in rows)
 
 
 def test_scores_and_actions_equal_independent_recomputation(reference, tiny_backbones):

@@ -243,13 +243,21 @@ def test_demo_runs_the_whole_loop_offline(tmp_path, capsys):
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_eval"] == 3 and (summary["world"]["image_size"], summary["world"]["grid"]) == (32, 4)
-    assert summary["video_labels"]["pairs"] == 10 and summary["video_labels"]["sampled"] == 4
+    labels = summary["video_labels"]
+    # a pair the IDM wrote no action for is no label (2 training steps: often every pair)
+    assert labels["pairs"] == 10 and labels["sampled"] == min(4, labels["pairs"] - labels["blank_actions"])
+    fdm_mixture = json.loads((out / "fdm" / "training_run.json").read_text())["mixture"]
+    assert any(source["label"] == "synthetic_triplets" for source in fdm_mixture["sources"]) == (labels["sampled"] > 0)
+    no_labels = "the IDM wrote no action for any of them: the FDM trained on the labelled triplets alone"
+    assert (no_labels in (out / "report.md").read_text()) == (labels["sampled"] == 0)
     assert summary["video_label_accuracy"] == summary["video_labels"]["accuracy"]
     assert 0.0 <= summary["video_label_accuracy"] <= 1.0
     for key in ("fdm", "best_of_8", "copy"):
         assert {"whole_image", "changed_cells", "all_cells"} == set(summary[key])
     assert summary["copy"]["changed_cells"] == 0.0 and 0 < summary["copy"]["all_cells"] < 1
     stages = {"train_idm_s", "videos_s", "keyframes_s", "annotate_s", "sample_s", "train_fdm_s", "evaluate_s"}
+    if labels["sampled"] == 0:  # nothing to sample: the stage does not run
+        stages.remove("sample_s")
     assert stages | {"total_s"} <= set(summary["wall_times"])
     assert Image.open(out / "demo_grid.png").height > 3 * 96 and "| best_of_8 |" in (out / "report.md").read_text()
     fdm_run = json.loads((out / "fdm" / "training_run.json").read_text())

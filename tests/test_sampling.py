@@ -391,3 +391,40 @@ def test_indices_on_dataset_columns_match_the_row_api():
         stratified_top_k_indices([0.0, float("inf")], ["a", "a"], ["x", "y"], 1)
     with pytest.raises(ValueError, match="row 0: score None is not a finite number"):
         stratified_top_k_indices([None, 1.0], ["a", "a"], ["x", "y"], 1)
+
+
+def test_rows_whose_idm_wrote_no_action_are_left_out_counted_not_ranked_first(tmp_path, capsys):
+    # A blank action scores only ``eos``, often the best mean score of all: Algorithm 1 would pick it first
+    rows = [
+        {"id": "a1", "score_mean": -0.01, "action_class": "(none)", "action": ""},
+        {"id": "a2", "score_mean": -0.02, "action_class": "(none)", "action": "  "},
+        {"id": "b1", "score_mean": -0.5, "action_class": "move", "action": "move the red square left"},
+        {"id": "b2", "score_mean": -0.9, "action_class": "move", "action": "move the blue circle up"},
+        {"id": "c1", "score_mean": -0.7, "action_class": "swap"},  # no action field: kept
+    ]
+    source = tmp_path / "annotated.jsonl"
+    _write_jsonl(source, rows)
+    out = tmp_path / "top.jsonl"
+    assert main(["sample", "--input", str(source), "--k", "2", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["blank_actions_left_out"] == 2
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["b1", "c1"]
+    report = json.loads(out.with_name("top.report.json").read_text())
+    assert (report["blank_actions"], report["rows_read"], report["counts"]["before"]) == (
+        2,
+        3,
+        {"move": 2, "swap": 1},
+    )
+
+    kept = sample_annotations(source, tmp_path / "all.jsonl", SamplingConfig(k=2, keep_blank_actions=True))
+    assert (kept.blank_actions, kept.rows_read) == (0, 5)
+    assert [json.loads(line)["id"] for line in (tmp_path / "all.jsonl").read_text().splitlines()] == ["a1", "b1"]
+
+    blank = tmp_path / "blank.jsonl"
+    _write_jsonl(blank, rows[:2])
+    with pytest.raises(SystemExit) as error:
+        main(["sample", "--input", str(blank), "--k", "2", "--out", str(tmp_path / "none.jsonl")])
+    assert str(error.value) == (
+        f"error: {blank}: no row to sample (2 rows with a blank 'action' left out: the IDM wrote nothing; "
+        "keep_blank_actions / --keep-blank-actions samples them)"
+    )
+    assert not (tmp_path / "none.jsonl").exists()

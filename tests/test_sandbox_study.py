@@ -41,7 +41,8 @@ def test_quick_study_writes_every_part(quick_study):
     assert set(table["variants"]) == set(VARIANTS)
     assert all(set(v["seeds"]) == {"0", "1"} for v in table["variants"].values())
     assert set(table["wilcoxon_against_full"]) == set(VARIANTS) - {"full"}
-    assert table["num_kept"] == min(config.k, table["num_pairs"])
+    assert table["num_kept"] == min(config.k, table["num_pairs"] - table["blank_actions"])
+    assert results["scaling"]["blank_actions"] == table["blank_actions"]  # the same labeller's annotation
     scaling = results["scaling"]
     assert scaling["k"] == [0, 8] and len(scaling["stratified"]) == len(scaling["random"]) == 2
     assert [row["idm_step"] for row in scaling["labellers"]] == [3, 6]

@@ -8,7 +8,8 @@ missing), through the real commands and recipes:
 2. write unlabelled sandbox videos (:mod:`wm_hub.sandbox.videos`) and cut their key frames (``wm-hub keyframes``, on
    datatrove's local executor: 8 tasks, 2 at a time);
 3. label consecutive key-frame pairs with the IDM (``wm-hub annotate``) and keep the stratified top K
-   (``wm-hub sample``, Algorithm 1);
+   (``wm-hub sample``, Algorithm 1; a pair the IDM wrote no action for is no label: where it wrote none at all,
+   as a barely trained IDM does, nothing is sampled and the FDM trains on the labelled triplets alone);
 4. fine-tune the FDM from the base on labelled triplets plus the kept pairs, recognition-weighted
    (``accelerate launch recipes/fdm.py --config recipes/sandbox/demo-fdm.yaml``);
 5. on held-out triplets: IDM exact match, the IDM's video labels against the hidden truth, FDM predictions through
@@ -44,6 +45,7 @@ from wm_hub.sandbox.world import SANDBOX_BASE, SANDBOX_WORLD
 
 GRID_ROWS = 8
 GRID_COLUMNS = ("source", "best-of-8", "target")
+SAMPLE = "sampled.jsonl"  # under annotated/: the pairs `wm-hub sample` kept, the FDM recipe's synthetic source
 KEYFRAME_EXECUTOR = ("--executor", "local", "--tasks", "8", "--workers", "2")
 
 
@@ -103,10 +105,23 @@ def _wm_hub(*args: str) -> None:
     _run([sys.executable, "-m", "wm_hub.cli", *args])
 
 
-def _train(task: str, config: DemoConfig) -> None:
+def _train(task: str, config: DemoConfig, labelled_only: bool = False) -> None:
     """``accelerate launch recipes/<task>.py --config recipes/sandbox/demo-<task>.yaml`` in a subprocess."""
     steps = {} if config.train_steps is None else {"max_steps": config.train_steps}
-    fine_tune(task, config.base, config.out / task, data_root=config.out, **steps)
+    fine_tune(task, config.base, config.out / task, data_root=config.out, labelled_only=labelled_only, **steps)
+
+
+def _any_action(out: Path) -> bool:
+    """Whether the IDM wrote an action for any annotated pair; where it did for none (a barely trained IDM), there
+    is nothing to sample and the FDM trains on the labelled triplets alone (said here and in the report)."""
+    rows = read_annotations(out / "annotated")
+    if any(row["action"].strip() for row in rows):
+        return True
+    print(
+        f"demo: the IDM wrote no action for any of the {len(rows)} video key-frame pairs: nothing to sample, the "
+        "FDM trains on the labelled triplets alone"
+    )
+    return False
 
 
 def _cells(reader: CellReader, images: list[Image.Image], truth: torch.Tensor, changed: torch.Tensor) -> dict:
@@ -115,12 +130,14 @@ def _cells(reader: CellReader, images: list[Image.Image], truth: torch.Tensor, c
 
 def _video_labels(out: Path) -> dict[str, Any]:
     rows = read_annotations(out / "annotated")
-    sampled = [json.loads(line) for line in (out / "annotated" / "sampled.jsonl").read_text().splitlines()]
+    path = out / "annotated" / SAMPLE
+    sampled = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     return {
         "pairs": len(rows),
         "accuracy": label_accuracy(out / "videos", rows),
+        "blank_actions": sum(not row["action"].strip() for row in rows),
         "sampled": len(sampled),
-        "sampled_accuracy": label_accuracy(out / "videos", sampled),
+        "sampled_accuracy": label_accuracy(out / "videos", sampled) if sampled else None,
     }
 
 
@@ -203,6 +220,7 @@ def evaluate_demo(out: Path, config: DemoConfig) -> tuple[dict[str, Any], Image.
 def _report(summary: dict[str, Any]) -> str:
     n = summary["num_eval"]
     best = next(key for key in summary if key.startswith("best_of_"))
+    labels = summary["video_labels"]
     lines = [
         "# wm-hub demo: the paper's loop in the sandbox",
         "",
@@ -211,8 +229,12 @@ def _report(summary: dict[str, Any]) -> str:
         "",
         f"- IDM exact match: {summary['idm_exact_match']:.3f}",
         f"- IDM labels of video key-frame pairs right: {summary['video_label_accuracy']:.3f} "
-        f"({summary['video_labels']['pairs']} pairs; the {summary['video_labels']['sampled']} kept "
-        f"by top-K: {summary['video_labels']['sampled_accuracy']:.3f})",
+        f"({labels['pairs']} pairs; "
+        + (
+            f"the {labels['sampled']} kept by top-K: {labels['sampled_accuracy']:.3f})"
+            if labels["sampled"]
+            else "the IDM wrote no action for any of them: the FDM trained on the labelled triplets alone)"
+        ),
         "",
         "| prediction | whole image | changed cells | all cells |",
         "|---|---|---|---|",
@@ -290,20 +312,18 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             "verb",
         ),
     )
-    stage(
+    labels = _any_action(out)
+    sample = (
         "sample",
-        (out / "annotated" / "sampled.jsonl").is_file(),
-        lambda: _wm_hub(
-            "sample",
-            "--input",
-            str(out / "annotated"),
-            "--k",
-            str(config.k),
-            "--out",
-            str(out / "annotated" / "sampled.jsonl"),
-        ),
+        "--input",
+        str(out / "annotated"),
+        "--k",
+        str(config.k),
+        "--out",
+        str(out / "annotated" / SAMPLE),
     )
-    stage("train_fdm", (out / "fdm" / "config.json").is_file(), lambda: _train("fdm", config))
+    stage("sample", (out / "annotated" / SAMPLE).is_file() or not labels, lambda: _wm_hub(*sample))
+    stage("train_fdm", (out / "fdm" / "config.json").is_file(), lambda: _train("fdm", config, not labels))
     begin = time.perf_counter()
     summary, grid = evaluate_demo(out, config)
     times["evaluate_s"] = time.perf_counter() - begin

@@ -18,7 +18,9 @@ Rows: ``id``, ``source``/``target`` (image paths relative to OUT), ``action``, `
 log-probabilities), ``score_mean`` (``score_sum / num_action_tokens``), ``num_action_tokens`` (action tokens + eos),
 ``score`` (= ``score_mean``: the field the builder keeps and stratified sampling ranks by default; the mean does not
 penalise longer actions the way the sum does), ``action_class``, ``action_verb``, ``video_class``, and provenance
-``video``, ``frames``, ``origin`` (plus ``input_action`` when the input already had one). An IDM that reasons first
+``video``, ``frames``, ``origin`` (plus ``input_action`` when the input already had one). A pair the IDM wrote
+nothing for keeps its row with a blank ``action`` (counted as ``blank_actions`` in ``annotation_run.json``);
+``wm-hub sample`` leaves such rows out. An IDM that reasons first
 (``idm_rationale``) also writes ``rationale``, what it wrote before the action; its score then covers the rationale
 and the action (``num_action_tokens`` counts both), the log-likelihood of all it wrote.
 
@@ -477,6 +479,8 @@ def finish_annotation(
         "score_field": "score_mean",
         "score_mean": {"min": min(means), "mean": sum(means) / len(means), "max": max(means)},
         "action_classes": dict(sorted(Counter(row["action_class"] for row in rows).items())),
+        # rows kept as they are (every pair has its row); wm-hub sample leaves them out
+        "blank_actions": sum(not row["action"].strip() for row in rows),
     }
     write_json(out / RUN_FILE, summary)
     return summary

@@ -89,6 +89,10 @@ class SamplingConfig:
             that very name.
         class_field: Row field holding the class (a non-empty string).
         id_field: Row field holding the unique id (a string or an integer).
+        action_field: Row field holding the IDM's action. A row whose action is blank (the IDM wrote nothing) is no
+            label for the FDM: it is left out and counted in the report (``blank_actions``). Rows without the field
+            are kept.
+        keep_blank_actions: Sample rows with a blank action too.
         skip_invalid: Skip rows with a missing or non-finite score, a missing class or id (counted and listed in the
             report) instead of raising on the first one. Unparsable lines and duplicate ids always raise.
         max_plot_classes: Classes drawn in the plot (the first ones in round-robin order); the report has them all.
@@ -104,6 +108,11 @@ class SamplingConfig:
     )
     class_field: str = field(default="action_class", metadata={"help": "field to stratify by"})
     id_field: str = field(default="id", metadata={"help": "unique id field"})
+    action_field: str = field(
+        default="action",
+        metadata={"help": "the IDM's action; rows where it is blank (the IDM wrote nothing) are left out, counted"},
+    )
+    keep_blank_actions: bool = field(default=False, metadata={"help": "sample rows with a blank action too"})
     skip_invalid: bool = field(
         default=False,
         metadata={
@@ -143,6 +152,7 @@ class AnnotationRows:
         locations: Each row's ``file:line``.
         files: The files read, in order.
         skipped: Rows skipped as invalid (only with ``skip_invalid``).
+        blank_actions: Valid rows left out because their action is blank.
     """
 
     rows: list[dict[str, Any]]
@@ -150,6 +160,7 @@ class AnnotationRows:
     locations: list[str]
     files: list[str]
     skipped: list[SkippedRow] = field(default_factory=list)
+    blank_actions: int = 0
 
 
 @dataclass
@@ -164,9 +175,10 @@ class SamplingReport:
         k: Rows asked for.
         score_field: Field the rows were ranked by.
         class_field: Field the rows were stratified by.
-        rows_read: Valid rows read.
+        rows_read: Valid rows read with an action (the rows sampled from).
         rows_selected: Rows written (``min(k, rows_read)``).
         skipped: Invalid rows left out (``skip_invalid``).
+        blank_actions: Valid rows left out because the IDM wrote no action (see ``SamplingConfig.action_field``).
         class_order: Round-robin order of the classes.
         counts: ``{"before": {class: n}, "after": {class: n}}``, classes in round-robin order.
         scores: ``{"before"|"after": {"all": stats, "per_class": {class: stats}}}``, see :func:`score_statistics`.
@@ -182,6 +194,7 @@ class SamplingReport:
     rows_read: int
     rows_selected: int
     skipped: list[SkippedRow]
+    blank_actions: int
     class_order: list[str]
     counts: dict[str, dict[str, int]]
     scores: dict[str, dict[str, Any]]
@@ -407,6 +420,10 @@ def read_annotation_rows(files: Sequence[str | Path], config: SamplingConfig) ->
                             f"{location}: duplicate {config.id_field} {row_id!r} (first at {seen[row_id]})"
                         )
                     seen[row_id] = location
+                    action = row.get(config.action_field)
+                    if not config.keep_blank_actions and isinstance(action, str) and not action.strip():
+                        result.blank_actions += 1
+                        continue
                     result.rows.append(row)
                     result.lines.append(line.rstrip("\r\n"))
                     result.locations.append(location)
@@ -555,8 +572,11 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
     files = input_files(input_path, exclude=(out_path,))
     data, score_field = read_annotation_rows(files, config)
     if not data.rows:
-        skipped = f" ({len(data.skipped)} invalid rows skipped)" if data.skipped else ""
-        raise ValueError(f"{input_path}: no row to sample{skipped}")
+        skipped = f"{len(data.skipped)} invalid rows skipped" if data.skipped else ""
+        if data.blank_actions:
+            skipped += f"{', ' if skipped else ''}{data.blank_actions} rows with a blank {config.action_field!r}"
+            skipped += " left out: the IDM wrote nothing; keep_blank_actions / --keep-blank-actions samples them"
+        raise ValueError(f"{input_path}: no row to sample{f' ({skipped})' if skipped else ''}")
     scores = [float(row[score_field]) for row in data.rows]
     classes = [row[config.class_field] for row in data.rows]
     ids = [row[config.id_field] for row in data.rows]
@@ -592,6 +612,7 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
         rows_read=len(data.rows),
         rows_selected=len(picked),
         skipped=data.skipped,
+        blank_actions=data.blank_actions,
         class_order=class_order,
         counts={
             "before": {name: len(before[name]) for name in class_order},

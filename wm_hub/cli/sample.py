@@ -21,6 +21,7 @@ def _sample(files, config) -> int:
         "score_field": report.score_field,
         "rows_read": report.rows_read,
         "rows_skipped": len(report.skipped),
+        "blank_actions_left_out": report.blank_actions,
         "rows_selected": report.rows_selected,
         "classes": len(report.class_order),
         "mean_score": {stage: report.scores[stage]["all"]["mean"] for stage in ("before", "after")},

@@ -366,17 +366,24 @@ class Study:
             write_json(out / "done.json", {"idm": str(idm)})
         return out, read_annotations(out)
 
-    def pairs(self, folder: Path, rows: list[dict[str, Any]], how: str, k: int | None = None) -> Path:
-        """A JSONL of kept pairs in ``folder``: ``stratified`` top K (Algorithm 1), ``random`` K, or ``all``."""
+    def pairs(self, folder: Path, rows: list[dict[str, Any]], how: str, k: int | None = None) -> Path | None:
+        """A JSONL of kept pairs in ``folder``: ``stratified`` top K (Algorithm 1), ``random`` K, or ``all``.
+
+        A pair the IDM wrote no action for is no label and is never kept (as ``wm-hub sample`` leaves it out);
+        ``None`` when no pair has an action (the FDM then trains on the labelled triplets alone).
+        """
 
         path = folder / (f"{how}-{k}.jsonl" if k is not None else f"{how}.jsonl")
         if path.is_file():
             return path
+        labels = [row for row in rows if row["action"].strip()]
+        if not labels:
+            return None
         if how == "stratified":
             sample_annotations(folder, path, SamplingConfig(k=k))
             return path
         rng = random.Random(f"study/random/{self.config.seed}")
-        return write_jsonl(path, rows if how == "all" else rng.sample(rows, min(k, len(rows))))
+        return write_jsonl(path, labels if how == "all" else rng.sample(labels, min(k, len(labels))))
 
     # the parts -----------------------------------------------------------------------------------------------------
 
@@ -415,7 +422,7 @@ class Study:
         """The IDM that labels the videos: the IDM learning-curve run (its last step)."""
         return self.train("idm-curve", "idm", self.config.curve_steps, constant=True, checkpoints=True)
 
-    def kept_pairs(self) -> Path:
+    def kept_pairs(self) -> Path | None:
         """The full method's synthetic data: the labeller's stratified top K of the video key-frame pairs."""
         folder, rows = self.annotated(self.labeller(), "idm")
         return self.pairs(folder, rows, "stratified", self.config.k)
@@ -460,7 +467,8 @@ class Study:
             "variants": variants,
             "wilcoxon_against_full": tests,
             "num_pairs": len(rows),
-            "num_kept": len(kept.read_text().splitlines()),
+            "blank_actions": sum(not row["action"].strip() for row in rows),  # no labels: never kept
+            "num_kept": len(kept.read_text().splitlines()) if kept else 0,
             "label_accuracy": label_accuracy(config.out / "videos", rows),
         }
 
@@ -504,6 +512,7 @@ class Study:
             )
         return {
             "num_pairs": len(rows),
+            "blank_actions": sum(not row["action"].strip() for row in rows),
             "k": [0, *ks],
             "stratified": stratified,
             "random": [stratified[0], *random_k],

@@ -132,11 +132,13 @@ def _table4(part: dict[str, Any]) -> list[str]:
             f"(p = {test['whole_image_p']:.3g}): {_verdict(better and significant)}"
         )
     seeds = len(next(iter(variants.values()))["seeds"])
+    blank = part.get("blank_actions", 0)  # absent from runs before blank actions were left out
+    unlabelled = f", {blank} pairs without an action left out" if blank else ""
     return [
         "## 3. Table 4 analogue: what each part of the method adds",
         "",
         f"FDMs fine-tuned from the base, mean ± std over {seeds} seeds. Synthetic data: the IDM's labels of "
-        f"{part['num_kept']} of {part['num_pairs']} video key-frame pairs (stratified top K; "
+        f"{part['num_kept']} of {part['num_pairs']} video key-frame pairs (stratified top K{unlabelled}; "
         f"{part['label_accuracy']:.3f} of all pairs labelled right).",
         "",
         *_table(["FDM", *METRIC_NAMES.values()], rows),
@@ -154,7 +156,8 @@ def _scaling(part: dict[str, Any], noise: float) -> list[str]:
         [kk, s["whole_image"], s["changed_cells"], r["whole_image"], r["changed_cells"]]
         for kk, s, r in zip(k, part["stratified"], part["random"])
     ]
-    rows.append([f"all ({part['num_pairs']})", part["all"]["whole_image"], part["all"]["changed_cells"], "", ""])
+    labels = part["num_pairs"] - part.get("blank_actions", 0)  # pairs the IDM wrote no action for are never kept
+    rows.append([f"all ({labels})", part["all"]["whole_image"], part["all"]["changed_cells"], "", ""])
     pairs = zip(part["stratified"][1:], part["random"][1:])
     stratified_wins = sum(s["changed_cells"] > r["changed_cells"] for s, r in pairs)
     grows = part["stratified"][-1]["changed_cells"] > part["stratified"][0]["changed_cells"]
@@ -364,7 +367,8 @@ def plot_study(results: dict[str, Any], out: str | Path) -> list[Path]:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     for key, style in (("stratified", "o-"), ("random", "s--")):
         left.plot(part["k"], [row["changed_cells"] for row in part[key]], style, label=f"{key} K")
-    left.plot([part["num_pairs"]], [part["all"]["changed_cells"]], "k*", markersize=10, label="all pairs")
+    labels = part["num_pairs"] - part.get("blank_actions", 0)
+    left.plot([labels], [part["all"]["changed_cells"]], "k*", markersize=10, label="all pairs")
     left.set(xlabel="IDM-labelled pairs K", ylabel="FDM changed cells", title="against K")
     left.legend(fontsize=8)
     labellers = part["labellers"]
