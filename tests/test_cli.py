@@ -346,6 +346,9 @@ def test_a_blank_command_line_value_is_one_error_line_before_any_work(tmp_path, 
          "'go' (write ['go'])"),  # two steps, 'g' and 'o'
         ("generate", "fdm: m\nimage: [a.png]\naction: go\nout: g.png\n", "key image: one value is needed, got a "
          "list: ['a.png']"),  # a traceback
+        ("generate", "fdm: m\nimage: a.png\naction: yes\nout: g.png\n", "key action: text is needed, got the "
+         "bool True: quote the value"),  # YAML's boolean, a traceback at .strip()
+        ("sample", "input: rows.jsonl\nout: kept.jsonl\nk: 2.5\n", "key k: an integer is needed, got 2.5"),
     ],
 )  # fmt: skip
 def test_a_recipe_value_of_the_wrong_shape_is_one_error_line(tmp_path, monkeypatch, capsys, task, recipe, line):

@@ -16,6 +16,7 @@ import inspect
 import os
 import re
 import sys
+import typing
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
@@ -180,9 +181,11 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
 
 
 def _check_yaml_shapes(parser: ConfigParser, path: str) -> None:
-    """Refuse a recipe value that is a list or mapping where a field of wm-hub's own configs takes one value (it
-    would reach the code as a list and fail far from the recipe). Fields of transformers' and TRL's arguments are
-    theirs to check: some take a list where their annotation names one string.
+    """Refuse a recipe value that is a list or mapping where a field of wm-hub's own configs takes one value, a
+    number or boolean where it takes text (YAML reads ``action: 5`` as an integer and ``action: yes`` as ``True``),
+    or a fraction or boolean where it takes an integer: each would reach the code as it is (argparse converts only
+    text) and fail far from the recipe. Fields of transformers' and TRL's arguments are theirs to check: some take
+    a list where their annotation names one string.
 
     Raises:
         ValueError: Naming the key (``parse_config`` adds the recipe file).
@@ -196,6 +199,7 @@ def _check_yaml_shapes(parser: ConfigParser, path: str) -> None:
     for kind in parser.dataclass_types:
         if not kind.__module__.startswith("wm_hub."):
             continue
+        hints = typing.get_type_hints(kind)
         for field in dataclasses.fields(kind):
             if field.name not in values:
                 continue
@@ -203,6 +207,18 @@ def _check_yaml_shapes(parser: ConfigParser, path: str) -> None:
             takes_many = any(word in annotation for word in ("list", "List", "dict", "Dict", "Any", "tuple"))
             if not takes_many and isinstance(value, (list, dict)):
                 raise ValueError(f"key {field.name}: one value is needed, got a {type(value).__name__}: {value!r}")
+            scalar = _optional_of(hints[field.name])
+            if scalar is str and isinstance(value, (bool, int, float)):
+                kind = type(value).__name__
+                raise ValueError(f"key {field.name}: text is needed, got the {kind} {value!r}: quote the value")
+            if scalar is int and isinstance(value, (bool, float)):
+                raise ValueError(f"key {field.name}: an integer is needed, got {value!r}")
+
+
+def _optional_of(hint: Any) -> Any:
+    """``X`` for ``X | None`` (or ``Optional[X]``), else ``hint`` itself."""
+    args = typing.get_args(hint)
+    return next(arg for arg in args if arg is not type(None)) if len(args) == 2 and type(None) in args else hint
 
 
 def _empty_argument(parser: ConfigParser, argv: list[str]) -> str | None:
