@@ -361,6 +361,17 @@ def test_a_recipe_value_of_the_wrong_shape_is_one_error_line(tmp_path, monkeypat
     assert sorted(path.name for path in tmp_path.iterdir()) == ["task.yaml"]
 
 
+@pytest.mark.parametrize("seed", ["99999999999999999999999", "-5", "4294967296"])
+def test_a_seed_numpy_cannot_take_is_one_error_line_before_the_model_loads(tmp_path, capsys, seed):
+    # 2**70 was "error: Overflow when unpacking long long" after loading the model; set_seed(2**32) fails in numpy
+    argv = ["generate", "--fdm", str(tmp_path / "no-model"), "--image", "a.png", "--action", "go", "--out", "o.png"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--seed", seed])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: seed must be in [0, 4294967295] (what numpy takes), got {seed}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_is_one_line_and_exit_status_130_not_a_traceback(tmp_path, monkeypatch, capsys):
     from wm_hub.bootstrap import sampling
 

@@ -128,6 +128,9 @@ class ConfigError(SystemExit):
         return self.message
 
 
+SEED_RANGE = 2**32  # numpy's seeds; torch's and Python's are wider
+
+
 def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tuple[Any, ...]:
     """``parser.parse_args_and_config(args)``, with a bad recipe or option as one line, not a traceback.
 
@@ -155,7 +158,9 @@ def parse_config(parser: ConfigParser, args: Iterable[str] | None = None) -> tup
             raise ValueError(f"--config {config} is a folder: give a YAML file of options")
         if parser.yaml_config and config and os.path.isfile(config):
             _check_yaml_shapes(parser, config)
-        return parser.parse_args_and_config(args=argv)
+        parsed = parser.parse_args_and_config(args=argv)
+        _check_seeds(parsed)
+        return parsed
     except FileNotFoundError as error:
         message = f"{error.filename or config}: no such recipe file"
         fields = {field.name for kind in parser.dataclass_types for field in dataclasses.fields(kind)}
@@ -213,6 +218,18 @@ def _check_yaml_shapes(parser: ConfigParser, path: str) -> None:
                 raise ValueError(f"key {field.name}: text is needed, got the {kind} {value!r}: quote the value")
             if scalar is int and isinstance(value, (bool, float)):
                 raise ValueError(f"key {field.name}: an integer is needed, got {value!r}")
+
+
+def _check_seeds(parsed: Iterable[Any]) -> None:
+    """Refuse a seed that numpy cannot take (``transformers.set_seed`` seeds numpy too), before any model loads.
+
+    Raises:
+        ValueError: Naming the seed and the range.
+    """
+    for config in parsed:
+        seed = getattr(config, "seed", None) if dataclasses.is_dataclass(config) else None
+        if isinstance(seed, int) and not 0 <= seed < SEED_RANGE:
+            raise ValueError(f"seed must be in [0, {SEED_RANGE - 1}] (what numpy takes), got {seed}")
 
 
 def _optional_of(hint: Any) -> Any:
