@@ -219,6 +219,7 @@ def test_cli_writes_rows_and_images_and_reports_skips_then_resumes(tmp_path, cap
         "already_done": 0,
         "skipped": 3,
         "skipped_videos": str(out / "skipped.jsonl"),
+        "without_pair": 0,
     }
     assert "Skipped 3 of 4 videos that could not be decoded" in captured.err
     skipped = _rows(out / "skipped.jsonl")
@@ -239,6 +240,20 @@ def test_cli_writes_rows_and_images_and_reports_skips_then_resumes(tmp_path, cap
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 0 and summary["already_done"] == 1 and summary["skipped"] == 3
     assert _rows(out / "keyframes.jsonl") == [row]
+
+
+def test_a_video_with_fewer_than_two_key_frames_is_kept_and_counted_as_giving_no_pair(tmp_path, capsys):
+    (tmp_path / "videos").mkdir()
+    still = write_video(tmp_path / "videos" / "still.mp4", 12)  # 12 frames hold one key frame 20 apart
+    write_video(tmp_path / "videos" / "walk.mp4", 240, BURSTS)
+    out = tmp_path / "out"
+    assert main(["keyframes", str(tmp_path / "videos"), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["without_pair"] == 1
+    assert f"1 videos gave fewer than 2 key frames, no pair to label: {still.resolve()}" in captured.err
+    assert sorted(len(row["frames"]) for row in _rows(out / "keyframes.jsonl")) == [1, 6]
+    assert main(["keyframes", str(tmp_path / "videos"), "--out", str(out)]) == 0  # counted over the whole index
+    assert json.loads(capsys.readouterr().out)["without_pair"] == 1
 
 
 def test_cli_refuses_two_videos_writing_the_same_folder(tmp_path):

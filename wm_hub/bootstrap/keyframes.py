@@ -522,8 +522,10 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
 
     Returns:
         ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``skipped`` (videos that could
-        not be decoded), ``skipped_videos`` (the file listing them) and ``skipped_rows`` (their ``video`` and
-        ``reason``). While a scheduler's tasks are not all done (:class:`TasksPending`), nothing is merged and the
+        not be decoded), ``skipped_videos`` (the file listing them), ``skipped_rows`` (their ``video`` and
+        ``reason``), ``without_pair`` and ``without_pair_videos`` (the videos of the index with fewer than 2 key
+        frames: too short or too still to give a pair to label).
+        While a scheduler's tasks are not all done (:class:`TasksPending`), nothing is merged and the
         summary is ``pending`` (the tasks' status), ``videos`` (to do) and ``already_done``.
 
     Raises:
@@ -577,11 +579,15 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
             (out / SETTINGS_FILE).unlink()
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
         raise ValueError(f"none of the {len(todo)} videos could be decoded ({skipped_path}): {listing}")
+    # too short or too still for two key frames: kept in the index, but no pair to label
+    without_pair = [row["video"] for row in read_jsonl_log(index) if len(row["frames"]) < 2]
     return {
         "keyframes": str(index),
         "videos": len(todo) - len(skipped),
         "already_done": len(videos) - len(todo),
         "skipped": len(skipped),
         "skipped_videos": str(skipped_path),
+        "without_pair": len(without_pair),
         "skipped_rows": skipped,
+        "without_pair_videos": without_pair,
     }

@@ -32,6 +32,12 @@ def _keyframes(config) -> int:
         listing = "; ".join(f"{row['video']} ({row['reason']})" for row in skipped)
         done = summary["videos"] + len(skipped)
         print(f"Skipped {len(skipped)} of {done} videos that could not be decoded: {listing}", file=sys.stderr)
+    without_pair = summary.pop("without_pair_videos")
+    if without_pair:
+        listing = "; ".join(without_pair[:5]) + (
+            f"; and {len(without_pair) - 5} more" if len(without_pair) > 5 else ""
+        )
+        print(f"{len(without_pair)} videos gave fewer than 2 key frames, no pair to label: {listing}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0
 
