@@ -90,6 +90,19 @@ def test_subset_without_targets_is_refused(tmp_path):
         )
 
 
+@pytest.mark.parametrize(
+    ("option", "values", "line"),
+    [("--subsets", ["ag,kubric", "ag"], "subsets: ag given more than once"),
+     ("--metrics", ["l1", "l1,l2"], "metrics: l1 given more than once")],
+)  # fmt: skip
+def test_a_subset_or_metric_given_twice_is_refused(tmp_path, capsys, option, values, line):
+    argv = ["eval", "aurora", "--data-dir", str(tmp_path), "--predictions", "copy", "--out", str(tmp_path / "R.json")]
+    with pytest.raises(SystemExit) as error:
+        main([*argv, option, *values])
+    assert error.value.code == 2 and capsys.readouterr().err.startswith(f"error: {line}")
+    assert list(tmp_path.iterdir()) == []
+
+
 # A small AURORA checkout: 2 ag rows and 2 whatsup rows (whatsup has captions), solid-colour images of mixed sizes.
 COLOURS = [
     ((200, 30, 30), (180, 60, 30)),

@@ -151,6 +151,10 @@ class AuroraEvalConfig:
         self.metrics = split_names(self.metrics)
         if not self.subsets:
             raise ValueError("subsets: give at least one benchmark subset")
+        for name, values in (("subsets", self.subsets), ("metrics", self.metrics)):
+            repeated = sorted({value for value in values if values.count(value) > 1})
+            if repeated:  # a subset given twice was read, predicted and averaged twice
+                raise ValueError(f"{name}: {', '.join(repeated)} given more than once")
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown or not self.metrics:
             raise ValueError(f"Unknown metric(s) {unknown or '(none given)'}; choose from {', '.join(METRICS)}")
