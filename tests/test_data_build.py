@@ -136,6 +136,16 @@ def test_generated_data_needs_no_data_dir(tmp_path, monkeypatch, capsys):
     assert ds["id"] == ["g/0", "g/1", "g/2"] and ds.features == TRIPLET_FEATURES
 
 
+def test_a_killed_build_leaves_no_partial_folder_after_the_next_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dataset_folder, "builder_class", lambda name: GeneratedTriplets)
+    stale = tmp_path / ".generated.k1ll3d.partial"  # what a build killed with SIGKILL leaves beside its out
+    (stale / "cache").mkdir(parents=True)
+    other = tmp_path / ".other.k1ll3d.partial"  # another folder's build is left alone
+    other.mkdir()
+    assert main(["data", "build", "generated", "--out", str(tmp_path / "generated")]) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".other.k1ll3d.partial", "generated"]
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -8,6 +8,7 @@ it without wm-hub, ``streaming=True`` included, and the folder can be uploaded t
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -120,7 +121,8 @@ def build_hub_dataset(
 
     Args:
         name: Registered builder (:mod:`wm_hub.data.builder_registry`), e.g. ``aurora``.
-        out: Output folder; must not exist or be empty.
+        out: Output folder; must not exist or be empty. The build goes to a hidden ``.<out name>.*.partial`` folder
+            beside it, renamed into place when done; one that a killed build of the same ``out`` left is removed.
         data_dir: Local folder the builder reads (``None`` for builders that generate their data).
         config_name: Builder config, e.g. ``bench`` (default: the builder's default or only config).
         max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``"500MB"``).
@@ -146,6 +148,8 @@ def build_hub_dataset(
     if config_name is None and len(configs) > 1 and builder_cls.DEFAULT_CONFIG_NAME is None:
         raise ValueError(f"builder {name!r} has configs {configs}: choose one (--config)")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):  # a build of ``out`` killed before cleanup
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         if data_dir is not None:
