@@ -27,13 +27,13 @@ import av
 import datasets
 from datasets.utils.tqdm import tqdm
 
+from wm_hub.data.pictures import image_problem
 from wm_hub.data.reporting_builder import (
     BadFile,
     BuildReport,
     ReportingBuilder,
     SplitReport,
     TripletBuilderConfig,
-    image_problem,
 )
 from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 

@@ -286,7 +286,9 @@ def test_bad_input_gets_one_clear_error(keyframe_folder, idm_dir, tmp_path):
     table.write_bytes(b"not parquet at all")
     with pytest.raises(ValueError, match=r"pairs.parquet: not a Parquet file"):
         load_pairs(table)
-    with pytest.raises(SystemExit, match=r"error: .*no-such-data: no such file or folder here; cannot load it"):
+    with pytest.raises(
+        SystemExit, match=r"error: .*no-such-data: no such file or folder here, and not a dataset on the Hub"
+    ):
         main(["annotate", "--idm", idm_dir, "--data", str(tmp_path / "no-such-data"), "--out", str(tmp_path / "o")])
 
 

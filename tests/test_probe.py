@@ -195,7 +195,7 @@ def test_probe_cli_on_aurora_bench_mini(tiny_model_dirs, tmp_path, capsys):
     a_file.write_text("x")
     with pytest.raises(SystemExit, match=r"notes.txt is a file, not a model folder"):  # was an OSError traceback
         main(["probe", "--model", str(a_file), "--data", str(BENCH_MINI), "--skip-missing", "--out", str(out)])
-    with pytest.raises(SystemExit, match=r"no-such-data: no such folder here, and not a dataset on the Hub"):
+    with pytest.raises(SystemExit, match=r"no-such-data: no such file or folder here, and not a dataset on the Hub"):
         main([*args[:3], "--data", str(tmp_path / "no-such-data"), "--out", str(out)])  # offline: was a traceback
     with pytest.raises(SystemExit, match=r"--negatives counterfactual needs --disc-data .*: none given"):
         main([*args, "--skip-missing", "--negatives", "counterfactual", "--out", str(out)])  # failed after scoring

@@ -21,7 +21,6 @@ and frames (a frame shared by two consecutive pairs is stored once), else ``fram
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from abc import ABC, abstractmethod
@@ -29,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from wm_hub.data.pictures import PictureError, open_picture
 
 KEYFRAMES_INDEX = "keyframes.jsonl"
 FRAMES_FOLDER = "frames"
@@ -192,21 +193,11 @@ class TripletDatasetPairs(PairInput):
 
     def __init__(self, data: str, split: str = "train"):
         import datasets
-        from pyarrow.lib import ArrowException
 
-        path = Path(data)
-        self.description = data if path.suffix == ".parquet" else f"{data} (split {split})"
-        try:
-            if path.suffix == ".parquet":
-                dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
-            else:
-                dataset = datasets.load_dataset(data, split=split)
-        except ValueError as error:
-            what = "not a Parquet file" if path.suffix == ".parquet" else f"cannot read split {split!r}"
-            raise ValueError(f"{data}: {what} ({error})") from None
-        except (OSError, ArrowException) as error:  # no such folder or Hub dataset (offline too), not Parquet
-            where = "" if path.exists() else "no such file or folder here; "
-            raise ValueError(f"{data}: {where}cannot load it as a dataset ({type(error).__name__}: {error})") from None
+        from wm_hub.data.dataset_input import PARQUET_SUFFIX, load_dataset_input
+
+        self.description = data if Path(data).suffix == PARQUET_SUFFIX else f"{data} (split {split})"
+        dataset = load_dataset_input(data, split)
         missing = [name for name in ("id", *SIDES) if name not in dataset.column_names]
         if missing:
             raise ValueError(
@@ -286,17 +277,13 @@ def _video_folder(video: str, owners: dict[str, str]) -> str:
 def _decode(description: str, index: int, pair_id: str, raw: tuple[bytes | None, bytes | None]) -> PairImages:
     images, extensions = [], []
     for side, data in zip(SIDES, raw):
+        where = f"{description}: row {index} (id {pair_id!r}): field {side!r}"
         if data is None:
-            raise ValueError(f"{description}: row {index} (id {pair_id!r}): field {side!r}: no image")
+            raise ValueError(f"{where}: no image")
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image_format = image.format
-                images.append(image.convert("RGB"))
-        except UnidentifiedImageError:  # its message names an io.BytesIO, not the file
-            raise ValueError(f"{description}: row {index} (id {pair_id!r}): field {side!r}: not an image") from None
-        except OSError as error:
-            raise ValueError(
-                f"{description}: row {index} (id {pair_id!r}): field {side!r}: unreadable ({error})"
-            ) from None
-        extensions.append(".jpg" if image_format == "JPEG" else f".{(image_format or 'img').lower()}")
+            image = open_picture(data)
+        except PictureError as error:
+            raise ValueError(f"{where}: {error}") from None
+        images.append(image.convert("RGB"))
+        extensions.append(".jpg" if image.format == "JPEG" else f".{(image.format or 'img').lower()}")
     return PairImages(raw[0], raw[1], tuple(extensions), tuple(images))

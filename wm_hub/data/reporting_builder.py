@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from PIL import Image, UnidentifiedImageError
 
 from wm_hub.atomic_io import write_json
+from wm_hub.data.pictures import image_problem
 
 REPORT_FILENAME = "build_report.json"
 
@@ -172,20 +172,6 @@ class BuildReport:
     def write(self, path: str | Path) -> None:
         """Write the report as JSON (atomically: a temp file renamed into place)."""
         write_json(path, self.to_dict())
-
-
-def image_problem(path: Path) -> str | None:
-    """Why ``path`` is not a usable image file (``None`` when PIL decodes it whole, so a truncated file is caught)."""
-    if not path.is_file():
-        return "no such file"
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return None
-    except UnidentifiedImageError:
-        return "not an image PIL can read"
-    except OSError as error:
-        return f"unreadable ({error})"
 
 
 def bad_image_files(

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import read_json_object, write_json, write_text, write_with
 from wm_hub.data.builder_registry import builder_class
-from wm_hub.data.reporting_builder import image_problem
+from wm_hub.data.pictures import image_problem
 from wm_hub.evaluation import judge, split_names
 from wm_hub.evaluation.baselines import DEFAULT_IP2P_MODEL, InstructPix2PixConfig
 from wm_hub.evaluation.generation import writes_over_input

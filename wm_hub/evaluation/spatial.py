@@ -46,7 +46,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_json
-from wm_hub.data.reporting_builder import image_problem
+from wm_hub.data.pictures import image_problem
 from wm_hub.evaluation.generation import GenerationEvalConfig, complete_predictions
 from wm_hub.inference.generation import left_pad
 from wm_hub.models.base import Backbone

@@ -21,6 +21,7 @@ from typing import Any
 import datasets
 
 from wm_hub.data.builder_registry import builder_class
+from wm_hub.data.dataset_input import load_dataset_input
 from wm_hub.data.reporting_builder import prepare_builder
 from wm_hub.data.schema import TRIPLET_FEATURES, add_optional_columns
 from wm_hub.evaluation import split_names
@@ -132,18 +133,7 @@ def load_eval_triplets(
         triplets = _from_builder(data, builder, config, split, subsets, skip_missing)
     else:
         split = split or "test"
-        try:
-            dataset = datasets.load_dataset(data, name=config, split=split)
-        except ValueError as error:
-            if "split" not in str(error).lower():
-                raise
-            raise ValueError(f"{data}: no split {split!r} ({error}); choose one with --split") from None
-        except OSError as error:  # a file, no such folder, a Hub id that cannot be reached (offline too)
-            if Path(data).exists():  # a file, or a folder that failed to load
-                kind = "a file, not a dataset folder" if Path(data).is_file() else "cannot be loaded"
-            else:
-                kind = "no such folder here, and not a dataset on the Hub"
-            raise ValueError(f"{data}: {kind} ({type(error).__name__}: {error})") from None
+        dataset = load_dataset_input(data, split, name=config)
         dataset = add_optional_columns(dataset)
         missing = [name for name in TRIPLET_FEATURES if name not in dataset.column_names]
         if missing:

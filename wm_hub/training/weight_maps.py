@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm.auto import tqdm
 
 from wm_hub.atomic_io import write_with
+from wm_hub.data.pictures import PictureError, open_picture
 from wm_hub.models.base import Backbone, pixels_to_pil
 from wm_hub.training.recognition import recognition_weights
 
@@ -117,25 +117,13 @@ def show_weights(config: WeightPanelsConfig) -> list[Path]:
         The written files, in row order.
 
     Raises:
-        ValueError: ``config.data`` cannot be read (or has no such split), or has no ``source``/``target`` column.
-        FileNotFoundError: ``config.data`` does not exist.
+        ValueError: ``config.data`` cannot be read (no such file, folder or Hub dataset, no such split...), or has
+            no ``source``/``target`` column.
     """
-    import datasets
-
+    from wm_hub.data.dataset_input import load_dataset_input
     from wm_hub.models.loading import load_backbone
 
-    where = f"--data {config.data} (split {config.split!r})"
-    if Path(config.data).is_file() and Path(config.data).suffix != ".parquet":
-        raise ValueError(f"--data {config.data} is a file: give a Hub-layout folder, a .parquet file or a Hub id")
-    try:
-        if Path(config.data).suffix == ".parquet":
-            triplets = datasets.load_dataset("parquet", data_files=config.data, split="train")
-        else:
-            triplets = datasets.load_dataset(config.data, split=config.split)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"{where}: {error}") from None
-    except (ValueError, ConnectionError) as error:  # offline, a name that is neither a folder nor reachable
-        raise ValueError(f"{where}: {error}") from None
+    triplets = load_dataset_input(config.data, config.split)
     missing = {"source", "target"} - set(triplets.column_names)
     if missing:
         raise ValueError(f"--data {config.data} has no {sorted(missing)} column(s): not a triplet dataset")
@@ -161,9 +149,7 @@ def _pictures(rows, where: str):
         for side in ("source", "target"):
             value = row[side] or {}
             try:
-                with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
-                    image.load()
-            except (OSError, UnidentifiedImageError, Image.DecompressionBombError, KeyError, TypeError) as error:
-                reason = "not a picture" if isinstance(error, UnidentifiedImageError) else f"unreadable ({error})"
-                raise ValueError(f"{where}: row {index} (id {row_id!r}): field {side!r}: {reason}") from None
+                open_picture(value.get("bytes") or value.get("path") or b"")
+            except PictureError as error:
+                raise ValueError(f"{where}: row {index} (id {row_id!r}): field {side!r}: {error}") from None
     return rows
