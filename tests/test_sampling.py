@@ -394,7 +394,8 @@ def test_indices_on_dataset_columns_match_the_row_api():
 
 
 def test_rows_whose_idm_wrote_no_action_are_left_out_counted_not_ranked_first(tmp_path, capsys):
-    # A blank action scores only ``eos``, often the best mean score of all: Algorithm 1 would pick it first
+    # Blank actions form their own class, "(none)", which the round robin visits first here (its best score, eos
+    # alone, is the highest): Algorithm 1 would keep one at any K
     rows = [
         {"id": "a1", "score_mean": -0.01, "action_class": "(none)", "action": ""},
         {"id": "a2", "score_mean": -0.02, "action_class": "(none)", "action": "  "},
