@@ -97,7 +97,7 @@ TASKS = (
         "Wilcoxon tests, FDM quality against K of Algorithm 1 (stratified, random, all) and against the labelling "
         "IDM's accuracy, best-of-N with the IDM verifier against an oracle and random choice, and multi-step "
         "rollouts with and without verification; then GRPO from the verifier (FDM and IDM) against SFT and against "
-        "SFT given GRPO's wall time. About 90 minutes on 2 CPU cores; resumable (each run and "
+        "SFT given GRPO's wall time. 1.5-2.5 hours on 2 CPU cores; resumable (each run and "
         "measurement is kept under OUT/runs). Writes OUT/results.json, OUT/report.md and PNG plots.",
         epilog="examples:\n  wm-hub sandbox study --out study\n  wm-hub sandbox study --out /tmp/study --quick   "
         "(every part with tiny budgets, about two minutes: checks the wiring, its figures say nothing)",
