@@ -36,7 +36,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from wm_hub.atomic_io import write_json, write_text
-from wm_hub.bootstrap.annotate import read_annotations
+from wm_hub.bootstrap.annotate import blank_actions, read_annotations
 from wm_hub.sandbox.cells import CellReader, scene_contents
 from wm_hub.sandbox.finetune import busy_child_env, fine_tune
 from wm_hub.sandbox.measure import image_scores
@@ -115,7 +115,7 @@ def _any_action(out: Path) -> bool:
     """Whether the IDM wrote an action for any annotated pair; where it did for none (a barely trained IDM), there
     is nothing to sample and the FDM trains on the labelled triplets alone (said here and in the report)."""
     rows = read_annotations(out / "annotated")
-    if any(row["action"].strip() for row in rows):
+    if blank_actions(rows) < len(rows):
         return True
     print(
         f"demo: the IDM wrote no action for any of the {len(rows)} video key-frame pairs: nothing to sample, the "
@@ -135,7 +135,7 @@ def _video_labels(out: Path) -> dict[str, Any]:
     return {
         "pairs": len(rows),
         "accuracy": label_accuracy(out / "videos", rows),
-        "blank_actions": sum(not row["action"].strip() for row in rows),
+        "blank_actions": blank_actions(rows),
         "sampled": len(sampled),
         "sampled_accuracy": label_accuracy(out / "videos", sampled) if sampled else None,
     }

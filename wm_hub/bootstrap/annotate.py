@@ -401,6 +401,12 @@ def annotate_batch(idm, pairs: PairInput, indices: Sequence[int], config: Annota
     return rows
 
 
+def blank_actions(rows: Sequence[dict[str, Any]]) -> int:
+    """How many annotation rows have a blank ``action`` (the IDM wrote nothing: no label, ``wm-hub sample`` leaves
+    them out)."""
+    return sum(not row["action"].strip() for row in rows)
+
+
 def _row(
     pair: FramePair, paths: tuple[str, str], action: str, score, class_source: str, rationale: str | None
 ) -> dict[str, Any]:
@@ -480,7 +486,7 @@ def finish_annotation(
         "score_mean": {"min": min(means), "mean": sum(means) / len(means), "max": max(means)},
         "action_classes": dict(sorted(Counter(row["action_class"] for row in rows).items())),
         # rows kept as they are (every pair has its row); wm-hub sample leaves them out
-        "blank_actions": sum(not row["action"].strip() for row in rows),
+        "blank_actions": blank_actions(rows),
     }
     write_json(out / RUN_FILE, summary)
     return summary

@@ -49,7 +49,7 @@ from scipy.stats import wilcoxon
 from transformers import pipeline
 
 from wm_hub.atomic_io import write_json, write_jsonl, write_text
-from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, read_annotations
+from wm_hub.bootstrap.annotate import AnnotateConfig, annotate, blank_actions, read_annotations
 from wm_hub.bootstrap.sampling import SamplingConfig, sample_annotations
 from wm_hub.data.shapes_world import ShapesTriplet, ShapesWorld
 from wm_hub.evaluation.probe import ProbeConfig, run_probe
@@ -467,7 +467,7 @@ class Study:
             "variants": variants,
             "wilcoxon_against_full": tests,
             "num_pairs": len(rows),
-            "blank_actions": sum(not row["action"].strip() for row in rows),  # no labels: never kept
+            "blank_actions": blank_actions(rows),  # no labels: never kept
             "num_kept": len(kept.read_text().splitlines()) if kept else 0,
             "label_accuracy": label_accuracy(config.out / "videos", rows),
         }
@@ -512,7 +512,7 @@ class Study:
             )
         return {
             "num_pairs": len(rows),
-            "blank_actions": sum(not row["action"].strip() for row in rows),
+            "blank_actions": blank_actions(rows),
             "k": [0, *ks],
             "stratified": stratified,
             "random": [stratified[0], *random_k],
