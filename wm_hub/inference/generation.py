@@ -18,6 +18,7 @@ from transformers import (
 
 from wm_hub.inference.kv_cache import cache_argument, growing_cache
 from wm_hub.models.base import Backbone
+from wm_hub.models.logits_processors import GumbelMaxSampler
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _prefilled_candidates(
     """``generate`` inputs for ``num_candidates`` rows per prompt whose KV cache holds each prompt but its last token.
 
     The prompts run once (positions from the attention mask, as ``generate`` numbers left-padded rows); the cache is
-    repeated row by row, in the order ``num_return_sequences`` gives (the candidates of a prompt together).
+    repeated row by row, the candidates of a prompt together (the order of ``num_return_sequences``).
     ``generate`` then feeds only the last prompt token and samples from there.
     """
     head_mask = attention_mask[:, :-1]
@@ -119,8 +120,10 @@ def generate_images(
     Candidates of a prompt share it: one call decodes ``batch * num_candidates`` rows in lockstep, the regime where
     decoding costs little more per step than a single sample. With ``share_prefill`` (and the dynamic cache) each
     prompt is read once: one forward fills the KV cache of the ``batch`` prompts, the cache is repeated for the
-    candidates and ``generate`` continues from it, instead of running the prompt ``num_candidates`` times
-    (``num_return_sequences``). The samples are the same for a seed (tested). Only image codes can be
+    candidates and ``generate`` continues from it, instead of running the prompt ``num_candidates`` times. The
+    samples are the same for a seed (tested). ``generate`` decodes greedily over scores that the
+    :class:`~wm_hub.models.logits_processors.GumbelMaxSampler` perturbed, which samples from the softmax of the
+    (masked, warped) scores without ``torch.multinomial``'s slow CPU draw. Only image codes can be
     sampled (:class:`~wm_hub.models.logits_processors.ImageOnlyLogitsProcessor`); layout tokens (``eoi``, Emu3's
     end-of-line) are forced, so every candidate has exactly ``image_seq_len`` image tokens.
 
@@ -157,22 +160,23 @@ def generate_images(
         processors.append(TopKLogitsWarper(top_k))
     if top_p is not None and top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p))
+    processors.append(GumbelMaxSampler())
     shared = share_prefill and num_candidates > 1 and cache_implementation is None
     generation_config = GenerationConfig(
-        do_sample=True,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
+        do_sample=False,  # the GumbelMaxSampler samples; greedy decoding takes its argmax
         max_new_tokens=len(layout),
-        num_return_sequences=1 if shared else num_candidates,
         pad_token_id=backbone.pad_token_id,
         bos_token_id=backbone.bos_token_id,
         eos_token_id=backbone.eos_token_id,
         cache_implementation=cache_implementation,
     )
-    inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
     if shared:
         inputs = _prefilled_candidates(backbone, input_ids, attention_mask, num_candidates)
+    else:  # the rows num_return_sequences would make (greedy generate refuses it)
+        inputs = {
+            "input_ids": input_ids.repeat_interleave(num_candidates, dim=0),
+            "attention_mask": attention_mask.repeat_interleave(num_candidates, dim=0),
+        }
     if seed is not None:
         torch.manual_seed(seed)
     sequences = backbone.model.generate(**inputs, generation_config=generation_config, logits_processor=processors)
