@@ -170,6 +170,16 @@ def test_bad_input_exits_with_one_clear_message(tmp_path, monkeypatch, argv, mes
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("argv", [["aurora", "--builder", "epic_kitchens"], ["--builder", "epic_kitchens", "aurora"]])
+def test_two_different_builders_are_refused(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as error:
+        main(["data", "build", *argv, "--data-dir", ".", "--out", "out"])
+    assert error.value.code == 2
+    assert "two builders" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_build_that_skips_every_row_is_an_error(tmp_path, bench_rows):
     empty = tmp_path / "AURORA"
     empty.mkdir()

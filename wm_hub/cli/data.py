@@ -9,11 +9,30 @@ import sys
 from wm_hub.cli._tasks import Task
 
 
+class _OneBuilder(argparse.Action):
+    """Stores the builder, refusing a second, different one: NAME and ``--builder`` write the same field, and the
+    later would otherwise silently win."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = getattr(namespace, self.dest, None)
+        if given is not None and values != given:
+            raise argparse.ArgumentError(self, f"two builders, {given!r} and {values!r}: give NAME or --builder, once")
+        setattr(namespace, self.dest, values)
+
+
 def _builder_name(parser: argparse.ArgumentParser) -> None:
     """NAME, the first word after the task: the config's ``builder`` field (``--builder`` sets it too)."""
     parser.add_argument(
-        "builder", nargs="?", default=argparse.SUPPRESS, metavar="NAME", help="registered builder, e.g. aurora"
+        "builder",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        action=_OneBuilder,
+        help="registered builder, e.g. aurora",
     )
+    for action in parser._actions:  # the config field's --builder: the same check, whichever comes first
+        if "--builder" in action.option_strings:
+            action.__class__ = _OneBuilder
 
 
 def _build(config) -> int:
