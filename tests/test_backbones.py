@@ -6,7 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
+from wm_hub import load_backbone
 from wm_hub.models.base import IGNORE_INDEX
+from wm_hub.models.tiny import TinySpec, build_tiny_backbone, fit_byte_merges
 
 ARCHS = ["chameleon", "liquid", "emu3"]
 
@@ -140,3 +142,27 @@ def test_image_label_loss_is_finite_and_trains(arch, tiny_backbones, real_images
 def test_encode_rejects_non_images(arch, tiny_backbones):
     with pytest.raises(TypeError, match="item 1 is str"):
         tiny_backbones(arch).encode_images([Image.new("RGB", (8, 8)), "frame.png"])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_text_merges_shorten_the_text_and_keep_the_vocabulary_layout(arch, tiny_backbones, tmp_path):
+    action = "move the cyan circle up by 3 cells"
+    merges = fit_byte_merges([action, "move the red square left by 1 cell", "What action turns it?"], 300)
+    assert 0 < len(merges) <= 300 - 256
+    plain = tiny_backbones(arch)
+    merged = build_tiny_backbone(arch, TinySpec(text_merges=merges))
+    tokenizer, plain_tokenizer = merged.processor.tokenizer, plain.processor.tokenizer
+    assert len(tokenizer) == len(plain_tokenizer) + len(merges)
+    shift = len(merges) if arch == "liquid" else 0  # Liquid's codes follow the whole text vocabulary
+    assert torch.equal(merged.image_token_ids, plain.image_token_ids + shift)
+    assert [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id] == [
+        plain_tokenizer.bos_token_id,
+        plain_tokenizer.eos_token_id,
+        plain_tokenizer.pad_token_id,
+    ]
+    ids = tokenizer(action, add_special_tokens=False).input_ids
+    assert len(ids) < len(plain_tokenizer(action, add_special_tokens=False).input_ids) == len(action)
+    assert tokenizer.decode(ids) == action
+    merged.save_pretrained(tmp_path / arch)
+    loaded = load_backbone(str(tmp_path / arch))
+    assert loaded.processor.tokenizer(action, add_special_tokens=False).input_ids == ids

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from diffusers import VQModel
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     ChameleonConfig,
     ChameleonImageProcessorPil,
@@ -57,6 +57,8 @@ class TinySpec:
         num_layers: LM depth.
         num_heads: LM attention heads.
         seed: Seed of the random weights.
+        text_merges: Byte-level BPE merges of the text tokenizer, in rank order (:func:`fit_byte_merges`); none
+            writes text one byte per token (~4x the tokens of a real tokenizer's English).
     """
 
     image_size: int = 64
@@ -65,6 +67,7 @@ class TinySpec:
     num_layers: int = 2
     num_heads: int = 4
     seed: int = 0
+    text_merges: tuple[tuple[str, str], ...] = ()
 
 
 VQ_DOWNSAMPLING = 8  # every tiny VQ model: 64 px -> 8 x 8 codes
@@ -156,7 +159,7 @@ def build_byte_tokenizer(
     pad: str,
     unk: str,
     trailing_tokens: list[str] = (),
-    merges: list[tuple[str, str]] = (),
+    merges: Sequence[tuple[str, str]] = (),
 ) -> PreTrainedTokenizerFast:
     """A byte-level tokenizer (every UTF-8 text encodes) with fixed ids for special tokens.
 
@@ -188,6 +191,28 @@ def build_byte_tokenizer(
     backend.add_special_tokens([AddedToken(token, special=token in special_tokens) for token in atomic])
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk
+    )
+
+
+def fit_byte_merges(texts: Iterable[str], vocab_size: int) -> tuple[tuple[str, str], ...]:
+    """Byte-level BPE merges fitted on ``texts`` with ``tokenizers``' trainer, for :func:`build_byte_tokenizer`.
+
+    Args:
+        texts: The corpus.
+        vocab_size: Size of the fitted BPE: the 256 byte symbols plus at most ``vocab_size - 256`` merges.
+
+    Returns:
+        The merges in rank order.
+    """
+    fitter = Tokenizer(models.BPE())
+    fitter.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    fitter.train_from_iterator(texts, trainer)
+    return tuple(
+        tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
+        for merge in json.loads(fitter.to_str())["model"]["merges"]
     )
 
 
@@ -313,7 +338,8 @@ def build_tiny_chameleon(
             codebook are also copied into the LM's ``ChameleonVQVAE``, so that the stock
             ``get_image_tokens`` gives the same codes as the backbone.
         tokenizer: A tokenizer of the tiny Chameleon layout (special tokens, one ``IMGIMG...Z`` token per code)
-            instead of the byte-level one, e.g. the sandbox's (:mod:`wm_hub.sandbox.text`).
+            instead of the byte-level one (``spec.text_merges`` is then unused), e.g. the sandbox's
+            (:mod:`wm_hub.sandbox.text`).
     """
     if vqgan is not None:
         _check_vqgan(spec, vqgan)
@@ -327,6 +353,7 @@ def build_tiny_chameleon(
         eos="</s>",
         pad="<pad>",
         unk="<unk>",
+        merges=spec.text_merges,
     )
     config = ChameleonConfig(
         vocab_size=len(tokenizer),
@@ -373,6 +400,7 @@ def build_tiny_liquid(spec: TinySpec, vqgan: VQModel | None = None) -> LiquidBac
         eos="<eos>",
         pad="<pad>",
         unk="<unk>",
+        merges=spec.text_merges,
     )
     config = GemmaConfig(
         vocab_size=len(tokenizer) + spec.num_image_codes,
@@ -436,6 +464,7 @@ def build_tiny_emu3(spec: TinySpec, vqgan: VQModel | None = None) -> Emu3Backbon
         pad="<|endoftext|>",
         unk="<unk>",
         trailing_tokens=visual_tokens,
+        merges=spec.text_merges,
     )
     text_config = {
         "vocab_size": len(tokenizer),

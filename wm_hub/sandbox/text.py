@@ -9,10 +9,8 @@ and an action is about 8 tokens instead of 35 bytes; any other text still encode
 
 from __future__ import annotations
 
-import json
 import random
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from wm_hub.data.shapes_world import (
@@ -29,7 +27,7 @@ from wm_hub.data.shapes_world import (
 )
 from wm_hub.models.base import PromptFormat
 from wm_hub.models.chameleon import BOI_TOKEN, END_OF_TURN_TOKEN, EOI_TOKEN
-from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token
+from wm_hub.models.tiny import build_byte_tokenizer, chameleon_image_token, fit_byte_merges
 
 CAPTION_INSTRUCTION = "Describe the picture."
 SECOND_CAPTION_INSTRUCTION = "Describe the second picture."
@@ -131,16 +129,7 @@ def build_sandbox_text_tokenizer(
         num_image_codes: Image tokens (``IMGIMG...Z``), one per VQ code.
         vocab_size: Size of the fitted byte-level BPE (256 byte symbols plus merges).
     """
-    fitter = Tokenizer(models.BPE())
-    fitter.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
-    )
-    fitter.train_from_iterator(sandbox_corpus(world), trainer)
-    merges = [
-        tuple(merge.split(" ")) if isinstance(merge, str) else tuple(merge)
-        for merge in json.loads(fitter.to_str())["model"]["merges"]
-    ]
+    merges = fit_byte_merges(sandbox_corpus(world), vocab_size)
     image_tokens = [chameleon_image_token(code) for code in range(num_image_codes)]
     leading = [*SPECIAL_TOKENS[:4], *image_tokens, *SPECIAL_TOKENS[4:]]
     return build_byte_tokenizer(
