@@ -69,7 +69,8 @@ def interleaved_timings(cases: dict[str, Callable[[], Any]], repeats: int) -> di
     them meaningful on a shared machine.
 
     Returns:
-        Per case: median, min and max wall time in seconds.
+        Per case: median, min and max wall time in seconds, and every round's (``samples_s``, in round order, for
+        ratios paired within a round).
     """
     for fn in cases.values():
         fn()
@@ -80,7 +81,7 @@ def interleaved_timings(cases: dict[str, Callable[[], Any]], repeats: int) -> di
             fn()
             times[name].append(time.perf_counter() - start)
     return {
-        name: {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values)}
+        name: {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values), "samples_s": values}
         for name, values in times.items()
     }
 
