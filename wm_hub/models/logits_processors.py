@@ -53,10 +53,10 @@ class GumbelMaxSampler(LogitsProcessor):
     LAST, after the temperature/top-k/top-p warpers, and generate with ``do_sample=False``.
 
     Why not ``do_sample=True``: ``torch.multinomial`` draws its exponential variables one double at a time on the CPU
-    (146 us per step with the softmax for 8 rows of a 776-token vocabulary, against ~35 us for a vectorised
-    ``uniform_`` and two ``log``),
-    which made sampling the largest cost of best-of-8 after attention (``docs/inference.md``). The distribution is the
-    same; the samples drawn for a seed are not those of ``torch.multinomial``.
+    (146 us per step with the softmax for 8 rows of a 776-token vocabulary, against 39 us for a vectorised
+    ``uniform_`` and two ``log``), which made sampling the largest cost of best-of-8 after attention
+    (``docs/inference.md``, ``benchmarks/bench_sampling.py``). The distribution is the same; the samples drawn for a
+    seed are not those of ``torch.multinomial``.
     """
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
