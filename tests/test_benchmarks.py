@@ -1,13 +1,18 @@
-"""The GPU benchmark's code path stays runnable: its --tiny mode runs the same steps on the CPU."""
+"""The GPU benchmark's code path stays runnable: its --tiny mode runs the same steps on the CPU; the sampling A/B
+compares what it says it does."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from PIL import Image
+from transformers import LogitsProcessorList
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +51,28 @@ def test_gpu_training_benchmark_tiny_mode_trains_with_the_weighted_loss(tmp_path
     assert 0 < result["shape"]["trainable_parameters"] < result["shape"]["lm_parameters"] / 10  # LoRA only
     assert len(result["step_s"]["all"]) == 2 and result["tokens_per_s"] > 0
     assert len(result["losses"]) == 4 and all(loss > 0 for loss in result["losses"])  # warm-up + timed steps
+
+
+def test_sampling_benchmark_compares_the_gumbel_max_sampler_with_torch_multinomial(monkeypatch, tiny_backbones):
+    from wm_hub.inference.generation import generate_images
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench_sampling = importlib.import_module("bench_sampling")
+    backbone = tiny_backbones("chameleon")
+    prompt = backbone.build_fdm_sequence(Image.new("RGB", (64, 64), "red"), "move the square").input_ids
+    gumbel = generate_images(backbone, [prompt], seed=0, decode=False).image_ids[0, 0]
+    with bench_sampling.multinomial_sampling():
+        multinomial = generate_images(backbone, [prompt], seed=0, decode=False).image_ids[0, 0]
+    torch.manual_seed(0)  # the multinomial arm is transformers' own sampling of the same masked scores
+    reference = backbone.model.generate(
+        input_ids=torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        do_sample=True,
+        top_k=0,
+        max_new_tokens=len(backbone.generation_layout()),
+        logits_processor=LogitsProcessorList([backbone.image_logits_processor(len(prompt))]),
+        pad_token_id=backbone.pad_token_id,
+    )[0, len(prompt) :]
+    assert torch.equal(multinomial, reference[backbone.generation_layout() < 0])
+    assert not torch.equal(gumbel, multinomial)
+    assert generate_images(backbone, [prompt], seed=0, decode=False).image_ids[0, 0].equal(gumbel)  # arm restored
