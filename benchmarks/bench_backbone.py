@@ -86,6 +86,12 @@ def interleaved_timings(cases: dict[str, Callable[[], Any]], repeats: int) -> di
     }
 
 
+def paired_ratio(numerators: list[float], denominators: list[float]) -> float:
+    """Median over rounds of ``numerators[i] / denominators[i]``: two cases timed in the same round share that
+    round's machine speed, so their ratio cancels most of a shared machine's slow periods."""
+    return statistics.median(top / bottom for top, bottom in zip(numerators, denominators, strict=True))
+
+
 def single_threaded(fn: Callable[[], Any]) -> Callable[[], Any]:
     """``fn`` run with one torch thread (the previous thread count is restored afterwards)."""
 

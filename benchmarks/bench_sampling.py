@@ -27,7 +27,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see bench_backbone.py)
 
 import torch  # noqa: E402
-from bench_backbone import machine_info, write_json  # noqa: E402
+from bench_backbone import machine_info, paired_ratio, write_json  # noqa: E402
 from transformers import GenerationConfig, LogitsProcessor, pipeline  # noqa: E402
 
 import wm_hub  # noqa: E402, F401  (registers the pipeline tasks)
@@ -100,9 +100,7 @@ def bench_arch(arch: str, candidates: int, repeats: int) -> dict[str, Any]:
     return {
         arm: {
             **{f"{name}_median_s": statistics.median(values) for name, values in arm_times.items()},
-            f"{best}_over_one_sample_paired": statistics.median(
-                verified / single for verified, single in zip(arm_times[best], arm_times["one_sample"])
-            ),
+            f"{best}_over_one_sample_paired": paired_ratio(arm_times[best], arm_times["one_sample"]),
         }
         for arm, arm_times in times.items()
     }

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from bench_backbone import interleaved_timings, write_json  # noqa: E402
+from bench_backbone import interleaved_timings, paired_ratio, write_json  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 import wm_hub  # noqa: E402, F401  (registers the pipeline tasks)
@@ -136,11 +135,8 @@ def bench_arch(arch: str, candidates: int, repeats: int, merges: tuple[tuple[str
         f"best_of_{n}_over_one_sample": best / median["one_sample"],
         f"best_of_{n}_shared_vq_over_best_of_{n}": median[f"best_of_{n}_shared_vq"] / best,
         f"best_of_{n}_shared_vq_over_one_sample": median[f"best_of_{n}_shared_vq"] / median["one_sample"],
-        f"best_of_{n}_shared_vq_over_one_sample_paired": statistics.median(
-            verified / single
-            for verified, single in zip(
-                timings[f"best_of_{n}_shared_vq"]["samples_s"], timings["one_sample"]["samples_s"]
-            )
+        f"best_of_{n}_shared_vq_over_one_sample_paired": paired_ratio(
+            timings[f"best_of_{n}_shared_vq"]["samples_s"], timings["one_sample"]["samples_s"]
         ),
         f"{n}_sequential_samples_over_one_sample": median[f"{n}_sequential_samples"] / median["one_sample"],
         f"{n}_sequential_samples_over_best_of_{n}": median[f"{n}_sequential_samples"] / best,
