@@ -29,8 +29,8 @@ every matrix product of 8 rows wakes the sleeping second thread (1-row products 
 
 The tiny presets write text one byte per token (the IDM's question and an action: ~90 tokens per scored row, where a
 real tokenizer writes ~20), which inflates the verifier's share. ``--text bpe`` gives the tiny tokenizers byte-level
-BPE merges fitted on the shapes world's texts and the prompt instructions (``fit_byte_merges``, 256 merges: an
-action is ~8 tokens). Usage::
+BPE merges fitted on the shapes world's texts and the prompt instructions (``fit_byte_merges`` asked for up to 256
+merges; the trainer stops at 182, once every word of the corpus is one token: an action is ~8 tokens). Usage::
 
     .venv/bin/python benchmarks/bench_verification.py [--archs chameleon liquid emu3] [--candidates 8] [--repeats 3]
         [--threads 2] [--text bytes|bpe] [--out benchmarks/results/verification_cpu.json]
@@ -62,7 +62,7 @@ from wm_hub.sandbox.text import sandbox_corpus  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "verification_cpu.json"
 SEED = 0
-BPE_VOCAB_SIZE = 512  # 256 byte symbols + 256 merges
+BPE_VOCAB_SIZE = 512  # 256 byte symbols + up to 256 merges (182 fit the shapes world's texts)
 
 
 def parse_args() -> argparse.Namespace:

@@ -76,3 +76,29 @@ def test_sampling_benchmark_compares_the_gumbel_max_sampler_with_torch_multinomi
     assert torch.equal(multinomial, reference[backbone.generation_layout() < 0])
     assert not torch.equal(gumbel, multinomial)
     assert generate_images(backbone, [prompt], seed=0, decode=False).image_ids[0, 0].equal(gumbel)  # arm restored
+
+
+def test_verification_benchmark_runs_every_case_and_skips_an_unknown_family(tmp_path):
+    out = tmp_path / "verification.json"
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bench_verification.py"), "--archs", "chameleon", "no-such-family"]
+        + ["--candidates", "2", "--repeats", "2", "--threads", "1", "--text", "bpe", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["skipped_archs"] == ["no-such-family"] and list(result["results"]) == ["chameleon"]
+    assert 0 < result["settings"]["text_merges"] <= 256
+    chameleon = result["results"]["chameleon"]
+    # BPE text: the FDM prompt is the image (64 codes + 2 layout tokens), bos and far fewer text tokens than bytes
+    assert 66 < chameleon["fdm_prompt_len"] < 66 + len("move the cyan circle up by 3 cells")
+    assert chameleon["generated_tokens_per_image"] == 65
+    for name in ("one_sample", "best_of_2", "best_of_2_shared_vq", "generation_2", "scoring_2"):
+        assert len(chameleon["timings"][name]["samples_s"]) == 2 and chameleon["timings"][name]["min_s"] > 0
+    ratios = chameleon["ratios"]
+    one, shared = chameleon["timings"]["one_sample"], chameleon["timings"]["best_of_2_shared_vq"]
+    assert ratios["best_of_2_shared_vq_over_one_sample"] == pytest.approx(shared["median_s"] / one["median_s"])
+    paired = sorted(s / o for s, o in zip(shared["samples_s"], one["samples_s"]))
+    assert ratios["best_of_2_shared_vq_over_one_sample_paired"] == pytest.approx(sum(paired) / 2)
