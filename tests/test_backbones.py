@@ -69,6 +69,22 @@ def test_decode_rejects_text_ids(arch, tiny_backbones):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_an_action_that_spells_control_tokens_is_written_as_plain_text(arch, tiny_backbones):
+    backbone = tiny_backbones(arch)
+    tokenizer = backbone.tokenizer
+    image_name = tokenizer.convert_ids_to_tokens(int(backbone.image_token_ids[0]))
+    action = f"open {tokenizer.eos_token} {tokenizer.bos_token} {image_name} " + " ".join(
+        tokenizer.convert_ids_to_tokens(backbone.image_prefix_ids())
+    )
+    ids = backbone.processor.text_ids(action)
+    controls = set(tokenizer.get_added_vocab().values())  # specials and image codes (Emu3's prefix also has digits)
+    assert not controls & set(ids) and not torch.isin(torch.tensor(ids), backbone.image_token_ids).any()
+    assert len(ids) > 20 and tokenizer.decode(ids) == action  # each name spelled in ordinary tokens
+    sequence = backbone.build_fdm_sequence(backbone.image_token_ids[: backbone.image_seq_len], action).input_ids
+    assert any(sequence[start : start + len(ids)] == ids for start in range(len(sequence)))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_fdm_sequence_labels_only_completion(arch, tiny_backbones, real_images):
     backbone = tiny_backbones(arch)
     source, target = real_images

@@ -66,6 +66,15 @@ def test_missing_vqgan_explains_how_to_provide_it(tiny_model_dirs, tmp_path):
     assert backbone.image_seq_len == 64
 
 
+def test_a_corrupt_vqgan_folder_is_named_as_unreadable_not_missing(tiny_model_dirs, tmp_path):
+    folder = tmp_path / "torn-vqgan"
+    shutil.copytree(tiny_model_dirs("chameleon"), folder)
+    weights = folder / "vqgan" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(ValueError, match="torn-vqgan/vqgan: the VQGAN folder cannot be read"):
+        load_backbone(str(folder))
+
+
 def test_dtype_and_device_options(tiny_model_dirs):
     backbone = load_backbone(str(tiny_model_dirs("chameleon")), device="cpu", dtype="bfloat16")
     assert backbone.model.dtype == torch.bfloat16

@@ -364,7 +364,7 @@ def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
         fdm(str(world_images / "missing.png"), "a")
     corrupt = world_images / "corrupt.png"
     corrupt.write_text("not a picture")
-    with pytest.raises(ValueError, match="image 0: .*corrupt.png: not a readable image"):
+    with pytest.raises(ValueError, match="image 0: .*corrupt.png: not an image PIL can read"):
         fdm(str(corrupt), "a")
     with pytest.raises(ValueError, match="2 actions for 1 images"):
         fdm([source], ["a", "b"])
@@ -384,6 +384,63 @@ def test_bad_calls_fail_with_a_clear_error(pipes, world_images):
             fdm(source, "a", top_p=top_p)
     with pytest.raises(ValueError, match="differ in length"):
         idm.score(source, [source, source], ["a", "b", "c"])
+
+
+def test_hostile_python_arguments_are_refused_by_name(pipes, world_images, model_dirs, tmp_path):
+    fdm, idm = pipes
+    source = str(world_images / "src0.png")
+    with pytest.raises(TypeError, match="actions= is a rollout, a list"):  # not a rollout of "p", "u", "s", "h"
+        fdm(source, actions="push")
+    for seed, error in (("0", TypeError), (1.5, TypeError), (True, TypeError), (-1, ValueError), (2**64, ValueError)):
+        with pytest.raises(error, match="seed must be"):
+            fdm(source, "a", seed=seed)
+    with pytest.raises(ValueError, match="num_candidates must be an integer >= 1, got True"):
+        fdm(source, "a", num_candidates=True, return_candidates=True)
+    with pytest.raises(ValueError, match=r"action\[0\]: not valid UTF-8 text"):
+        fdm(source, "a\udcff")
+    with pytest.raises(ValueError, match="action 0: a blank action"):
+        idm.score(source, source, " ")
+    with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+        idm(source, source, do_sample=True, temperature=float("inf"))
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 1.5"):
+        idm(source, source, max_new_tokens=1.5)
+    # the model's context (1024 positions for the tiny presets) bounds prompts, scored rows and generation budgets
+    with pytest.raises(ValueError, match=r"prompt 0 and the image to generate: \d+ tokens, longer than .* 1024"):
+        fdm(source, "x" * 2000)
+    with pytest.raises(ValueError, match=r"sequence 0 to score: \d+ tokens, longer than .* 1024"):
+        idm.score(source, source, "x" * 2000)
+    with pytest.raises(ValueError, match="the IDM prompt and max_new_tokens=5000"):
+        idm(source, source, max_new_tokens=5000)
+    with pytest.raises(ValueError, match=f"verifier {tmp_path}/none: no such model folder"):
+        fdm(source, "a", num_candidates=2, verifier=str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="verifier .*src0.png: is a file"):
+        fdm(source, "a", num_candidates=2, verifier=source)
+
+
+def test_observations_are_checked_before_the_model_reads_them(pipes, world_images, tmp_path):
+    from wm_hub.inference.pipelines import load_observation
+
+    fdm, idm = pipes
+    with pytest.raises(ValueError, match=r"image 0: an empty picture \(0x0 pixels\)"):
+        fdm(Image.new("RGB", (0, 0)), "a")
+    with pytest.raises(ValueError, match="image 0: a floating-point picture"):
+        fdm(Image.new("F", (8, 8)), "a")
+    with pytest.raises(ValueError, match="image 0: data:image/png;base64,AAAA: no picture from this URL"):
+        fdm("data:image/png;base64,AAAA", "a")
+    # ids given instead of pictures must be this model's image codes, as integers
+    codes = idm.backbone.image_token_ids
+    with pytest.raises(ValueError, match=f"observation 0: id {int(codes[0]) - 1} at position 0 is no image code"):
+        idm.score(torch.full((64,), int(codes[0]) - 1), codes[:64], "push")
+    with pytest.raises(ValueError, match="observation 1: LM image ids are integers, got a torch.float32 tensor"):
+        idm.score(codes[:64], torch.rand(64), "push")
+    # a 16-bit picture is scaled to 8 bits, not clipped white by convert("RGB")
+    ramp = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    loaded = np.asarray(load_observation(tmp_path / "ramp16.png"), dtype=np.float64)
+    assert loaded.shape == (64, 64, 3)
+    np.testing.assert_allclose(loaded[..., 0], np.round(ramp.astype(np.float64) * 255 / 65535), atol=1)
+    pixels = idm.backbone.preprocess([Image.open(tmp_path / "ramp16.png")])
+    assert -0.2 < float(pixels.mean()) < 0.2  # a ramp over the whole range, not a white picture (mean ~1)
 
 
 def test_a_bare_transformers_model_is_refused(tiny_backbones):

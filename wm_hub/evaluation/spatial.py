@@ -264,7 +264,7 @@ def build_prompt(backbone: Backbone, image_ids: Sequence[int], question: str, ch
     """Token ids of the prompt: ``[bos] image-block text [sep]`` (see the module docstring)."""
     ids = [backbone.bos_token_id, *backbone.image_prefix_ids(), *backbone.image_body_ids(list(image_ids))]
     ids += backbone.image_suffix_ids()
-    ids += backbone.tokenizer(prompt_text(question, choices), add_special_tokens=False)["input_ids"]
+    ids += backbone.processor.text_ids(prompt_text(question, choices))
     if backbone.separator_token_id is not None:
         ids.append(backbone.separator_token_id)
     return ids

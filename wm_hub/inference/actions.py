@@ -122,6 +122,10 @@ def generate_idm_outputs(
         torch.manual_seed(seed)
     sampling = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if do_sample else {}
     budget = max_new_tokens + (max_rationale_tokens if idm.writes_rationale else 0)
+    what = f"the IDM prompt and max_new_tokens={max_new_tokens}" + (
+        f" + max_rationale_tokens={max_rationale_tokens}" if idm.writes_rationale else ""
+    )
+    idm.check_sequence_length(input_ids.shape[1] + budget, what)
     recorder = TokenLogProbs(budget)
     hook = idm.model.register_forward_hook(recorder, with_kwargs=True) if log_probs else None
     try:

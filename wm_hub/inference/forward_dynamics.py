@@ -21,7 +21,14 @@ from PIL import Image
 
 from wm_hub.inference.generation import check_sampling, generate_images
 from wm_hub.inference.inverse_dynamics import InverseDynamicsPipeline
-from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
+from wm_hub.inference.pipelines import (
+    BackbonePipeline,
+    check_action,
+    check_seed,
+    encode_observations,
+    load_observation,
+    load_pipeline,
+)
 from wm_hub.inference.registration import register_pipelines
 from wm_hub.inference.tasks import INVERSE_DYNAMICS_TASK
 from wm_hub.models.base import Backbone
@@ -99,6 +106,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         if not images:
             return []
         rollout = actions is not None
+        if rollout and isinstance(actions, str):  # list("push") would be a rollout of "p", "u", "s", "h"
+            raise TypeError("actions= is a rollout, a list of actions (one per step); for one step give action=")
         steps = list(actions) if rollout else [action]
         if not steps:
             raise ValueError("actions= is empty: give at least one action")
@@ -106,6 +115,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
             _per_image(step, len(images), f"actions[{i}]" if rollout else "action") for i, step in enumerate(steps)
         ]
         seed = kwargs.pop("seed", self._forward_params.get("seed"))
+        if seed is not None:
+            check_seed(seed)
         return_ids = kwargs.pop("return_image_ids", self._postprocess_params.get("return_image_ids", False))
         current: list[ImageInput | _Observation] = images
         history: list[list[dict[str, Any]]] = []
@@ -138,7 +149,7 @@ class ForwardDynamicsPipeline(BackbonePipeline):
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         forward: dict[str, Any] = {}
         if num_candidates is not None:
-            if not isinstance(num_candidates, int) or num_candidates < 1:
+            if isinstance(num_candidates, bool) or not isinstance(num_candidates, int) or num_candidates < 1:
                 raise ValueError(f"num_candidates must be an integer >= 1, got {num_candidates!r}")
             forward["num_candidates"] = num_candidates
         if verifier is not None:
@@ -151,7 +162,7 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         if top_p is not None:
             forward["top_p"] = top_p
         if seed is not None:
-            forward["seed"] = seed
+            forward["seed"] = check_seed(seed)
         if cache_implementation is not None:
             forward["cache_implementation"] = cache_implementation
         postprocess: dict[str, Any] = {}
@@ -170,9 +181,8 @@ class ForwardDynamicsPipeline(BackbonePipeline):
         if isinstance(verifier, (str, os.PathLike)):
             key = os.fspath(verifier)
             if key not in self._verifiers:
-                from transformers import pipeline
-
-                self._verifiers[key] = pipeline(INVERSE_DYNAMICS_TASK, model=key, device=self.device)
+                # a checkpoint that does not load is a ValueError naming the verifier, not transformers' OSError
+                self._verifiers[key] = load_pipeline(INVERSE_DYNAMICS_TASK, "verifier", key, device=str(self.device))
             return self._verifiers[key]
         raise TypeError(
             f"verifier must be an inverse-dynamics pipeline, a Backbone or an IDM folder / Hub id, got "
@@ -336,10 +346,7 @@ def _per_image(action: Any, count: int, what: str) -> list[str]:
     if len(texts) != count:
         raise ValueError(f"{what}: {len(texts)} actions for {count} images")
     for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{index}]: expected a string, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError(f"{what}[{index}]: a blank action (an FDM predicts what an action does)")
+        check_action(text, f"{what}[{index}]")
     return texts
 
 

@@ -146,13 +146,14 @@ def generate_images(
         raise ValueError("generate_images needs at least one prompt")
     check_sampling(temperature, top_k, top_p)
     prefix = backbone.image_prefix_ids()
+    layout = backbone.generation_layout()
     for row, prompt in enumerate(prompts):
         if list(prompt[-len(prefix) :]) != prefix:
             raise ValueError(f"prompt {row} does not end with the image prefix {prefix}")
+        backbone.check_sequence_length(len(prompt) + len(layout), f"prompt {row} and the image to generate")
     input_ids, attention_mask = left_pad(prompts, backbone.pad_token_id)
     device = backbone.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-    layout = backbone.generation_layout()
     processors = LogitsProcessorList([backbone.image_logits_processor(input_ids.shape[1])])
     if temperature != 1.0:
         processors.append(TemperatureLogitsWarper(temperature))

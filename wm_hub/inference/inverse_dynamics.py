@@ -10,7 +10,14 @@ import torch
 from PIL import Image
 
 from wm_hub.inference.actions import generate_idm_outputs
-from wm_hub.inference.pipelines import BackbonePipeline, encode_observations, load_observation
+from wm_hub.inference.generation import check_sampling
+from wm_hub.inference.pipelines import (
+    BackbonePipeline,
+    check_action,
+    check_seed,
+    encode_observations,
+    load_observation,
+)
 from wm_hub.inference.registration import register_pipelines
 from wm_hub.inference.scoring import SequenceScore, action_log_likelihoods, output_log_likelihoods
 
@@ -75,17 +82,18 @@ class InverseDynamicsPipeline(BackbonePipeline):
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         forward: dict[str, Any] = {}
         if max_new_tokens is not None:
-            if max_new_tokens < 1:
-                raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+            if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+                raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
             forward["max_new_tokens"] = max_new_tokens
         if do_sample is not None:
+            if not isinstance(do_sample, bool):
+                raise TypeError(f"do_sample must be True or False, got {do_sample!r}")
             forward["do_sample"] = do_sample
         if temperature is not None:
-            if temperature <= 0:
-                raise ValueError(f"temperature must be > 0, got {temperature}")
+            check_sampling(temperature, None, None)
             forward["temperature"] = temperature
         if seed is not None:
-            forward["seed"] = seed
+            forward["seed"] = check_seed(seed)
         postprocess = {}
         if reduction is not None:
             postprocess["reduction"] = _check_reduction(reduction)
@@ -163,8 +171,7 @@ class InverseDynamicsPipeline(BackbonePipeline):
             key: list(value) if isinstance(value, (list, tuple)) else [value] * count for key, value in columns.items()
         }
         for index, text in enumerate(expanded["action"]):
-            if not isinstance(text, str):
-                raise TypeError(f"action {index}: expected a string, got {type(text).__name__}")
+            check_action(text, f"action {index}")
         # A shared observation is loaded and encoded once.
         loaded: dict[int, Image.Image | torch.Tensor] = {}
         observations = []

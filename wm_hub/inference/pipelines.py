@@ -16,10 +16,13 @@ import os
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
+from wm_hub.config_parser import SEED_RANGE
+from wm_hub.data.pictures import PictureError, open_picture
 from wm_hub.inference.registration import register_pipelines, transformers_pipeline_base
 from wm_hub.models.base import Backbone
+from wm_hub.models.image_processing import eight_bit
 from wm_hub.models.loading import load_backbone, torch_device
 
 Pipeline = transformers_pipeline_base()
@@ -49,6 +52,7 @@ def load_pipeline(task: str, flag: str, name: str, device: str | None = None, dt
     """
     from transformers import pipeline
 
+    check_model_location(name, flag)
     settings = {key: value for key, value in (("device", device), ("dtype", dtype)) if value}
     if device:  # the pipeline places the model after loading it: a bad name or a missing GPU is refused first
         torch_device(device)
@@ -150,29 +154,92 @@ class BackbonePipeline(Pipeline):
 def load_observation(image: Image.Image | str | os.PathLike, what: str = "image") -> Image.Image:
     """An RGB PIL image from a PIL image, a file path, an ``http(s)://`` URL or a ``data:image/...`` URI.
 
+    The picture is turned upright by its EXIF orientation (as ``transformers.image_utils.load_image`` does) and a
+    16-bit one scaled to 8 bits (:func:`~wm_hub.models.image_processing.eight_bit`) before it becomes RGB.
+
     Args:
         image: The observation.
         what: How error messages name the input (e.g. ``"source 2"``).
 
     Raises:
         FileNotFoundError: For a path that is not a file.
-        ValueError: For a file that is not a readable image.
+        ValueError: For a file, URL or URI that gives no usable picture (not an image, truncated, a decompression
+            bomb, empty, a floating-point picture, an unreachable URL), naming ``what``.
         TypeError: For any other type.
     """
     from transformers.image_utils import load_image
 
     if isinstance(image, os.PathLike):
         image = os.fspath(image)
-    if isinstance(image, str) and not image.startswith(("http://", "https://", "data:image/")):
+    if isinstance(image, str) and image.startswith(("http://", "https://", "data:image/")):
+        try:
+            picture = load_image(image)
+        except Exception as error:  # httpx, base64 and PIL errors alike: the URL gives no picture
+            reason = f"{type(error).__name__}: {error}"
+            raise ValueError(f"{what}: {image[:80]}: no picture from this URL ({reason})") from None
+    elif isinstance(image, str):
         if not os.path.isfile(image):
             raise FileNotFoundError(f"{what}: {image}: no such image file")
         try:
-            return load_image(image)
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{what}: {image}: not a readable image ({error})") from error
-    if not isinstance(image, (str, Image.Image)):
+            picture = open_picture(image)
+        except PictureError as error:
+            raise ValueError(f"{what}: {image}: {error}") from None
+    elif isinstance(image, Image.Image):
+        picture = image
+    else:
         raise TypeError(f"{what}: expected a PIL image, a path or a URL, got {type(image).__name__}")
-    return load_image(image)
+    if 0 in picture.size:
+        raise ValueError(f"{what}: an empty picture ({picture.size[0]}x{picture.size[1]} pixels)")
+    try:
+        return eight_bit(ImageOps.exif_transpose(picture)).convert("RGB")
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
+def check_action(text: Any, what: str) -> str:
+    """``text`` if it is a usable action: a string, not blank, encodable as UTF-8 (no lone surrogates).
+
+    Raises:
+        TypeError: Not a string.
+        ValueError: Blank, or not valid UTF-8 text, naming ``what``.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{what}: expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"{what}: a blank action")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(f"{what}: not valid UTF-8 text ({error.reason} at character {error.start})") from None
+    return text
+
+
+def check_seed(seed: Any) -> int:
+    """``seed`` if it is an integer in ``[0, 2**32)`` (what the command line takes; a rollout adds its step).
+
+    Raises:
+        TypeError: Not an integer (a bool or a float included).
+        ValueError: Out of range.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < SEED_RANGE:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    return seed
+
+
+def check_model_location(name: str, what: str) -> None:
+    """Refuse at once a model name that is a file, or a path (absolute, ``./``, ``../``, ``~``) that does not exist,
+    instead of asking the Hub for it (retries, then an unrelated repo-id error).
+
+    Raises:
+        ValueError: Naming ``what`` and the path.
+    """
+    path = os.path.expanduser(name)
+    if os.path.isfile(path):
+        raise ValueError(f"{what} {name}: is a file; give a model folder or a Hub id")
+    if not os.path.exists(path) and (os.path.isabs(path) or name.startswith((".", "~"))):
+        raise ValueError(f"{what} {name}: no such model folder")
 
 
 def encode_observations(backbone: Backbone, observations: list[Image.Image | torch.Tensor]) -> list[torch.Tensor]:
@@ -196,12 +263,7 @@ def encode_observations(backbone: Backbone, observations: list[Image.Image | tor
         if isinstance(item, Image.Image):
             result.append(encoded[id(item)])
             continue
-        ids = torch.as_tensor(item, dtype=torch.long).reshape(-1)
-        if ids.numel() != backbone.image_seq_len:
-            raise ValueError(
-                f"observation {index}: expected {backbone.image_seq_len} image token ids, got {ids.numel()}"
-            )
-        result.append(ids.cpu())
+        result.append(backbone.check_image_ids(item, f"observation {index}"))
     return result
 
 

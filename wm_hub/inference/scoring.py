@@ -75,6 +75,7 @@ def position_log_likelihoods(
             raise ValueError(f"row {row}: nothing to score (empty position list)")
         if min(where) < 1 or max(where) >= len(ids):
             raise ValueError(f"row {row}: positions must lie in [1, {len(ids) - 1}], got {min(where)}..{max(where)}")
+        backbone.check_sequence_length(len(ids), f"sequence {row} to score")
     step = batch_size or max(len(sequences), 1)
     scores: list[SequenceScore] = []
     for start in range(0, len(sequences), step):

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from wm_hub.models.image_processing import eight_bit
 from wm_hub.models.logits_processors import ImageOnlyLogitsProcessor
 from wm_hub.models.processing import IGNORE_INDEX, PromptFormat, SequenceExample, WorldModelProcessor
 
@@ -169,8 +170,10 @@ class Backbone(ABC):
         return torch.where(inside, table[ids.clamp(max=len(table) - 1)], -1)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Images -> pixel values ``(B, 3, S, S)`` in [-1, 1], through the processor's image processor."""
-        return self.processor.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        """Images -> pixel values ``(B, 3, S, S)`` in [-1, 1], through the processor's image processor (16-bit
+        pictures scaled to 8 bits first, see :func:`~wm_hub.models.image_processing.eight_bit`)."""
+        images = [eight_bit(image) for image in images]
+        return self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
     @abstractmethod
     def _encode_codes(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -314,10 +317,46 @@ class Backbone(ABC):
     def _as_ids(self, image: ImageLike) -> list[int]:
         if isinstance(image, Image.Image):
             return self.encode_images([image])[0].tolist()
-        ids = torch.as_tensor(image).reshape(-1).tolist()
-        if len(ids) != self.image_seq_len:
-            raise ValueError(f"expected {self.image_seq_len} image token ids, got {len(ids)}")
+        return self.check_image_ids(image).tolist()
+
+    def check_image_ids(self, ids: Any, what: str = "image ids") -> torch.Tensor:
+        """``ids`` as a flat CPU LongTensor of this model's ``image_seq_len`` LM image ids (an observation as ids).
+
+        Raises:
+            ValueError: Not integers, not ``image_seq_len`` of them, or an id that is no image code of this model
+                (text ids, another model's codes, VQ codebook indices instead of LM ids), named with ``what``.
+        """
+        ids = torch.as_tensor(ids).reshape(-1).cpu()
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"{what}: LM image ids are integers, got a {ids.dtype} tensor")
+        if ids.numel() != self.image_seq_len:
+            raise ValueError(f"{what}: expected {self.image_seq_len} image token ids, got {ids.numel()}")
+        ids = ids.long()
+        foreign = ~torch.isin(ids, self.image_token_ids)
+        if foreign.any():
+            first = int(foreign.nonzero()[0])
+            raise ValueError(
+                f"{what}: id {int(ids[first])} at position {first} is no image code of this model (its image ids run "
+                f"{int(self.image_token_ids[0])}..{int(self.image_token_ids[-1])}; codes_to_ids maps VQ codebook "
+                "indices to them)"
+            )
         return ids
+
+    @property
+    def max_sequence_length(self) -> int | None:
+        """The LM's context, ``max_position_embeddings`` of its (text) config; ``None`` where the config has none."""
+        return getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+
+    def check_sequence_length(self, length: int, what: str) -> None:
+        """Refuse a sequence longer than :attr:`max_sequence_length` (positions past it were never trained, and
+        models with learned positions cannot embed them at all).
+
+        Raises:
+            ValueError: Naming ``what``, the length and the limit.
+        """
+        limit = self.max_sequence_length
+        if limit is not None and length > limit:
+            raise ValueError(f"{what}: {length} tokens, longer than the model's context of {limit} positions")
 
     def images_as_ids(self, images: Sequence[ImageLike]) -> list[ImageLike]:
         """``images`` with every PIL picture replaced by its LM ids, all encoded in one VQ encoder batch (ids given

@@ -275,6 +275,7 @@ def load_vqgan(path: str, vqgan: str | None = None, vqgan_config: str | None = N
 
     Raises:
         FileNotFoundError: With the ways to provide the VQGAN when none is found.
+        ValueError: A VQGAN folder that is there but cannot be read (a truncated or corrupt file).
     """
     if vqgan is not None and str(vqgan).endswith(".ckpt"):
         return load_taming_checkpoint(vqgan, read_vqgan_yaml(vqgan_config) if vqgan_config else None)
@@ -284,6 +285,9 @@ def load_vqgan(path: str, vqgan: str | None = None, vqgan_config: str | None = N
         else:
             model = VQModel.from_pretrained(path, subfolder=VQGAN_SUBFOLDER)
     except OSError as error:
+        folder = Path(vqgan) if vqgan is not None else Path(path) / VQGAN_SUBFOLDER
+        if folder.is_dir():  # there, but a file in it is truncated or corrupt: say so, not "convert one"
+            raise ValueError(f"{folder}: the VQGAN folder cannot be read: {error}") from error
         raise FileNotFoundError(
             f"No VQGAN for {path}: wm-hub needs the VQGAN decoder, which HF Chameleon checkpoints do not ship. "
             "Pass vqgan='.../vqgan.ckpt' (and vqgan_config='.../vqgan.yaml') from Meta's/Anole's release, or "

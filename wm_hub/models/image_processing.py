@@ -19,6 +19,29 @@ from PIL import Image, ImageOps
 from transformers.image_processing_base import BatchFeature, ImageProcessingMixin
 
 LIQUID_PAD_COLOR = (122, 116, 104)
+SIXTEEN_BIT_MAX = 65535
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8-bit samples: a 16-bit grayscale picture (PIL modes ``I;16*``, and ``I`` holding 0..65535, as
+    PIL opens 16-bit PNGs and TIFFs) scaled to 0..255; any other mode unchanged.
+
+    PIL's own ``convert("RGB")`` clips such samples at 255, which turns a 16-bit picture almost white.
+
+    Raises:
+        ValueError: A floating-point picture (mode ``F``: no fixed range) or 32-bit integers outside 0..65535.
+    """
+    if image.mode == "F":
+        raise ValueError("a floating-point picture (PIL mode F) has no fixed range: save it as 8-bit RGB")
+    if not (image.mode == "I" or image.mode.startswith("I;16")):
+        return image
+    samples = np.asarray(image).astype(np.int64)
+    if samples.size and (samples.min() < 0 or samples.max() > SIXTEEN_BIT_MAX):
+        raise ValueError(
+            f"a 32-bit integer picture with samples {samples.min()}..{samples.max()}, outside 16-bit 0..65535: "
+            "save it as 8-bit RGB"
+        )
+    return Image.fromarray(((samples * 255 + SIXTEEN_BIT_MAX // 2) // SIXTEEN_BIT_MAX).astype(np.uint8), mode="L")
 
 
 def pad_to_square(image: Image.Image, fill: Sequence[int] = LIQUID_PAD_COLOR) -> Image.Image:

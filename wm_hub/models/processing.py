@@ -211,8 +211,9 @@ class WorldModelProcessor(ProcessorMixin):
         return token_id
 
     def text_ids(self, text: str) -> list[int]:
-        """``text`` as token ids, without special tokens."""
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+        """``text`` as token ids, without special tokens: plain text, so an action that spells one (``</s>``,
+        ``<image>``, an image code's name) is written out in ordinary tokens, never read as the control token."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"] if text else []
 
     @property
     def separator_token_id(self) -> int | None:
