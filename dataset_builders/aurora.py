@@ -135,9 +135,11 @@ def _read_rows(data_dir: Path, annotation_file: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such annotation file (data_dir must be the AURORA checkout root)")
     try:
-        rows = json.loads(path.read_text())
+        rows = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
     bad = [
@@ -161,6 +163,14 @@ def _read_rows(data_dir: Path, annotation_file: str) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: rows whose 'output' is not a string path:\n  " + "\n  ".join(wrong))
     if blank:  # a blank instruction would be a triplet whose action is empty
         raise ValueError(f"{path}: rows with a blank 'instruction' or 'input':\n  " + "\n  ".join(blank))
+    if any("task" in row for row in rows):  # a benchmark file: a row without its subset would vanish from every one
+        untasked = [
+            f"row {index}: {json.dumps(row)[:200]}"
+            for index, row in enumerate(rows)
+            if not isinstance(row.get("task"), str) or not row["task"].strip()
+        ]
+        if untasked:
+            raise ValueError(f"{path}: rows without a 'task' (their subset):\n  " + "\n  ".join(untasked))
     return rows
 
 

@@ -169,7 +169,11 @@ def _read_segments(path: Path) -> list[Segment]:
         if missing:
             raise ValueError(f"{path}: missing column(s) {missing} (EPIC-KITCHENS-100 action annotations expected)")
         segments = []
+        first_row: dict[str, int] = {}
         for index, row in enumerate(reader):
+            blank = [column for column in COLUMNS if not (row.get(column) or "").strip()]
+            if blank:  # a short row (csv fills None) or an empty cell: no id, action or class to build from
+                raise ValueError(f"{path}: row {index}: blank or missing column(s) {blank}")
             numbers = {}
             for column in ("start_frame", "stop_frame"):
                 try:
@@ -178,6 +182,21 @@ def _read_segments(path: Path) -> list[Segment]:
                     raise ValueError(
                         f"{path}: row {index}, column {column}: not a frame number: {row[column]!r}"
                     ) from None
+                if numbers[column] < 1:
+                    raise ValueError(
+                        f"{path}: row {index}, column {column}: frames are numbered from 1, got {row[column]}"
+                    )
+            if numbers["start_frame"] > numbers["stop_frame"]:  # equal: a one-frame segment ("look at")
+                raise ValueError(
+                    f"{path}: row {index}: start_frame {numbers['start_frame']} is after stop_frame "
+                    f"{numbers['stop_frame']} (a segment's source frame comes first)"
+                )
+            if row["narration_id"] in first_row:
+                raise ValueError(
+                    f"{path}: rows {first_row[row['narration_id']]} and {index}: the same narration_id "
+                    f"{row['narration_id']!r} (each segment's id must be unique)"
+                )
+            first_row[row["narration_id"]] = index
             segments.append(
                 Segment(
                     row=index,

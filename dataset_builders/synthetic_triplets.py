@@ -24,15 +24,15 @@ as ``not_selected`` in the build report); ``skip_missing=True`` skips rows whose
 or unreadable, counted and listed in the build report and logged, instead of one error naming every such row.
 
 Everything is checked before anything is written. A line that is not a JSON object with string ``id``, ``source``,
-``target`` (none of them blank) and ``action`` (a number other than NaN or null ``score``, an integer-list or null
-``frames``, a string or null ``rationale``), or that repeats an id, is a ``ValueError`` naming ``file:line``. In
+``target`` (none of them blank) and ``action`` (a finite number within float32's range or null ``score``, a list of
+frame numbers or null ``frames``, a string or null ``rationale``, ``action_class``, ``video`` and ``origin``), or
+that repeats an id, is a ``ValueError`` naming ``file:line``. In
 the build report, ``row`` counts over the annotation files in reading order (the id names the row too).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
@@ -41,6 +41,7 @@ from typing import Any
 
 import datasets
 
+from wm_hub.atomic_io import utf8_lines
 from wm_hub.data.reporting_builder import (
     BuildReport,
     ReportingBuilder,
@@ -53,6 +54,8 @@ from wm_hub.data.schema import TRIPLET_FEATURES, make_triplet
 logger = datasets.logging.get_logger(__name__)
 
 VERSION = datasets.Version("1.0.0")
+FLOAT32_MAX = 3.4028234663852886e38  # the largest float32: the schema stores score as float32
+INT32_MAX = 2**31 - 1
 REQUIRED_FIELDS = ("id", "source", "target", "action")
 IMAGE_FIELDS = ("source", "target")
 SPLIT = "train"
@@ -142,21 +145,20 @@ def _read_rows(paths: list[Path]) -> list[dict[str, Any]]:
     """Every annotation line of ``paths``, checked; errors name ``file:line``."""
     rows, seen = [], {}
     for path in paths:
-        with path.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
-                problem = _row_problem(row)
-                if problem:
-                    raise ValueError(f"{path}:{number}: {problem}")
-                if row["id"] in seen:
-                    raise ValueError(f"{path}:{number}: id {row['id']!r} already used at {seen[row['id']]}")
-                seen[row["id"]] = f"{path.name}:{number}"
-                rows.append(row)
+        for number, line in utf8_lines(path):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not valid JSON ({error})") from None
+            problem = _row_problem(row)
+            if problem:
+                raise ValueError(f"{path}:{number}: {problem}")
+            if row["id"] in seen:
+                raise ValueError(f"{path}:{number}: id {row['id']!r} already used at {seen[row['id']]}")
+            seen[row["id"]] = f"{path.name}:{number}"
+            rows.append(row)
     return rows
 
 
@@ -173,13 +175,17 @@ def _row_problem(row: Any) -> str | None:
     score = row.get("score")
     if score is not None and (isinstance(score, bool) or not isinstance(score, Real)):
         return f"score must be a number, got {score!r}"
-    if score is not None and math.isnan(score):  # NaN has no place in the order stratified sampling ranks by
-        return f"score must not be NaN, got {score!r}"
+    # NaN has no place in the order stratified sampling ranks by; past float32's range a score is stored as inf
+    if score is not None and not abs(score) <= FLOAT32_MAX:
+        return f"score must be a finite number within float32's range, got {score!r}"
     frames = row.get("frames")
-    if frames is not None and not (isinstance(frames, list) and all(type(frame) is int for frame in frames)):
-        return f"frames must be a list of integers, got {frames!r}"
-    if not isinstance(row.get("rationale", ""), (str, type(None))):
-        return f"rationale must be a string, got {row['rationale']!r}"
+    if frames is not None and not (
+        isinstance(frames, list) and all(type(frame) is int and 0 <= frame <= INT32_MAX for frame in frames)
+    ):
+        return f"frames must be a list of frame numbers (integers in 0..{INT32_MAX}), got {frames!r}"
+    for name in ("rationale", "action_class", "video", "origin"):
+        if not isinstance(row.get(name, ""), (str, type(None))):
+            return f"{name} must be a string, got {row[name]!r}"
     return None
 
 

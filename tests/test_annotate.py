@@ -415,3 +415,10 @@ def test_annotate_leaves_datatrove_tasks_to_the_executor_entry_point(tmp_path):
     with pytest.raises(ValueError, match="annotate_on_executor"):
         annotate(config)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), 0.0])
+def test_a_temperature_that_is_not_positive_and_finite_is_refused_before_anything_is_written(tmp_path, temperature):
+    with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+        AnnotateConfig(idm="m", data="d", out=str(tmp_path / "out"), do_sample=True, temperature=temperature)
+    assert not (tmp_path / "out").exists()

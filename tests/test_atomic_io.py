@@ -70,3 +70,14 @@ def test_read_json_object_names_the_file_of_any_bad_content(tmp_path, content, m
     path.write_bytes(content)  # a picture given where a settings or results file goes, cut JSON, a list
     with pytest.raises(ValueError, match=message):
         read_json_object(path)
+
+
+def test_utf8_lines_names_the_line_that_is_not_utf8(tmp_path):
+    from wm_hub.atomic_io import utf8_lines
+
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes("é\n".encode() + b"ok\r\n" + b"\xff\n")
+    lines = utf8_lines(path)
+    assert next(lines) == (1, "é\n") and next(lines) == (2, "ok\r\n")
+    with pytest.raises(ValueError, match="rows.jsonl:3: not UTF-8 text"):
+        next(lines)

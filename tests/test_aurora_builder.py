@@ -170,3 +170,8 @@ def test_bad_config_and_annotation_errors(tmp_path):
     (root / "data" / "ag" / "train.json").write_text(json.dumps([{"instruction": "x", "input": "a.png", "output": 7}]))
     with pytest.raises(ValueError, match="rows whose 'output' is not a string path:\n  row 0:"):
         _build(root, tmp_path / "cache", "ag")
+    # a benchmark row without its subset would silently drop out of every subset's results
+    rows = [{"instruction": "x", "input": "a.png", "task": "ag"}, {"instruction": "y", "input": "b.png"}]
+    (root / "test.json").write_text(json.dumps(rows + [{"instruction": "z", "input": "c.png", "task": None}]))
+    with pytest.raises(ValueError, match="rows without a 'task' \\(their subset\\):\n  row 1: .*\n  row 2:"):
+        _build(root, tmp_path / "cache", "bench", subsets=("ag",))

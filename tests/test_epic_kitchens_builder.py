@@ -165,3 +165,20 @@ def test_annotation_errors(tmp_path):
     _write_csv(root / "EPIC_100_train.csv", [bad])
     with pytest.raises(ValueError, match="row 0, column stop_frame: not a frame number: 'end'"):
         _build(root, tmp_path / "cache")
+    for rows, message in (
+        ([_segment("P01_01_0", 9, 3, "open", "open")], "row 0: start_frame 9 is after stop_frame 3"),
+        ([_segment("P01_01_0", 0, 3, "open", "open")], "row 0, column start_frame: frames .* from 1, got 0"),
+        ([_segment("P01_01_0", 1, 3, " ", "open")], r"row 0: blank or missing column\(s\) \['narration'\]"),
+        (
+            [_segment("P01_01_0", 1, 3, "open", "open"), _segment("P01_01_0", 1, 9, "wash", "wash")],
+            "rows 0 and 1: the same narration_id 'P01_01_0'",
+        ),
+    ):
+        _write_csv(root / "EPIC_100_train.csv", rows)
+        with pytest.raises(ValueError, match=message):
+            _build(root, tmp_path / "cache")
+    (root / "EPIC_100_train.csv").write_text(
+        "narration_id,participant_id,video_id,start_frame,stop_frame,narration,verb\nB,P01,P01_01,1,5\n"
+    )
+    with pytest.raises(ValueError, match=r"row 0: blank or missing column\(s\) \['narration', 'verb'\]"):
+        _build(root, tmp_path / "cache")

@@ -493,3 +493,12 @@ def test_slurm_without_a_partition_or_sbatch_is_one_clear_error(video_tree, tmp_
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch
     with pytest.raises(SystemExit, match="sbatch"):
         main([*command, "--slurm-partition", "cpu"])
+
+
+@pytest.mark.parametrize("entry", [5, None, "  ", ["a.mp4"]])
+def test_a_recipe_video_entry_that_is_not_a_path_is_named(tmp_path, entry):
+    recipe = tmp_path / "keyframes.yaml"
+    recipe.write_text(json.dumps({"videos": ["a.mp4", entry], "out": str(tmp_path / "out")}))
+    with pytest.raises(SystemExit, match=r"videos\[1\]: a video file or folder path is needed"):
+        main(["keyframes", "--config", str(recipe)])
+    assert not (tmp_path / "out").exists()

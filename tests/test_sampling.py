@@ -429,3 +429,32 @@ def test_rows_whose_idm_wrote_no_action_are_left_out_counted_not_ranked_first(tm
         "keep_blank_actions / --keep-blank-actions samples them)"
     )
     assert not (tmp_path / "none.jsonl").exists()
+
+
+def test_an_output_whose_report_or_plot_is_an_input_or_a_symlink_loop_is_refused(shards, tmp_path):
+    folder, _ = shards
+    single = tmp_path / "x.report.json"  # the report of --out x.jsonl
+    single.write_text((folder / "annotations-00000.jsonl").read_text())
+    before = single.read_bytes()
+    with pytest.raises(SystemExit, match="would write its report over the input .*x.report.json"):
+        main(["sample", "--input", str(single), "--k", "5", "--out", str(tmp_path / "x.jsonl")])
+    assert single.read_bytes() == before and not (tmp_path / "x.jsonl").exists()
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(ValueError, match="--out .*loop: cannot write"):
+        sample_annotations(folder, loop, SamplingConfig(k=5))
+
+
+def test_non_utf8_lines_and_non_string_actions_are_named(tmp_path):
+    good = '{"id": "a", "score_mean": -1, "action_class": "x", "action": "go"}\n'
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(good.encode() + b'{"id": "b", "score_mean": -1, "action_class": "x\xff", "action": "go"}\n')
+    with pytest.raises(ValueError, match="rows.jsonl:2: not UTF-8 text"):
+        sample_annotations(path, tmp_path / "out.jsonl", SamplingConfig(k=5))
+    path.write_text(good + '{"id": "b", "score_mean": -1, "action_class": "x", "action": 5}\n')
+    with pytest.raises(ValueError, match="rows.jsonl:2: action must be a string, got 5"):
+        sample_annotations(path, tmp_path / "out.jsonl", SamplingConfig(k=5))
+    # null is what an IDM that wrote nothing leaves: counted with the blank actions, not sampled
+    path.write_text(good + '{"id": "b", "score_mean": -1, "action_class": "x", "action": null}\n')
+    report = sample_annotations(path, tmp_path / "out.jsonl", SamplingConfig(k=5))
+    assert report.blank_actions == 1 and report.rows_selected == 1

@@ -207,3 +207,25 @@ def test_eval_idm_refuses_a_bertscore_model_it_cannot_load_before_any_prediction
     with pytest.raises(SystemExit, match=r"--bertscore-model .*no-model: cannot load it \(.*\); give a model"):
         main([*argv, "--bertscore-model", str(tmp_path / "no-model")])
     assert not (tmp_path / "r.predictions.jsonl").exists()  # nothing generated (the IDM never loaded)
+
+
+def test_eval_triplets_name_rows_without_a_picture_or_an_action_and_skip_pictures_on_request(shapes_dataset, tmp_path):
+    import datasets
+
+    from wm_hub.evaluation.triplet_sources import load_eval_triplets
+
+    rows = datasets.load_dataset(str(shapes_dataset), split="test").to_list()
+    rows[1]["target"] = None
+    folder = tmp_path / "holes"
+    (folder / "data").mkdir(parents=True)
+    features = datasets.load_dataset(str(shapes_dataset), split="test").features
+    datasets.Dataset.from_list(rows, features=features).to_parquet(folder / "data/test-00000-of-00001.parquet")
+    with pytest.raises(ValueError, match=r"1 missing picture\(s\): row 1 \(id 'row1'\) field 'target'; --skip"):
+        load_eval_triplets(str(folder))
+    triplets = load_eval_triplets(str(folder), skip_missing=True)
+    assert triplets.dataset["id"] == ["row0", "row2", "row3"]
+    assert [(bad["row"], bad["field"], bad["reason"]) for bad in triplets.skipped] == [(1, "target", "no image")]
+    rows[1]["target"], rows[2]["action"], rows[3]["action"] = rows[0]["target"], " ", None
+    datasets.Dataset.from_list(rows, features=features).to_parquet(folder / "data/test-00000-of-00001.parquet")
+    with pytest.raises(ValueError, match=r"2 row\(s\) with a blank or missing action: row 2 \(id 'row2'\), row 3"):
+        load_eval_triplets(str(folder), skip_missing=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,20 @@ def read_jsonl_log(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: not a JSON object; delete the file to redo the work it records")
         rows.append(row)
     return rows
+
+
+def utf8_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number from 1, text)`` of each line of ``path``, decoded as UTF-8 one line at a time.
+
+    Raises:
+        ValueError: A line that is not UTF-8 text, named ``path:line`` (Python's own error names neither).
+    """
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def read_json_object(path: str | os.PathLike) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections import Counter
@@ -124,8 +125,8 @@ class AnnotateConfig(ExecutorOptions):
                 raise ValueError(f"AnnotateConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.class_source not in CLASS_SOURCES:
             raise ValueError(f"AnnotateConfig: class_source must be one of {CLASS_SOURCES}, got {self.class_source!r}")
-        if self.do_sample and self.temperature <= 0:
-            raise ValueError(f"AnnotateConfig: temperature must be > 0 when sampling, got {self.temperature}")
+        if not 0 < self.temperature < math.inf:  # nan too: a folder started with nan could never be resumed
+            raise ValueError(f"AnnotateConfig: temperature must be > 0 and finite, got {self.temperature}")
 
 
 def action_verb(action: str) -> str:

@@ -427,6 +427,9 @@ class KeyframeExtractionConfig(ExecutorOptions):
             raise ValueError(f"videos: a list is needed, got the string {self.videos!r} (write [{self.videos!r}])")
         if not self.videos:
             raise ValueError("no video given: name video files or folders of videos (VIDEO_OR_DIR)")
+        for index, video in enumerate(self.videos):  # a recipe's list may hold a number, a null or a blank string
+            if not isinstance(video, str) or not video.strip():
+                raise ValueError(f"videos[{index}]: a video file or folder path is needed, got {video!r}")
         super().__post_init__()
         self.selection = KeyframeConfig(
             self.num_keyframes, self.min_interval, self.max_side or None, fill_to_count=self.fill_to_count

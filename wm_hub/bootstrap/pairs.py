@@ -30,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from wm_hub.atomic_io import utf8_lines
 from wm_hub.data.pictures import PictureError, open_picture
 
 KEYFRAMES_INDEX = "keyframes.jsonl"
@@ -135,29 +136,26 @@ class KeyframeFolderPairs(PairInput):
         self.description = str(index)
         self.pairs, self._files = [], []
         seen: dict[str, str] = {}
-        with index.open(encoding="utf-8") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                where = f"{index}:{number}"
-                frames, images = _keyframe_row(line, where)
-                for k, image in enumerate(images):
-                    if not (self.root / image).is_file():
-                        raise FileNotFoundError(f"{where}: images[{k}] {self.root / image}: no such file")
-                video = Path(images[0]).parent.as_posix()
-                parts = video.split("/")
-                video_class = parts[0] if len(parts) > 1 else None
-                origin = f"{origin_prefix}/{video_class}" if video_class else origin_prefix
-                for (i, j), (source, target) in zip(zip(frames, frames[1:]), zip(images, images[1:])):
-                    pair_id = f"{video}:{i}-{j}"
-                    if pair_id in seen:
-                        raise ValueError(f"{where}: pair {pair_id!r} already read at {seen[pair_id]}")
-                    seen[pair_id] = where
-                    stems = tuple(
-                        f"{FRAMES_FOLDER}/{Path(name).with_suffix('').as_posix()}" for name in (source, target)
-                    )
-                    self.pairs.append(FramePair(pair_id, video, (i, j), origin, video_class, None, stems))
-                    self._files.append((source, target))
+        for number, line in utf8_lines(index):
+            if not line.strip():
+                continue
+            where = f"{index}:{number}"
+            frames, images = _keyframe_row(line, where)
+            for k, image in enumerate(images):
+                if not (self.root / image).is_file():
+                    raise FileNotFoundError(f"{where}: images[{k}] {self.root / image}: no such file")
+            video = Path(images[0]).parent.as_posix()
+            parts = video.split("/")
+            video_class = parts[0] if len(parts) > 1 else None
+            origin = f"{origin_prefix}/{video_class}" if video_class else origin_prefix
+            for (i, j), (source, target) in zip(zip(frames, frames[1:]), zip(images, images[1:])):
+                pair_id = f"{video}:{i}-{j}"
+                if pair_id in seen:
+                    raise ValueError(f"{where}: pair {pair_id!r} already read at {seen[pair_id]}")
+                seen[pair_id] = where
+                stems = tuple(f"{FRAMES_FOLDER}/{Path(name).with_suffix('').as_posix()}" for name in (source, target))
+                self.pairs.append(FramePair(pair_id, video, (i, j), origin, video_class, None, stems))
+                self._files.append((source, target))
 
     def _read_bytes(self, indices: Sequence[int]) -> list[tuple[bytes | None, bytes | None]]:
         out = []

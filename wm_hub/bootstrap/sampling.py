@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from wm_hub.atomic_io import write_text, write_with
+from wm_hub.atomic_io import utf8_lines, write_text, write_with
 
 DEFAULT_SCORE_FIELDS = ("score_mean", "score")  # the first one the first row has is used by default
 SCORE_FIELD_ALIASES = {"mean": "score_mean", "sum": "score_sum"}
@@ -397,37 +397,41 @@ def read_annotation_rows(files: Sequence[str | Path], config: SamplingConfig) ->
     seen: dict[str | int, str] = {}
     with tqdm(desc="reading annotations", unit=" rows", disable=None) as progress:
         for path in files:
-            with open(path, encoding="utf-8") as lines:
-                for number, line in enumerate(lines, start=1):
-                    if not line.strip():
-                        continue
-                    location = f"{path}:{number}"
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise ValueError(f"{location}: not valid JSON ({error})") from None
-                    if score_field is None:
-                        score_field = resolve_score_field(config.score_field, row)
-                    problem = row_problem(row, score_field, config.class_field, config.id_field)
-                    if problem is not None:
-                        if not config.skip_invalid:
-                            raise ValueError(f"{location}: {problem} (use skip_invalid / --skip-invalid to skip)")
-                        result.skipped.append(SkippedRow(location, problem))
-                        continue
-                    row_id = row[config.id_field]
-                    if row_id in seen:
-                        raise ValueError(
-                            f"{location}: duplicate {config.id_field} {row_id!r} (first at {seen[row_id]})"
-                        )
-                    seen[row_id] = location
-                    action = row.get(config.action_field)
-                    if not config.keep_blank_actions and isinstance(action, str) and not action.strip():
-                        result.blank_actions += 1
-                        continue
-                    result.rows.append(row)
-                    result.lines.append(line.rstrip("\r\n"))
-                    result.locations.append(location)
-                    progress.update()
+            for number, line in utf8_lines(path):
+                if not line.strip():
+                    continue
+                location = f"{path}:{number}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{location}: not valid JSON ({error})") from None
+                if score_field is None:
+                    score_field = resolve_score_field(config.score_field, row)
+                problem = row_problem(row, score_field, config.class_field, config.id_field)
+                if problem is not None:
+                    if not config.skip_invalid:
+                        raise ValueError(f"{location}: {problem} (use skip_invalid / --skip-invalid to skip)")
+                    result.skipped.append(SkippedRow(location, problem))
+                    continue
+                row_id = row[config.id_field]
+                if row_id in seen:
+                    raise ValueError(f"{location}: duplicate {config.id_field} {row_id!r} (first at {seen[row_id]})")
+                seen[row_id] = location
+                action = row.get(config.action_field)
+                if action is not None and not isinstance(action, str):
+                    problem = f"{config.action_field} must be a string, got {action!r}"
+                    if not config.skip_invalid:
+                        raise ValueError(f"{location}: {problem} (use skip_invalid / --skip-invalid to skip)")
+                    result.skipped.append(SkippedRow(location, problem))
+                    continue
+                written = action.strip() if isinstance(action, str) else config.action_field not in row
+                if not config.keep_blank_actions and not written:  # blank, or null: the IDM wrote nothing
+                    result.blank_actions += 1
+                    continue
+                result.rows.append(row)
+                result.lines.append(line.rstrip("\r\n"))
+                result.locations.append(location)
+                progress.update()
     return result, score_field or resolve_score_field(config.score_field, None)
 
 
@@ -567,8 +571,17 @@ def sample_annotations(input_path: str | Path, out: str | Path, config: Sampling
     # The output may replace an earlier sample (it has its report beside it), never an input being read.
     earlier_sample = report_path.is_file() and not Path(input_path).is_file()
     inputs = {path.resolve() for path in input_files(input_path)}
-    if out_path.is_file() and not earlier_sample and out_path.resolve() in inputs:
+    written = {}
+    for path in (out_path, report_path, plot_path):
+        try:
+            written[path] = path.resolve()
+        except (RuntimeError, OSError) as error:  # e.g. a symlink loop
+            raise ValueError(f"--out {out}: cannot write {path} ({error})") from None
+    if out_path.is_file() and not earlier_sample and written[out_path] in inputs:
         raise ValueError(f"--out {out} would overwrite the input {out_path}: write the sample to another file")
+    for path in (report_path, plot_path):
+        if written[path] in inputs:
+            raise ValueError(f"--out {out} would write its report over the input {path}: write the sample elsewhere")
     files = input_files(input_path, exclude=(out_path,))
     data, score_field = read_annotation_rows(files, config)
     if not data.rows:

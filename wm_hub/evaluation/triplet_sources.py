@@ -141,6 +141,7 @@ def load_eval_triplets(
                 f"{data}: not a triplet dataset (no column(s) {missing}); build it with `wm-hub data build`"
             )
         triplets = EvalTriplets(dataset.select_columns(list(TRIPLET_FEATURES)), f"dataset {data} split {split}")
+        _drop_unusable_rows(triplets, data, split, skip_missing)
         if subsets:
             available = set(triplets.subsets())
             unknown = sorted(set(subsets) - available)
@@ -149,6 +150,41 @@ def load_eval_triplets(
             keep = [index for index, subset in enumerate(triplets.subsets()) if subset in subsets]
             triplets.dataset = triplets.dataset.select(keep)
     return triplets
+
+
+def _drop_unusable_rows(triplets: EvalTriplets, data: str, split: str, skip_missing: bool) -> None:
+    """Check every row of a dataset before any model work: a blank or missing action is an error naming the rows; a
+    missing source or target picture too, unless ``skip_missing``, which leaves the rows out and lists them in
+    ``triplets.skipped`` (as the builders do for missing files)."""
+    dataset = triplets.dataset
+    raw = dataset.select_columns(["id", "source", "target", "action"])
+    for side in ("source", "target"):  # look at the stored values without decoding every picture
+        if isinstance(raw.features[side], datasets.Image):
+            raw = raw.cast_column(side, datasets.Image(decode=False))
+    pictures, actions = [], []
+    for index, row in enumerate(raw):
+        for side in ("source", "target"):
+            value = row[side]
+            if value is None or (isinstance(value, dict) and not (value.get("bytes") or value.get("path"))):
+                pictures.append(
+                    {"split": split, "row": index, "id": row["id"], "field": side, "path": None, "reason": "no image"}
+                )
+        if not isinstance(row["action"], str) or not row["action"].strip():
+            actions.append(f"row {index} (id {row['id']!r})")
+    if actions:
+        shown = ", ".join(actions[:5]) + (f" and {len(actions) - 5} more" if len(actions) > 5 else "")
+        raise ValueError(f"{data} split {split}: {len(actions)} row(s) with a blank or missing action: {shown}")
+    if not pictures:
+        return
+    if not skip_missing:
+        named = [f"row {bad['row']} (id {bad['id']!r}) field {bad['field']!r}" for bad in pictures]
+        shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+        raise ValueError(
+            f"{data} split {split}: {len(pictures)} missing picture(s): {shown}; --skip-missing leaves those rows out"
+        )
+    dropped = {bad["row"] for bad in pictures}
+    triplets.dataset = dataset.select([index for index in range(len(dataset)) if index not in dropped])
+    triplets.skipped += pictures
 
 
 def _from_builder(
