@@ -172,6 +172,11 @@ def test_a_killed_run_resumes_to_identical_rows(reference, idm_dir, pairs_dir, t
     assert read_annotations(out) == reference[1]  # every pair exactly once, the same rows
     again = run_annotate(idm_dir, pairs_dir, out)  # a finished folder: nothing left to do
     assert again["annotated"] == 0 and again["resumed_shards"] == NUM_SHARDS
+    first = read_annotations(out)[0]
+    (out / first["target"]).unlink()  # a picture deleted since: its shard is done again, the rest kept
+    again = run_annotate(idm_dir, pairs_dir, out)
+    assert again["annotated"] == 2 and again["resumed_shards"] == NUM_SHARDS - 1
+    assert (out / first["target"]).is_file() and read_annotations(out) == reference[1]
 
 
 def _free_port() -> int:
@@ -376,6 +381,10 @@ def test_datatrove_tasks_finish_a_started_folder_with_the_rows_of_one_process(
     for shard in (0, 3):
         name = f"annotations-{shard:05d}-of-{NUM_SHARDS:05d}.jsonl"
         shutil.copy(reference[0] / name, out / name)
+        for row in map(json.loads, (out / name).read_text().splitlines()):  # a shard's pictures come before it
+            for image in (row["source"], row["target"]):
+                (out / image).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(reference[0] / image, out / image)
     flags = ["--shard-size", "2", "--batch-size", "2", "--max-new-tokens", "8"]
     command = ["annotate", "--idm", idm_dir, "--data", pairs_dir, "--out", str(out), *flags]
     assert main([*command, "--executor", "local", "--tasks", "3", "--workers", "2"]) == 0

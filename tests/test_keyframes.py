@@ -217,6 +217,7 @@ def test_cli_writes_rows_and_images_and_reports_skips_then_resumes(tmp_path, cap
         "keyframes": str(out / "keyframes.jsonl"),
         "videos": 1,
         "already_done": 0,
+        "redone_missing_images": 0,
         "skipped": 3,
         "skipped_videos": str(out / "skipped.jsonl"),
         "without_pair": 0,
@@ -240,6 +241,12 @@ def test_cli_writes_rows_and_images_and_reports_skips_then_resumes(tmp_path, cap
     summary = json.loads(capsys.readouterr().out)
     assert summary["videos"] == 0 and summary["already_done"] == 1 and summary["skipped"] == 3
     assert _rows(out / "keyframes.jsonl") == [row]
+
+    (out / row["images"][2]).unlink()  # an image deleted since: that video is done again, not counted as done
+    assert main(["keyframes", str(folder), str(text), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["videos"], summary["already_done"], summary["redone_missing_images"]) == (1, 0, 1)
+    assert _rows(out / "keyframes.jsonl") == [row] and all((out / image).is_file() for image in row["images"])
 
 
 def test_a_video_with_fewer_than_two_key_frames_is_kept_and_counted_as_giving_no_pair(tmp_path, capsys):

@@ -309,15 +309,18 @@ def _finished(plan: AnnotationPlan, out: Path, shard: int) -> bool:
     if not path.is_file():
         return False
     expected = [plan.pairs.pairs[index].id for index in plan.indices(shard)]
-    ids = []
+    ids, images = [], []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
-            ids.append(json.loads(line)["id"])
+            row = json.loads(line)
+            ids.append(row["id"])
+            images += [row["source"], row["target"]]
         except (json.JSONDecodeError, KeyError, TypeError):
             raise ValueError(f"{path}:{number}: not an annotation row; remove the file to redo the shard") from None
     if ids != expected:
         raise ValueError(f"{path}: holds ids {ids[:3]}... but the plan has {expected[:3]}...; remove it to redo it")
-    return True
+    # a picture of the shard deleted since: the shard is done again (pictures first, then its rows replace these)
+    return all(isinstance(image, str) and (out / image).is_file() for image in images)
 
 
 def load_idm(config: AnnotateConfig, device: Any):

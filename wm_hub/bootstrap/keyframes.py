@@ -524,7 +524,8 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
             is done.
 
     Returns:
-        ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``skipped`` (videos that could
+        ``keyframes`` (the index), ``videos`` (videos done now), ``already_done``, ``redone_missing_images``
+        (videos of the index whose images were deleted since, done again), ``skipped`` (videos that could
         not be decoded), ``skipped_videos`` (the file listing them), ``skipped_rows`` (their ``video`` and
         ``reason``), ``without_pair`` and ``without_pair_videos`` (the videos of the index with fewer than 2 key
         frames: too short or too still to give a pair to label).
@@ -542,9 +543,13 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
     recorded = _check_settings(out, settings)
     index = out / "keyframes.jsonl"
     try:
-        done = {row["video"]: Path(row["images"][0]).parent for row in read_jsonl_log(index)}  # a torn row is redone
-    except (ValueError, KeyError, IndexError) as error:
+        logged = read_jsonl_log(index)  # a torn last row is redone
+        intact = [row for row in logged if all((out / image).is_file() for image in row["images"])]
+        done = {row["video"]: Path(row["images"][0]).parent for row in intact}
+    except (ValueError, KeyError, IndexError, TypeError) as error:
         raise ValueError(f"{index}: not a key-frame index wm-hub keyframes wrote ({error})") from None
+    if len(intact) < len(logged):  # images deleted since: those videos are done again
+        write_jsonl(index, intact)
     owners = {folder: video for video, folder in done.items()}
     for video, folder in videos.items():
         if owners.setdefault(folder, video) != video:
@@ -588,6 +593,7 @@ def extract_keyframes(config: KeyframeExtractionConfig, runner: VideoRunner | No
         "keyframes": str(index),
         "videos": len(todo) - len(skipped),
         "already_done": len(videos) - len(todo),
+        "redone_missing_images": len(logged) - len(intact),
         "skipped": len(skipped),
         "skipped_videos": str(skipped_path),
         "without_pair": len(without_pair),
