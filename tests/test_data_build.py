@@ -197,6 +197,14 @@ def test_out_must_be_new_or_empty(tmp_path, bench_rows):
     with pytest.raises(SystemExit, match="exists and is not an empty folder"):
         _build(out, "--skip-missing")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(SystemExit, match="afile is a file, so no folder can be made under it"):
+        _build(tmp_path / "afile" / "out", "--skip-missing")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(SystemExit, match="loop is a symbolic link to nothing usable"):
+        _build(loop, "--skip-missing")
+    assert (tmp_path / "afile").read_text() == "mine" and not list(tmp_path.glob(".*.partial"))
 
 
 def test_help_teaches(capsys):

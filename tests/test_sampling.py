@@ -458,3 +458,10 @@ def test_non_utf8_lines_and_non_string_actions_are_named(tmp_path):
     path.write_text(good + '{"id": "b", "score_mean": -1, "action_class": "x", "action": null}\n')
     report = sample_annotations(path, tmp_path / "out.jsonl", SamplingConfig(k=5))
     assert report.blank_actions == 1 and report.rows_selected == 1
+
+
+@pytest.mark.parametrize("field", ["class_field", "id_field", "action_field"])
+def test_a_field_setting_that_names_no_field_is_refused(field):
+    for value in (None, " "):
+        with pytest.raises(ValueError, match=f"{field} must name a row field, got {value!r}"):
+            SamplingConfig(k=1, **{field: value})

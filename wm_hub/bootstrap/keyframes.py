@@ -478,8 +478,8 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> bool:
             if before.get(name) != value:
                 flag = "--" + name.replace("_", "-")
                 raise ValueError(
-                    f"{out} was started with {flag} {before.get(name)}, now {value}: resume with the same settings, "
-                    "or choose another --out"
+                    f"{out} was started with {flag} {before.get(name)!r}, now {value!r}: resume with the same "
+                    "settings, or choose another --out"
                 )
         return True
     return False

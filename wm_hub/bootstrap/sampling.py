@@ -127,6 +127,9 @@ class SamplingConfig:
             raise ValueError(f"k must be a positive integer (the number of rows to keep), got {self.k!r}")
         if self.max_plot_classes < 1:
             raise ValueError(f"max_plot_classes must be at least 1, got {self.max_plot_classes}")
+        for name in ("class_field", "id_field", "action_field"):  # a recipe's `class_field: null` names no field
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"{name} must name a row field, got {getattr(self, name)!r}")
 
 
 @dataclass

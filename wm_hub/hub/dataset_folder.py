@@ -39,7 +39,9 @@ class DatasetBuildConfig:
             command line, as ``datasets`` calls a dataset's configs.
         data_dir: Local data root (AURORA checkout, EPIC-KITCHENS folder); not needed by generated data.
         skip_missing: Skip rows with missing or unreadable files, and list them in ``build_report.json``.
-        max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``500MB``).
+        max_shard_size: Target size of a Parquet shard (uncompressed bytes, or a string like ``500MB``): ``datasets``
+            cuts shards by its estimate of the rows' size, so a shard of embedded pictures can come out a few times
+            larger, and a shard holds at least one row group.
         annotations: ``synthetic_triplets`` only: read only these JSONL files of ``data_dir``, e.g. the output of
             ``wm-hub sample`` written into the annotation folder (default: the ``annotations-*.jsonl`` shards of
             ``wm-hub annotate``).
@@ -125,7 +127,7 @@ def build_hub_dataset(
             beside it, renamed into place when done; one that a killed build of the same ``out`` left is removed.
         data_dir: Local folder the builder reads (``None`` for builders that generate their data).
         config_name: Builder config, e.g. ``bench`` (default: the builder's default or only config).
-        max_shard_size: Largest Parquet shard (uncompressed bytes, or a string like ``"500MB"``).
+        max_shard_size: Target size of a Parquet shard (see :class:`DatasetBuildConfig`).
         **config_kwargs: Builder config options, e.g. ``skip_missing=True``.
 
     Returns:
@@ -138,8 +140,13 @@ def build_hub_dataset(
         FileExistsError: ``out`` exists and is not an empty folder.
     """
     out = Path(out)
+    if out.is_symlink() and not out.exists():  # dangling or a loop: the build would fail only at its last step
+        raise FileExistsError(f"out {out} is a symbolic link to nothing usable; choose a new folder")
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise FileExistsError(f"out {out} exists and is not an empty folder; choose a new one or remove it")
+    above = next((parent for parent in out.parents if parent.exists()), None)
+    if above is not None and not above.is_dir():
+        raise FileExistsError(f"out {out}: {above} is a file, so no folder can be made under it")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise FileNotFoundError(f"data_dir {data_dir}: no such folder")
     max_shard_size = convert_file_size_to_int(max_shard_size)
