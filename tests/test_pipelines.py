@@ -411,6 +411,8 @@ def test_hostile_python_arguments_are_refused_by_name(pipes, world_images, model
         idm.score(source, source, "x" * 2000)
     with pytest.raises(ValueError, match="the IDM prompt and max_new_tokens=5000"):
         idm(source, source, max_new_tokens=5000)
+    with pytest.raises(ValueError, match=r"1000000000000 rows of \d+ tokens need about .* GiB of KV cache, more than"):
+        fdm(source, "a", num_candidates=10**12, return_candidates=True)
     with pytest.raises(ValueError, match=f"verifier {tmp_path}/none: no such model folder"):
         fdm(source, "a", num_candidates=2, verifier=str(tmp_path / "none"))
     with pytest.raises(ValueError, match="verifier .*src0.png: is a file"):

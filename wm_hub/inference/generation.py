@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import torch
 from PIL import Image
 from transformers import (
@@ -74,6 +75,31 @@ def _prefilled_candidates(
         "attention_mask": attention_mask.repeat_interleave(num_candidates, dim=0),
         cache_argument(backbone.model): cache,
     }
+
+
+def check_cache_memory(backbone: Backbone, rows: int, length: int) -> None:
+    """Refuse a generation whose KV cache alone would not fit in the free memory of the model's device.
+
+    The estimate is ``rows * length * layers * 2 * kv_heads * head_dim`` elements of the model's dtype (plus the
+    growing cache's spare quarter); a request far past it (``num_candidates=10**12``) would otherwise end in an
+    allocator error deep inside ``generate``, or in the kernel's out-of-memory killer.
+
+    Raises:
+        ValueError: Naming the rows, the estimate and the free memory.
+    """
+    config = backbone.model.config.get_text_config()
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    element = torch.finfo(backbone.model.dtype).bits // 8
+    needed = 1.25 * rows * length * config.num_hidden_layers * 2 * kv_heads * head_dim * element
+    device = backbone.device
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else psutil.virtual_memory().available
+    if needed > free:
+        raise ValueError(
+            f"{rows} rows of {length} tokens need about {needed / 2**30:.1f} GiB of KV cache, more than the "
+            f"{free / 2**30:.1f} GiB free on {device}: lower num_candidates or the number of prompts per call"
+        )
 
 
 @torch.no_grad()
@@ -152,6 +178,7 @@ def generate_images(
             raise ValueError(f"prompt {row} does not end with the image prefix {prefix}")
         backbone.check_sequence_length(len(prompt) + len(layout), f"prompt {row} and the image to generate")
     input_ids, attention_mask = left_pad(prompts, backbone.pad_token_id)
+    check_cache_memory(backbone, len(prompts) * num_candidates, input_ids.shape[1] + len(layout))
     device = backbone.device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     processors = LogitsProcessorList([backbone.image_logits_processor(input_ids.shape[1])])
