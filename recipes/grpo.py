@@ -11,7 +11,7 @@ clamp. See docs/grpo.md.
 from trl import GRPOConfig
 
 from wm_hub.config_parser import ConfigParser, config_error, parse_config
-from wm_hub.training.configs import DataArguments, ModelArguments
+from wm_hub.training.configs import DataArguments, ModelArguments, check_run_settings
 from wm_hub.training.grpo import GRPOScriptArguments, run_grpo, task_reward
 
 if __name__ == "__main__":
@@ -19,6 +19,7 @@ if __name__ == "__main__":
     data_args, grpo_args, model_args, script_args = parse_config(parser)
     try:
         task_reward(data_args.task, script_args.reward)
+        check_run_settings(grpo_args, model_args.model_name_or_path, data_args, reward_model=script_args.reward_model)
     except ValueError as error:
         config_error(str(error))
     run_grpo(data_args, grpo_args, model_args, script_args)

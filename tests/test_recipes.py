@@ -484,3 +484,31 @@ def test_a_dry_run_reports_once_not_on_every_process(monkeypatch, capsys):
     monkeypatch.setattr(WorldModelSFTConfig, "process_index", property(lambda self: 1))  # a replica of a launch
     assert main("idm", data_args, training_args, model_args)["train_rows"] == 64
     assert capsys.readouterr().out == ""
+
+
+def test_wm_hub_train_refuses_a_run_that_does_nothing_or_writes_over_its_inputs(tmp_path, capsys):
+    from wm_hub.cli import main as cli
+
+    tiny_idm = str(RECIPES / "tiny" / "idm.yaml")
+    model = tmp_path / "model"
+    model.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    cases = [
+        (["--max_steps", "0"], "max_steps must be -1 (train num_train_epochs) or >= 1, got 0"),
+        (["--learning_rate", "0"], "learning_rate must be > 0, got 0.0"),
+        (["--model_name_or_path", str(model), "--output_dir", str(model)], "is the model_name_or_path this run reads"),
+        (["--data_root", str(tmp_path), "--output_dir", str(data / "run")], "is inside the data folder"),
+    ]
+    for flags, message in cases:
+        argv = ["train", "idm", "--config", tiny_idm, *flags]
+        if "--data_root" in flags:  # the recipe's source read from a local folder
+            recipe = tmp_path / "local.yaml"
+            text = Path(tiny_idm).read_text().replace("    name: shapes_world/test", "    data_dir: data")
+            recipe.write_text(text)
+            argv[3] = str(recipe)
+        with pytest.raises(SystemExit) as exit_info:
+            cli(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not any(model.iterdir()) and not any(data.iterdir())

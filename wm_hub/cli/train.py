@@ -66,6 +66,7 @@ def _launcher(task: str):
             raise SystemExit("error: no model: give --model_name_or_path (or model_name_or_path: in --config)")
         if not data_args.sources:
             raise SystemExit("error: no training data: give sources: in the --config recipe (see recipes/README.md)")
+        _check(training_args, model_args, data_args)
         return subprocess.run(launch_command(task, argv, launch), env=busy_child_env()).returncode
 
     return run
@@ -78,8 +79,21 @@ def train(task: str, argv: Sequence[str] | None = None) -> None:
     from wm_hub.training.run import main, setup_logging
 
     data_args, training_args, model_args, _ = parse_config(_task(task).parser(), argv)
+    if not data_args.dry_run:
+        _check(training_args, model_args, data_args)
     setup_logging(training_args)
     main(task, data_args, training_args, model_args, publish=push_trained_model)
+
+
+def _check(training_args, model_args, data_args) -> None:
+    """:func:`~wm_hub.training.configs.check_run_settings` as one ``error:`` line (exit status 2)."""
+    from wm_hub.config_parser import config_error
+    from wm_hub.training.configs import check_run_settings
+
+    try:
+        check_run_settings(training_args, model_args.model_name_or_path, data_args)
+    except ValueError as error:
+        config_error(str(error))
 
 
 def _task(task: str) -> Task:

@@ -248,6 +248,39 @@ class DataArguments:
         return dataclasses.replace(current, **{name: value for name, value in changes.items() if value is not None})
 
 
+def check_run_settings(training_args: Any, model_path: str | None, data_args: Any, **models: str | None) -> None:
+    """Refuse, before any weight loads, a run that would do nothing or write over one of its inputs.
+
+    Args:
+        training_args: The run's ``TrainingArguments`` (SFT or GRPO).
+        model_path: The model trained (``model_name_or_path``).
+        data_args: Its data settings (``sources``, ``eval_sources``, ``data_root``).
+        **models: Other model folders the run reads, by option name (``reward_model=...``).
+
+    Raises:
+        ValueError: ``max_steps`` 0 (only -1, epochs, or >= 1), a ``learning_rate`` <= 0, or an ``output_dir`` that is
+            the model, another model read, or a data folder (or inside one), named.
+    """
+    if training_args.max_steps == 0 or training_args.max_steps < -1:
+        raise ValueError(f"max_steps must be -1 (train num_train_epochs) or >= 1, got {training_args.max_steps}")
+    if not training_args.learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {training_args.learning_rate}")
+    out = Path(training_args.output_dir).expanduser().resolve()
+    for name, path in {"model_name_or_path": model_path, **models}.items():
+        if path and Path(path).expanduser().resolve() == out:
+            raise ValueError(f"output_dir {training_args.output_dir} is the {name} this run reads: choose another")
+    root = Path(getattr(data_args, "data_root", None) or ".")
+    for source in [*data_args.sources, *data_args.eval_sources]:
+        for folder in (source.path, source.data_dir):
+            if not folder or not (root / folder).expanduser().is_dir():
+                continue
+            where = (root / folder).expanduser().resolve()
+            if out == where or where in out.parents:
+                raise ValueError(
+                    f"output_dir {training_args.output_dir} is inside the data folder {folder}: choose another"
+                )
+
+
 def _source(item: SourceConfig | dict[str, Any]) -> SourceConfig:
     """A YAML mapping as a :class:`SourceConfig` (parsing twice with one parser hands back the objects)."""
     if isinstance(item, SourceConfig):

@@ -33,6 +33,7 @@ from trl import GRPOConfig, GRPOTrainer, get_peft_config
 
 from wm_hub.inference.generation import generate_images
 from wm_hub.models.base import Backbone
+from wm_hub.training.configs import check_run_settings
 from wm_hub.training.rewards import REWARDS, TASK_REWARDS
 from wm_hub.training.trainers import IMAGE_TOKENIZER_MODULE, TEXT_ATTENTION_TARGETS
 
@@ -295,6 +296,7 @@ def run_grpo(
 
     task = data_args.task
     reward_name = task_reward(task, script_args.reward)
+    check_run_settings(grpo_args, model_args.model_name_or_path, data_args, reward_model=script_args.reward_model)
     policy = load_backbone(**model_args.backbone_kwargs())
     verifier = load_backbone(script_args.reward_model, device=grpo_args.device, dtype=model_args.dtype)
     if verifier.image_fingerprint() != policy.image_fingerprint():

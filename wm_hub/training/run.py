@@ -46,7 +46,7 @@ from wm_hub.data.mixture import Mixture, build_mixture
 from wm_hub.models.base import Backbone
 from wm_hub.models.loading import load_backbone
 from wm_hub.models.model_folder import RUN_SUMMARY
-from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig
+from wm_hub.training.configs import DataArguments, ModelArguments, WorldModelSFTConfig, check_run_settings
 from wm_hub.training.model_card import render_model_card
 from wm_hub.training.pretokenize import PretokenizeConfig, encode_triplets, pretokenize
 from wm_hub.training.trainers import FDMTrainer, IDMTrainer
@@ -117,6 +117,7 @@ def main(
         if training_args.process_index == 0:  # one report, not one per process of an accelerate launch
             print(json.dumps(summary, indent=2))
         return summary
+    check_run_settings(training_args, model_args.model_name_or_path, data_args)
     logger.info("%s run: %s", task.upper(), {"model": model_args.model_name_or_path, "out": training_args.output_dir})
 
     set_seed(training_args.seed)
